@@ -1,0 +1,57 @@
+"""keras_nfnets: Normalizer-Free networks (NF-ResNets, NF-RegNets, NFNets) for Keras 3.
+
+Brock, De & Smith, *Characterizing signal propagation to close the performance gap in
+unnormalized ResNets* (ICLR 2021) and Brock et al., *High-Performance Large-Scale Image
+Recognition Without Normalization* (2021).
+"""
+
+__version__ = "0.1.0"
+
+from keras_nfnets import layers, models
+from keras_nfnets.imagenet import decode_predictions, imagenet_classes, preprocess_input
+from keras_nfnets.layers import (
+    ECA,
+    GAMMA,
+    GammaActivation,
+    GroupConv2D,
+    ScaledWSConv2D,
+    SkipInitGain,
+    SqueezeExcite,
+    StochasticDepth,
+    estimate_gamma,
+)
+from keras_nfnets.models import (
+    VARIANTS,
+    NFConfig,
+    NFNetF0,
+    NFNetF1,
+    NFNetF2,
+    NFNetF3,
+    NFNetF4,
+    NFNetF5,
+    NFNetF6,
+    NFNetF7,
+    NFRegNetB0,
+    NFRegNetB1,
+    NFRegNetB2,
+    NFRegNetB3,
+    NFRegNetB4,
+    NFRegNetB5,
+    NFRegNetB6,
+    NFRegNetB7,
+    NFRegNetB8,
+    NFResNet26,
+    NFResNet50,
+    NFResNet101,
+    NFResNet152,
+    NFResNet200,
+    NFResNet288,
+    block_plan,
+    build_nf_model,
+    count_flops,
+    count_params,
+    get_config,
+    nf_regnet_config,
+    nf_resnet_config,
+    nfnet_config,
+)

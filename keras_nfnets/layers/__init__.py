@@ -1,0 +1,47 @@
+"""Layers of Normalizer-Free networks (Brock, De & Smith, ICLR 2021)."""
+
+from keras_nfnets.layers.activations import (
+    ACTIVATIONS,
+    ELEMENTWISE_ACTIVATIONS,
+    GAMMA,
+    GammaActivation,
+    estimate_gamma,
+    get_activation_fn,
+    get_gamma,
+)
+from keras_nfnets.layers.blocks import (
+    ECA,
+    SkipInitGain,
+    SqueezeExcite,
+    StochasticDepth,
+    eca_kernel_size,
+    nf_block,
+    nf_regnet_block,
+    nf_resnet_block,
+    nfnet_block,
+)
+from keras_nfnets.layers.conv_ops import conv2d, native_grouped_conv_supported
+from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
+
+__all__ = [
+    "ACTIVATIONS",
+    "ECA",
+    "ELEMENTWISE_ACTIVATIONS",
+    "GAMMA",
+    "GammaActivation",
+    "GroupConv2D",
+    "ScaledWSConv2D",
+    "SkipInitGain",
+    "SqueezeExcite",
+    "StochasticDepth",
+    "conv2d",
+    "eca_kernel_size",
+    "estimate_gamma",
+    "get_activation_fn",
+    "get_gamma",
+    "native_grouped_conv_supported",
+    "nf_block",
+    "nf_regnet_block",
+    "nf_resnet_block",
+    "nfnet_block",
+]

@@ -1,0 +1,117 @@
+"""Public keras.applications-style builders, one thin function per variant."""
+
+from keras_nfnets.models.builder import build_nf_model
+from keras_nfnets.models.variants import VARIANTS
+
+BASE_DOCSTRING = """Instantiates the {builder} architecture ({family}).
+
+{reference}
+
+Default image sizes: {train_size}px for training, {test_size}px for evaluation (the default
+`input_shape` with `include_top=True`). Inputs are RGB images on the 0–255 scale after
+`keras_nfnets.preprocess_input` (ImageNet mean/std).
+
+Args:
+    include_top: whether to include the pooling, dropout and classification head.
+    weights: `None` (random initialization) or the path to a `.weights.h5` file.
+    input_tensor: optional Keras tensor (output of `layers.Input()`) to use as image input.
+    input_shape: optional `(height, width, channels)` tuple; at least 32×32. With
+        `include_top=True` it must be static; defaults to `({test_size}, {test_size}, 3)`,
+        or `(None, None, 3)` without the top.
+    pooling: with `include_top=False`: `None` (4D feature map), `"avg"` or `"max"`.
+    classes: number of classes of the classification head.
+    classifier_activation: activation of the `predictions` layer (`None` for logits).
+    name: model name (default `"{name}"`).
+    drop_rate: dropout before the classifier (default {drop_rate}).
+    stochastic_depth_rate: largest per-block stochastic-depth rate (default {sd_rate}).
+
+Returns:
+    A functional `keras.Model`.
+"""
+
+_REFERENCES = {
+    "nf_resnet": "Brock, De & Smith, *Characterizing signal propagation to close the performance gap in "
+    "unnormalized ResNets*, ICLR 2021 (§4–5.1): a pre-activation bottleneck ResNet with Scaled WS, "
+    "γ-scaled ReLU, α = 0.2 and SkipInit.",
+    "nf_regnet": "Brock, De & Smith, ICLR 2021 (Appendix C/D): a RegNetY-style inverted bottleneck with "
+    "group width 8, squeeze-excite ×2, SiLU, average-pool shortcuts and a final 1×1 conv.",
+    "nfnet": "Brock, De, Smith & Simonyan, *High-Performance Large-Scale Image Recognition Without "
+    "Normalization*, 2021: deep stem, two grouped 3×3 convs per block, squeeze-excite ×2 on the "
+    "output, GELU.",
+}
+_FAMILY_NAMES = {"nf_resnet": "NF-ResNet", "nf_regnet": "NF-RegNet", "nfnet": "NFNet"}
+
+
+def _make_builder(builder_name):
+    config = VARIANTS[builder_name]
+
+    def builder(
+        *,
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+        drop_rate=None,
+        stochastic_depth_rate=None,
+    ):
+        return build_nf_model(
+            config,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            drop_rate=drop_rate,
+            stochastic_depth_rate=stochastic_depth_rate,
+        )
+
+    builder.__name__ = builder.__qualname__ = builder_name
+    builder.__module__ = __name__
+    builder.__doc__ = BASE_DOCSTRING.format(
+        builder=builder_name,
+        family=_FAMILY_NAMES[config.family],
+        reference=_REFERENCES[config.family],
+        train_size=config.train_size,
+        test_size=config.test_size,
+        name=config.name,
+        drop_rate=config.drop_rate,
+        sd_rate=config.stochastic_depth_rate,
+    )
+    builder.config = config
+    return builder
+
+
+NFResNet26 = _make_builder("NFResNet26")
+NFResNet50 = _make_builder("NFResNet50")
+NFResNet101 = _make_builder("NFResNet101")
+NFResNet152 = _make_builder("NFResNet152")
+NFResNet200 = _make_builder("NFResNet200")
+NFResNet288 = _make_builder("NFResNet288")
+
+NFRegNetB0 = _make_builder("NFRegNetB0")
+NFRegNetB1 = _make_builder("NFRegNetB1")
+NFRegNetB2 = _make_builder("NFRegNetB2")
+NFRegNetB3 = _make_builder("NFRegNetB3")
+NFRegNetB4 = _make_builder("NFRegNetB4")
+NFRegNetB5 = _make_builder("NFRegNetB5")
+NFRegNetB6 = _make_builder("NFRegNetB6")
+NFRegNetB7 = _make_builder("NFRegNetB7")
+NFRegNetB8 = _make_builder("NFRegNetB8")
+
+NFNetF0 = _make_builder("NFNetF0")
+NFNetF1 = _make_builder("NFNetF1")
+NFNetF2 = _make_builder("NFNetF2")
+NFNetF3 = _make_builder("NFNetF3")
+NFNetF4 = _make_builder("NFNetF4")
+NFNetF5 = _make_builder("NFNetF5")
+NFNetF6 = _make_builder("NFNetF6")
+NFNetF7 = _make_builder("NFNetF7")
+
+BUILDERS = {name: globals()[name] for name in VARIANTS}

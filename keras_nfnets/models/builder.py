@@ -1,0 +1,280 @@
+"""The one builder: an :class:`NFConfig` plus keras.applications arguments → functional Model.
+
+Layer names read as a path: ``stem_conv1``, ``stage2_block3_conv2``, ``final_conv``,
+``predictions``. Signal propagation follows the paper's recipe (§4.5): each block sees
+``act(h) / β`` with β the expected std of ``h``; β² grows by α² per block and is reset to
+1 (then 1 + α²) after each stage's first, transition block.
+"""
+
+import math
+import os
+
+import keras
+from keras import layers
+
+from keras_nfnets.layers.activations import GammaActivation
+from keras_nfnets.layers.blocks import ECA, SqueezeExcite, nf_block
+from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
+
+MIN_INPUT_SIZE = 32
+POOLINGS = (None, "avg", "max")
+
+# Per family: (grouped 3×3 followed by a second grouped 3×3, attention after the 3×3 rather than at the end)
+_FAMILY_LAYOUT = {
+    "nf_resnet": dict(extra_conv=False, attention_position="out"),
+    "nf_regnet": dict(extra_conv=False, attention_position="mid"),
+    "nfnet": dict(extra_conv=True, attention_position="out"),
+}
+
+
+def block_plan(config):
+    """Per-block geometry of ``config``, in order: a list of dicts with the stage and block
+    index (1-based), input/mid/output channels, groups, stride, the expected std β of the
+    block input, and the block's stochastic-depth rate."""
+    plan = []
+    expected_std = 1.0
+    channels = config.stem_width
+    index = 0
+    for stage, (depth, width, stride) in enumerate(zip(config.depths, config.widths, config.strides), start=1):
+        for block in range(1, depth + 1):
+            ratio = config.bottleneck_ratio
+            if index == 0 and config.first_block_ratio is not None:
+                ratio = config.first_block_ratio
+            reference = channels if config.bottleneck_from == "in" else width
+            mid = int(reference * ratio)
+            groups = 1
+            if config.group_width is not None:
+                groups = max(1, mid // config.group_width)
+                mid = groups * config.group_width
+            plan.append(
+                dict(
+                    stage=stage,
+                    block=block,
+                    in_channels=channels,
+                    mid_channels=mid,
+                    out_channels=width,
+                    groups=groups,
+                    stride=stride if block == 1 else 1,
+                    beta=expected_std,
+                    stochastic_depth_rate=config.stochastic_depth_rate * index / config.num_blocks,
+                )
+            )
+            channels = width
+            index += 1
+            if block == 1:
+                expected_std = 1.0
+            expected_std = math.sqrt(expected_std**2 + config.alpha**2)
+    return plan
+
+
+def _conv_factory(config):
+    def make_conv(filters, kernel_size, strides=1, groups=1, name=None, last=False):
+        if config.conv_type == "plain":
+            return GroupConv2D(
+                filters,
+                kernel_size,
+                strides=strides,
+                padding=config.padding,
+                groups=groups,
+                kernel_initializer="he_normal",
+                name=name,
+            )
+        return ScaledWSConv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=config.padding,
+            groups=groups,
+            eps=config.ws_eps,
+            eps_mode=config.ws_eps_mode,
+            name=name,
+        )
+
+    return make_conv
+
+
+def _activation_factory(config):
+    def make_activation(name=None):
+        return GammaActivation(config.activation, gamma=config.gamma, name=name)
+
+    return make_activation
+
+
+def _attention_factory(config):
+    if config.attention is None:
+        return None
+
+    def make_attention(channels, name=None):
+        if config.attention == "eca":
+            return ECA(gain=config.attention_gain, name=name)
+        return SqueezeExcite(max(1, int(channels * config.se_ratio)), gain=config.attention_gain, name=name)
+
+    return make_attention
+
+
+def _stem(x, config, make_conv, make_activation):
+    width = config.stem_width
+    if config.stem == "7x7_pool":
+        x = make_conv(width, 7, strides=2, name="stem_conv")(x)
+        return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    if config.stem == "3x3":
+        return make_conv(width, 3, strides=2, name="stem_conv")(x)
+    # deep_quad: 3×3 convs to width/8, /4, /2, width with strides 2, 1, 1, 2 (NFNet paper §5)
+    stem_widths = (width // 8, width // 4, width // 2, width)
+    for i, (filters, strides) in enumerate(zip(stem_widths, (2, 1, 1, 2)), start=1):
+        if i > 1:
+            x = make_activation(name=f"stem_act{i - 1}")(x)
+        x = make_conv(filters, 3, strides=strides, name=f"stem_conv{i}")(x)
+    return x
+
+
+def validate_input_shape(input_shape, default_size, include_top, weights):
+    """keras.applications' ``obtain_input_shape`` rules, for channels-last inputs."""
+    if input_shape is None:
+        return (default_size, default_size, 3) if include_top else (None, None, 3)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be a tuple of three integers. Received: input_shape={input_shape}")
+    input_shape = tuple(input_shape)
+    if weights == "imagenet" and input_shape[-1] != 3:
+        raise ValueError(f"The input must have 3 channels; Received `input_shape={input_shape}`")
+    if input_shape[-1] is None:
+        raise ValueError(f"The number of input channels must be known. Received: input_shape={input_shape}")
+    for dim in input_shape[:2]:
+        if dim is not None and dim < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; Received: input_shape={input_shape}"
+            )
+    if include_top and None in input_shape[:2]:
+        raise ValueError(
+            f"If `include_top` is True, you should specify a static `input_shape`. Received: input_shape={input_shape}"
+        )
+    return input_shape
+
+
+def validate_application_args(weights, include_top, classes, pooling, classifier_activation):
+    """keras.applications' argument rules and messages (plus a check of ``pooling``)."""
+    if not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+        raise ValueError(
+            "The `weights` argument should be either `None` (random initialization), `imagenet` "
+            "(pre-training on ImageNet), or the path to the weights file to be loaded. "
+            f"Received: weights={weights}"
+        )
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError(
+            'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
+            f"Received classes={classes}"
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if include_top and pooling is not None:
+        raise ValueError(
+            "`pooling` only applies when `include_top=False` (the classifier head always average-pools). "
+            f"Received: pooling={pooling!r} with include_top=True"
+        )
+    if weights is not None and include_top and classifier_activation not in {None, "softmax"}:
+        raise ValueError(
+            "Only `None` and `softmax` activations are allowed for the `classifier_activation` argument "
+            "when using pretrained weights, with `include_top=True`; "
+            f"Received: classifier_activation={classifier_activation}"
+        )
+
+
+def build_nf_model(
+    config,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    drop_rate=None,
+    stochastic_depth_rate=None,
+):
+    """Build the functional Keras model described by ``config``.
+
+    Args follow ``keras.applications``; ``drop_rate`` and ``stochastic_depth_rate`` override
+    the config's values. ``weights`` is ``None`` or the path of a ``.weights.h5`` file (the
+    ``"imagenet"`` preset is resolved by :mod:`keras_nfnets.weights`, not here).
+    """
+    validate_application_args(weights, include_top, classes, pooling, classifier_activation)
+    if weights == "imagenet":
+        raise ValueError(
+            f"Pretrained ImageNet weights are not available for {config.name!r} in this version of "
+            "keras_nfnets. Use `weights=None` (random initialization) or the path to a `.weights.h5` file."
+        )
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_nfnets models support only the `channels_last` image data format; call "
+            '`keras.config.set_image_data_format("channels_last")` first.'
+        )
+    overrides = {}
+    if drop_rate is not None:
+        overrides["drop_rate"] = float(drop_rate)
+    if stochastic_depth_rate is not None:
+        overrides["stochastic_depth_rate"] = float(stochastic_depth_rate)
+    config = config.replace(**overrides) if overrides else config
+
+    if input_tensor is not None and input_shape is None:
+        input_shape = tuple(input_tensor.shape[1:])
+    input_shape = validate_input_shape(input_shape, config.test_size, include_top, weights)
+    if input_tensor is None:
+        img_input = layers.Input(shape=input_shape, name="input")
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        img_input = layers.Input(tensor=input_tensor, shape=input_shape)
+    else:
+        img_input = input_tensor
+
+    make_conv = _conv_factory(config)
+    make_activation = _activation_factory(config)
+    make_attention = _attention_factory(config)
+    layout = _FAMILY_LAYOUT[config.family]
+
+    x = _stem(img_input, config, make_conv, make_activation)
+    for spec in block_plan(config):
+        x = nf_block(
+            x,
+            out_channels=spec["out_channels"],
+            mid_channels=spec["mid_channels"],
+            groups=spec["groups"],
+            stride=spec["stride"],
+            beta=spec["beta"],
+            alpha=config.alpha,
+            make_conv=make_conv,
+            make_activation=make_activation,
+            make_attention=make_attention,
+            shortcut_pool=config.shortcut_pool,
+            skipinit=config.skipinit,
+            stochastic_depth_rate=spec["stochastic_depth_rate"],
+            name=f"stage{spec['stage']}_block{spec['block']}",
+            **layout,
+        )
+    if config.final_conv_channels:
+        x = make_conv(config.final_conv_channels, 1, name="final_conv")(x)
+    x = make_activation(name="final_act")(x)
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if config.drop_rate > 0:
+            x = layers.Dropout(config.drop_rate, name="top_dropout")(x)
+        if config.classifier_init_std > 0:
+            kernel_init = keras.initializers.RandomNormal(stddev=config.classifier_init_std)
+        else:
+            kernel_init = "zeros"
+        x = layers.Dense(
+            classes, activation=classifier_activation, kernel_initializer=kernel_init, name="predictions"
+        )(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    model = keras.Model(inputs, x, name=name or config.name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model

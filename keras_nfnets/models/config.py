@@ -1,0 +1,253 @@
+"""Model configurations: one frozen dataclass, and every variant as a row of data.
+
+Values follow DeepMind's ``nfnets/`` code (``base.py``, ``nf_resnet.py``, ``nf_regnet.py``,
+``nfnet.py``) and the papers: NF-ResNets (ICLR 2021 §4–5.1), NF-RegNets (App. C/D) and
+NFNets (Brock et al. 2021, §5, Table 1 / App. A).
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+from keras_nfnets.layers.activations import ELEMENTWISE_ACTIVATIONS
+from keras_nfnets.layers.ws_conv import EPS_MODES, PADDINGS
+
+FAMILIES = ("nf_resnet", "nf_regnet", "nfnet")
+STEMS = ("7x7_pool", "3x3", "deep_quad")
+ATTENTIONS = (None, "se", "eca")
+CONV_TYPES = ("scaled_ws", "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class NFConfig:
+    """Everything that defines a Normalizer-Free network's architecture.
+
+    Attributes:
+        name: variant name (also the default model name).
+        family: ``"nf_resnet"`` (pre-activation bottleneck), ``"nf_regnet"`` (inverted
+            bottleneck, SE in the middle) or ``"nfnet"`` (two grouped 3×3, SE on the output).
+        depths, widths, strides: blocks, output channels and first-block stride per stage.
+        stem: ``"7x7_pool"`` (ResNet: 7×7/2 conv + 3×3/2 max-pool), ``"3x3"`` (RegNet: one
+            3×3/2 conv) or ``"deep_quad"`` (NFNet: four 3×3 convs, strides 2,1,1,2).
+        stem_width: output channels of the stem.
+        bottleneck_ratio: mid width / reference width; the reference is the block's input
+            width when ``bottleneck_from == "in"`` (RegNet) and its output width otherwise.
+        first_block_ratio: ratio used instead for the network's first block (RegNet: 1).
+        group_width: channels per group of the 3×3 convs (mid widths are floored to a
+            multiple of it, as DeepMind); ``None`` for ungrouped convs.
+        attention: ``None``, ``"se"`` (squeeze-excite, hidden = ``se_ratio`` × channels) or
+            ``"eca"``; ``attention_gain`` is its output rescale (2, paper §4.4).
+        shortcut_pool: 2×2 average pool before the transition shortcut conv (App. B.4).
+        final_conv_channels: width of the 1×1 conv before pooling (0: none).
+        activation, gamma: nonlinearity and its γ (``None``: DeepMind's table).
+        alpha: residual branch scale α (paper §4).
+        skipinit: scalar SkipInit gain (init 0) at the end of every residual branch.
+        conv_type: ``"scaled_ws"`` (paper) or ``"plain"`` (He-initialised, for analysis).
+        ws_eps, ws_eps_mode, padding: Scaled-WS stabiliser and padding (see ScaledWSConv2D).
+        drop_rate: dropout before the classifier; stochastic_depth_rate: the largest per-block
+            rate, growing linearly with block index as ``rate · i / num_blocks``.
+        classifier_init_std: std of the classifier's normal init (0: zeros, as NF-RegNets).
+        train_size, test_size: image sizes used for training and evaluation.
+    """
+
+    name: str
+    family: str
+    depths: Tuple[int, ...]
+    widths: Tuple[int, ...]
+    strides: Tuple[int, ...] = (1, 2, 2, 2)
+    stem: str = "7x7_pool"
+    stem_width: int = 64
+    bottleneck_ratio: float = 0.25
+    bottleneck_from: str = "out"
+    first_block_ratio: Optional[float] = None
+    group_width: Optional[int] = None
+    attention: Optional[str] = None
+    se_ratio: float = 0.25
+    attention_gain: float = 2.0
+    shortcut_pool: bool = False
+    final_conv_channels: int = 0
+    activation: str = "relu"
+    gamma: Optional[float] = None
+    alpha: float = 0.2
+    skipinit: bool = True
+    conv_type: str = "scaled_ws"
+    ws_eps: float = 1e-4
+    ws_eps_mode: str = "floor"
+    padding: str = "same"
+    drop_rate: float = 0.0
+    stochastic_depth_rate: float = 0.0
+    classifier_init_std: float = 0.01
+    train_size: int = 224
+    test_size: int = 224
+
+    def __post_init__(self):
+        def fail(message):
+            raise ValueError(f"Invalid NFConfig {self.name!r}: {message}")
+
+        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        if self.family not in FAMILIES:
+            fail(f"family must be one of {FAMILIES}, got {self.family!r}.")
+        if not self.depths or not (len(self.depths) == len(self.widths) == len(self.strides)):
+            fail(f"depths {self.depths}, widths {self.widths} and strides {self.strides} need one entry per stage.")
+        if min(self.depths) < 1 or min(self.widths) < 1 or min(self.strides) < 1:
+            fail("depths, widths and strides must be positive.")
+        if self.stem not in STEMS:
+            fail(f"stem must be one of {STEMS}, got {self.stem!r}.")
+        if self.bottleneck_from not in ("in", "out"):
+            fail(f"bottleneck_from must be 'in' or 'out', got {self.bottleneck_from!r}.")
+        if self.attention not in ATTENTIONS:
+            fail(f"attention must be one of {ATTENTIONS}, got {self.attention!r}.")
+        if self.activation not in ELEMENTWISE_ACTIVATIONS:
+            fail(f"activation must be one of {ELEMENTWISE_ACTIVATIONS}, got {self.activation!r}.")
+        if self.conv_type not in CONV_TYPES:
+            fail(f"conv_type must be one of {CONV_TYPES}, got {self.conv_type!r}.")
+        if self.ws_eps_mode not in EPS_MODES:
+            fail(f"ws_eps_mode must be one of {EPS_MODES}, got {self.ws_eps_mode!r}.")
+        if self.padding not in PADDINGS:
+            fail(f"padding must be one of {PADDINGS}, got {self.padding!r}.")
+        if not 0.0 <= self.drop_rate < 1.0 or not 0.0 <= self.stochastic_depth_rate < 1.0:
+            fail("drop_rate and stochastic_depth_rate must be in [0, 1).")
+        if self.group_width is not None and self.group_width < 1:
+            fail("group_width must be positive or None.")
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_blocks(self):
+        return sum(self.depths)
+
+
+# --- NF-ResNets (paper §4, §5.1; DeepMind nf_resnet.py) -------------------------------------
+
+NF_RESNET_DEPTHS = {
+    26: (2, 2, 2, 2),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+    288: (24, 24, 24, 24),
+}
+
+
+def nf_resnet_config(depths, name="nf_resnet", **changes):
+    """An NF-ResNet (ResNetV2 pre-activation bottleneck) with any per-stage ``depths``."""
+    base = NFConfig(
+        name=name,
+        family="nf_resnet",
+        depths=tuple(depths),
+        widths=(256, 512, 1024, 2048),
+        stem="7x7_pool",
+        stem_width=64,
+        bottleneck_ratio=0.25,
+        se_ratio=0.25,
+        activation="relu",
+        drop_rate=0.25,
+        stochastic_depth_rate=0.1,
+        classifier_init_std=0.01,
+        train_size=224,
+        test_size=224,
+    )
+    return base.replace(**changes)
+
+
+# --- NF-RegNets (paper App. C/D; DeepMind base.nf_regnet_params) ----------------------------
+# variant: (base widths, depths, train size, test size, dropout)
+NF_REGNET_VARIANTS = {
+    "B0": ((48, 104, 208, 440), (1, 3, 6, 6), 192, 224, 0.2),
+    "B1": ((48, 104, 208, 440), (2, 4, 7, 7), 224, 256, 0.2),
+    "B2": ((56, 112, 232, 488), (2, 4, 8, 8), 240, 272, 0.3),
+    "B3": ((56, 128, 248, 528), (2, 5, 9, 9), 288, 320, 0.3),
+    "B4": ((64, 144, 288, 616), (2, 6, 11, 11), 320, 384, 0.4),
+    "B5": ((80, 168, 336, 704), (3, 7, 14, 14), 384, 456, 0.4),
+    "B6": ((88, 184, 376, 792), (3, 8, 16, 16), 448, 528, 0.5),
+    "B7": ((96, 208, 416, 880), (4, 10, 19, 19), 512, 600, 0.5),
+    "B8": ((104, 232, 456, 968), (4, 11, 22, 22), 600, 672, 0.5),
+}
+NF_REGNET_WIDTH_FACTOR = 0.75
+
+
+def nf_regnet_config(variant, **changes):
+    """NF-RegNet ``variant`` ("B0"…"B8"): widths × 0.75 (floored), expansion 2.25, group width 8."""
+    base_widths, depths, train_size, test_size, drop_rate = NF_REGNET_VARIANTS[variant]
+    widths = tuple(int(w * NF_REGNET_WIDTH_FACTOR) for w in base_widths)
+    base = NFConfig(
+        name=f"nf_regnet_{variant.lower()}",
+        family="nf_regnet",
+        depths=depths,
+        widths=widths,
+        strides=(2, 2, 2, 2),
+        stem="3x3",
+        stem_width=widths[0],
+        bottleneck_ratio=2.25,
+        bottleneck_from="in",
+        first_block_ratio=1.0,
+        group_width=8,
+        attention="se",
+        se_ratio=0.5,
+        shortcut_pool=True,
+        final_conv_channels=1280 * widths[-1] // 440,
+        activation="silu",
+        drop_rate=drop_rate,
+        stochastic_depth_rate=0.1,
+        classifier_init_std=0.0,
+        train_size=train_size,
+        test_size=test_size,
+    )
+    return base.replace(**changes)
+
+
+# --- NFNets (NFNet paper Table 1 / App. A; DeepMind base.nfnet_params) ----------------------
+# variant: (depths, train size, test size, dropout)
+NFNET_VARIANTS = {
+    "F0": ((1, 2, 6, 3), 192, 256, 0.2),
+    "F1": ((2, 4, 12, 6), 224, 320, 0.3),
+    "F2": ((3, 6, 18, 9), 256, 352, 0.4),
+    "F3": ((4, 8, 24, 12), 320, 416, 0.4),
+    "F4": ((5, 10, 30, 15), 384, 512, 0.5),
+    "F5": ((6, 12, 36, 18), 416, 544, 0.5),
+    "F6": ((7, 14, 42, 21), 448, 576, 0.5),
+    "F7": ((8, 16, 48, 24), 480, 608, 0.5),
+}
+
+
+def nfnet_config(variant, **changes):
+    """NFNet ``variant`` ("F0"…"F7"): widths 256/512/1536/1536, depths [1,2,6,3]×N, GELU."""
+    depths, train_size, test_size, drop_rate = NFNET_VARIANTS[variant]
+    widths = (256, 512, 1536, 1536)
+    base = NFConfig(
+        name=f"nfnet_{variant.lower()}",
+        family="nfnet",
+        depths=depths,
+        widths=widths,
+        strides=(1, 2, 2, 2),
+        stem="deep_quad",
+        stem_width=widths[0] // 2,
+        bottleneck_ratio=0.5,
+        bottleneck_from="out",
+        group_width=128,
+        attention="se",
+        se_ratio=0.5,
+        shortcut_pool=True,
+        final_conv_channels=2 * widths[-1],
+        activation="gelu",
+        drop_rate=drop_rate,
+        stochastic_depth_rate=0.25,
+        classifier_init_std=0.01,
+        train_size=train_size,
+        test_size=test_size,
+    )
+    return base.replace(**changes)
+
+
+def get_config(name):
+    """The config of a public variant by builder or config name, e.g. ``"NFRegNetB1"``."""
+    from keras_nfnets.models.variants import VARIANTS
+
+    key = name.lower().replace("-", "_")
+    for builder_name, config in VARIANTS.items():
+        if key in (builder_name.lower(), config.name):
+            return config
+    raise ValueError(f"Unknown NF model {name!r}; available: {', '.join(VARIANTS)}.")
