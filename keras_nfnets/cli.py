@@ -9,8 +9,9 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def models_table(names=None, out=sys.stdout):
+def models_table(names=None, out=None):
     """Print every variant (or ``names``) with parameters, FLOPs at its test size, and image sizes."""
+    out = out or sys.stdout
     import keras
 
     from keras_nfnets.models import BUILDERS, count_flops, count_params

@@ -36,8 +36,7 @@ class SqueezeExcite(keras.layers.Layer):
         self.fc2.build((None, self.hidden_channels))
 
     def call(self, inputs):
-        squeezed = ops.mean(inputs, axis=(1, 2))
-        gate = ops.sigmoid(self.fc2(self.fc1(squeezed)))[:, None, None, :]
+        gate = ops.sigmoid(self.fc2(self.fc1(ops.mean(inputs, axis=(1, 2)))))[:, None, None, :]
         return inputs * (gate * ops.cast(self.gain, gate.dtype))
 
     def get_config(self):

@@ -14,6 +14,25 @@ PADDINGS = ("same", "valid", "symmetric")
 EPS_MODES = ("floor", "add")
 
 
+def standardize_kernel(kernel, gain, eps, eps_mode, gamma=1.0):
+    """Scaled WS of an HWIO ``kernel`` over its fan-in, per output channel (paper Eq. 3).
+
+    ``eps_mode="floor"``: ``gain · (W − μ) · rsqrt(max(N σ², eps))`` (DeepMind);
+    ``eps_mode="add"``: ``gain · (W − μ) / √(σ² + eps) / √N`` (timm). Both times ``gamma``.
+    """
+    fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+    var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
+    if eps_mode == "floor":
+        scale = ops.rsqrt(ops.maximum(var * fan_in, eps))
+    else:
+        scale = ops.rsqrt(var + eps) * (fan_in**-0.5)
+    scale = scale * gain
+    if gamma != 1.0:
+        scale = scale * gamma
+    return (kernel - mean) * scale
+
+
 def _pair(value, name):
     if isinstance(value, int):
         return (value, value)
@@ -217,15 +236,8 @@ class ScaledWSConv2D(GroupConv2D):
     def effective_kernel(self):
         """``gamma · gain · (W − μ) / √(N σ²)`` in float32 (paper Eq. 3)."""
         kernel = ops.cast(self.kernel, "float32")
-        fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
-        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
-        var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
-        if self.eps_mode == "floor":
-            scale = ops.rsqrt(ops.maximum(var * fan_in, self.eps))
-        else:
-            scale = ops.rsqrt(var + self.eps) * (fan_in**-0.5)
-        scale = scale * ops.cast(self.gain, "float32") * self.gamma
-        return kernel * scale - mean * scale
+        gain = ops.cast(self.gain, "float32")
+        return standardize_kernel(kernel, gain, self.eps, self.eps_mode, self.gamma)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from keras import ops
+
+import keras
+from keras_nfnets.layers import ECA, SkipInitGain, SqueezeExcite, StochasticDepth, eca_kernel_size
+
+
+def test_squeeze_excite_rescales_by_two():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5, 5, 16)).astype("float32")
+    se = SqueezeExcite(8)
+    y = ops.convert_to_numpy(se(x))
+    pooled = x.mean(axis=(1, 2))
+    hidden = np.maximum(pooled @ se.fc1.kernel.numpy() + se.fc1.bias.numpy(), 0)
+    gate = 1 / (1 + np.exp(-(hidden @ se.fc2.kernel.numpy() + se.fc2.bias.numpy())))
+    np.testing.assert_allclose(y, 2.0 * gate[:, None, None, :] * x, rtol=1e-5, atol=1e-6)
+
+
+def test_squeeze_excite_variance_is_restored_by_the_gain():
+    """Unit-Gaussian input: an unmodified SE roughly halves the variance; ×2 brings it back up (§4.4)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 8, 8, 64)).astype("float32")
+    plain = ops.convert_to_numpy(SqueezeExcite(32, gain=1.0)(x)).var()
+    rescaled = ops.convert_to_numpy(SqueezeExcite(32, gain=2.0)(x)).var()
+    assert plain < 0.5 and rescaled == pytest.approx(4 * plain, rel=0.2)
+
+
+def test_eca_kernel_size_and_output():
+    assert [eca_kernel_size(c) for c in (64, 256, 1536, 2048)] == [3, 5, 5, 7]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4, 4, 32)).astype("float32")
+    eca = ECA()
+    y = ops.convert_to_numpy(eca(x))
+    k = eca.kernel.numpy()[:, 0, 0]
+    pooled = np.pad(x.mean(axis=(1, 2)), ((0, 0), (1, 1)))
+    logits = np.stack([pooled[:, i:i + 32] for i in range(3)], -1) @ k
+    np.testing.assert_allclose(y, 2.0 / (1 + np.exp(-logits))[:, None, None, :] * x, rtol=1e-5, atol=1e-6)
+
+
+def test_stochastic_depth_has_no_rescale_and_is_identity_at_inference():
+    x = np.ones((2000, 1, 1, 1), "float32")
+    layer = StochasticDepth(0.3, seed=1)
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(x, training=False)), x)
+    y = ops.convert_to_numpy(layer(x, training=True))
+    assert set(np.unique(y)) <= {0.0, 1.0}  # kept examples are not divided by 0.7
+    assert abs(1 - y.mean() - 0.3) < 0.04
+    with pytest.raises(ValueError, match="rate"):
+        StochasticDepth(1.0)
+
+
+def test_skipinit_gain_starts_at_zero():
+    layer = SkipInitGain()
+    x = np.ones((1, 2, 2, 3), "float32")
+    assert float(np.abs(ops.convert_to_numpy(layer(x))).max()) == 0.0
+    assert layer.skip_gain.shape == ()
+    layer.skip_gain.assign(0.5)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), 0.5 * x)
+
+
+@pytest.mark.parametrize("layer", [SqueezeExcite(4), ECA(kernel_size=5), StochasticDepth(0.1), SkipInitGain()])
+def test_layers_serialise(layer):
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
