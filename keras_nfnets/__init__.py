@@ -7,22 +7,13 @@ Recognition Without Normalization* (2021).
 
 __version__ = "0.1.0"
 
-from keras_nfnets import layers, models
-from keras_nfnets.imagenet import decode_predictions, imagenet_classes, preprocess_input
-from keras_nfnets.layers import (
-    ECA,
-    GAMMA,
-    GammaActivation,
-    GroupConv2D,
-    ScaledWSConv2D,
-    SkipInitGain,
-    SqueezeExcite,
-    StochasticDepth,
-    estimate_gamma,
-)
-from keras_nfnets.models import (
-    VARIANTS,
-    NFConfig,
+from keras_nfnets import layers, models, weights
+from keras_nfnets.applications import (
+    BUILDERS,
+    ECANFNetL0,
+    ECANFNetL1,
+    ECANFNetL2,
+    ECANFNetL3,
     NFNetF0,
     NFNetF1,
     NFNetF2,
@@ -31,6 +22,7 @@ from keras_nfnets.models import (
     NFNetF5,
     NFNetF6,
     NFNetF7,
+    NFNetL0,
     NFRegNetB0,
     NFRegNetB1,
     NFRegNetB2,
@@ -46,6 +38,24 @@ from keras_nfnets.models import (
     NFResNet152,
     NFResNet200,
     NFResNet288,
+)
+from keras_nfnets.imagenet import decode_predictions, imagenet_classes, preprocess_input
+from keras_nfnets.preprocessing import eval_transform, preprocess_image
+from keras_nfnets.layers import (
+    ECA,
+    GAMMA,
+    GammaActivation,
+    GroupConv2D,
+    ScaledWSConv2D,
+    SkipInitGain,
+    SqueezeExcite,
+    StochasticDepth,
+    estimate_gamma,
+)
+from keras_nfnets.models import (
+    TIMM_CONFIGS,
+    VARIANTS,
+    NFConfig,
     block_plan,
     build_nf_model,
     count_flops,
@@ -54,4 +64,6 @@ from keras_nfnets.models import (
     nf_regnet_config,
     nf_resnet_config,
     nfnet_config,
+    timm_config,
 )
+from keras_nfnets.weights import CheckpointError, from_timm, load_timm_weights

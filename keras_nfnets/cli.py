@@ -14,7 +14,8 @@ def models_table(names=None, out=None):
     out = out or sys.stdout
     import keras
 
-    from keras_nfnets.models import BUILDERS, count_flops, count_params
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.models import count_flops, count_params
 
     names = list(BUILDERS) if not names else names
     unknown = [n for n in names if n not in BUILDERS]
@@ -39,6 +40,32 @@ def models_table(names=None, out=None):
         keras.backend.clear_session()
 
 
+def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=None):
+    """Print the top-``top`` ImageNet classes with probabilities for each image."""
+    import numpy as np
+
+    import keras_nfnets
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.preprocessing import preprocess_image
+
+    out = out or sys.stdout
+    if model_name in BUILDERS:
+        if checkpoint is not None:
+            raise SystemExit("--checkpoint is for timm model names; builders take --weights imagenet|FILE.weights.h5")
+        model = BUILDERS[model_name](weights=None if weights == "none" else weights)
+    elif model_name.split(".")[0] in keras_nfnets.TIMM_CONFIGS:
+        model = keras_nfnets.from_timm(model_name, checkpoint=checkpoint)
+    else:
+        raise SystemExit(f"Unknown model {model_name!r}. Builders: {', '.join(BUILDERS)}; or a timm NF model name.")
+    size = model.input.shape[1]
+    batch = np.stack([preprocess_image(path, model_name, size=size) for path in images])
+    probabilities = np.asarray(model.predict(batch, verbose=0))
+    for path, row in zip(images, keras_nfnets.decode_predictions(probabilities, top=top)):
+        print(f"{path}:", file=out)
+        for rank, (wnid, name, score) in enumerate(row, start=1):
+            print(f"  {rank}. {name:<28} {score:7.2%}  ({wnid})", file=out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,10 +73,18 @@ def main(argv=None):
         "models", help="list every variant with its parameters, FLOPs (multiply-adds at test size) and image sizes"
     )
     models.add_argument("names", nargs="*", help="variants to list (default: all)")
+    pred = commands.add_parser("predict", help="classify images with a pretrained model (top-5 ImageNet classes)")
+    pred.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
+    pred.add_argument("--model", default="NFRegNetB1", help="builder (NFRegNetB1, NFNetF0, ...) or timm name")
+    pred.add_argument("--weights", default="imagenet", help="for builders: imagenet (default) or a .weights.h5 file")
+    pred.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
+    pred.add_argument("--top", type=int, default=5)
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     if args.command == "models":
         models_table(args.names)
+    elif args.command == "predict":
+        predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
     return 0
 
 

@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
@@ -14,3 +18,26 @@ def _fresh_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.backend.clear_session()
+
+
+PARITY_MODELS = ["test_nfnet", "nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "nfnet_l0", "eca_nfnet_l0"]
+SIZE = 64
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+needs_timm = pytest.mark.skipif(
+    importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None,
+    reason="torch + timm (the test extras) are needed for parity checks",
+)
+
+
+@pytest.fixture(scope="session")
+def timm_reference(tmp_path_factory):
+    """Seeded random timm models: checkpoints, inputs, logits, and all 36 names' tensor shapes."""
+    out = tmp_path_factory.mktemp("timm")
+    subprocess.run(
+        [sys.executable, os.path.join(HERE, "timm_reference.py"), str(out), str(SIZE), *PARITY_MODELS],
+        check=True, timeout=900,
+    )
+    return out
+
+

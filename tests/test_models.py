@@ -19,13 +19,19 @@ from keras_nfnets import (
     nfnet_config,
 )
 from keras_nfnets.layers import GroupConv2D, ScaledWSConv2D, SkipInitGain, SqueezeExcite, StochasticDepth
-from keras_nfnets.models import BUILDERS
+from keras_nfnets.applications import BUILDERS
 
 
 # ---------------------------------------------------------------------------------------------
 # Parameter counts derived independently from the config formulas (DeepMind's rules).
 def conv_params(k, cin, cout, groups=1):
     return k * k * (cin // groups) * cout + 2 * cout  # kernel + gain + bias
+
+
+def round_to(value, divisor):
+    """timm's make_divisible, written out: nearest multiple, never >10% below."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def expected_params(cfg, classes=1000):
@@ -39,7 +45,8 @@ def expected_params(cfg, classes=1000):
     for depth, width, stride in zip(cfg.depths, cfg.widths, cfg.strides):
         for b in range(depth):
             ratio = 1.0 if (first and cfg.first_block_ratio) else cfg.bottleneck_ratio
-            mid = int((cin if cfg.bottleneck_from == "in" else width) * ratio)
+            mid = (cin if cfg.bottleneck_from == "in" else width) * ratio
+            mid = int(mid) if cfg.mid_channel_divisor is None else round_to(mid, cfg.mid_channel_divisor)
             groups = 1
             if cfg.group_width:
                 groups = mid // cfg.group_width
@@ -53,7 +60,10 @@ def expected_params(cfg, classes=1000):
                 c = mid if cfg.family == "nf_regnet" else width
                 h = int(c * cfg.se_ratio)
                 total += c * h + h + h * c + c
-            total += 1  # skip gain
+            elif cfg.attention == "eca":
+                t = int(abs(math.log2(width) + 1) / 2)
+                total += max(t if t % 2 else t + 1, 3)
+            total += 1 if cfg.skipinit else 0  # skip gain
             cin, first = width, False
     if cfg.final_conv_channels:
         total += conv_params(1, cin, cfg.final_conv_channels)

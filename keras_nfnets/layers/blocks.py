@@ -138,6 +138,33 @@ class SkipInitGain(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_nfnets")
+class SymmetricMaxPooling2D(keras.layers.Layer):
+    """Max pooling with ``(pool_size - 1) // 2`` of −∞ padding on every side (PyTorch
+    ``MaxPool2d(k, s, padding=(k-1)//2)``, as timm's NF-ResNet stem); Keras' ``"same"`` pads
+    only after the input for stride 2."""
+
+    def __init__(self, pool_size=3, strides=2, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+        self.strides = int(strides)
+
+    def call(self, inputs):
+        pad = (self.pool_size - 1) // 2
+        padded = ops.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=float("-inf"))
+        return ops.max_pool(padded, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        pad = (self.pool_size - 1) // 2
+        size = [None if d is None else (d + 2 * pad - self.pool_size) // self.strides + 1 for d in input_shape[1:3]]
+        return (input_shape[0], size[0], size[1], input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size, strides=self.strides)
+        return config
+
+
 def nf_block(
     x,
     *,

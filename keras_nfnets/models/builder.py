@@ -12,9 +12,10 @@ import os
 import keras
 from keras import layers
 
-from keras_nfnets.layers.activations import GammaActivation
-from keras_nfnets.layers.blocks import ECA, SqueezeExcite, nf_block
+from keras_nfnets.layers.activations import GammaActivation, get_gamma
+from keras_nfnets.layers.blocks import ECA, SqueezeExcite, SymmetricMaxPooling2D, nf_block
 from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
+from keras_nfnets.models.config import make_divisible
 
 MIN_INPUT_SIZE = 32
 POOLINGS = (None, "avg", "max")
@@ -41,11 +42,15 @@ def block_plan(config):
             if index == 0 and config.first_block_ratio is not None:
                 ratio = config.first_block_ratio
             reference = channels if config.bottleneck_from == "in" else width
-            mid = int(reference * ratio)
+            if config.mid_channel_divisor is None:
+                mid = int(reference * ratio)
+            else:
+                mid = make_divisible(reference * ratio, config.mid_channel_divisor)
             groups = 1
             if config.group_width is not None:
                 groups = max(1, mid // config.group_width)
-                mid = groups * config.group_width
+                if config.mid_channel_divisor is None or config.group_width % config.mid_channel_divisor == 0:
+                    mid = groups * config.group_width
             plan.append(
                 dict(
                     stage=stage,
@@ -68,6 +73,8 @@ def block_plan(config):
 
 
 def _conv_factory(config):
+    conv_gamma = get_gamma(config.activation) if config.gamma is None else config.gamma
+
     def make_conv(filters, kernel_size, strides=1, groups=1, name=None, last=False):
         if config.conv_type == "plain":
             return GroupConv2D(
@@ -87,6 +94,8 @@ def _conv_factory(config):
             groups=groups,
             eps=config.ws_eps,
             eps_mode=config.ws_eps_mode,
+            gamma=conv_gamma if config.gamma_in_conv else 1.0,
+            gain_initializer="zeros" if (last and config.zero_init_last_gain) else "ones",
             name=name,
         )
 
@@ -95,7 +104,8 @@ def _conv_factory(config):
 
 def _activation_factory(config):
     def make_activation(name=None):
-        return GammaActivation(config.activation, gamma=config.gamma, name=name)
+        gamma = 1.0 if config.gamma_in_conv else config.gamma
+        return GammaActivation(config.activation, gamma=gamma, name=name)
 
     return make_activation
 
@@ -107,7 +117,11 @@ def _attention_factory(config):
     def make_attention(channels, name=None):
         if config.attention == "eca":
             return ECA(gain=config.attention_gain, name=name)
-        return SqueezeExcite(max(1, int(channels * config.se_ratio)), gain=config.attention_gain, name=name)
+        if config.attention_divisor is None:
+            hidden = max(1, int(channels * config.se_ratio))
+        else:
+            hidden = make_divisible(channels * config.se_ratio, config.attention_divisor, round_limit=0.0)
+        return SqueezeExcite(hidden, gain=config.attention_gain, name=name)
 
     return make_attention
 
@@ -116,6 +130,8 @@ def _stem(x, config, make_conv, make_activation):
     width = config.stem_width
     if config.stem == "7x7_pool":
         x = make_conv(width, 7, strides=2, name="stem_conv")(x)
+        if config.padding == "symmetric":  # PyTorch MaxPool2d(3, 2, padding=1): pads 1 each side with -inf
+            return SymmetricMaxPooling2D(3, 2, name="stem_pool")(x)
         return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
     if config.stem == "3x3":
         return make_conv(width, 3, strides=2, name="stem_conv")(x)
@@ -204,8 +220,8 @@ def build_nf_model(
     validate_application_args(weights, include_top, classes, pooling, classifier_activation)
     if weights == "imagenet":
         raise ValueError(
-            f"Pretrained ImageNet weights are not available for {config.name!r} in this version of "
-            "keras_nfnets. Use `weights=None` (random initialization) or the path to a `.weights.h5` file."
+            "build_nf_model loads only weight files; `weights=\"imagenet\"` is resolved by the public "
+            "builders (keras_nfnets.NFRegNetB1, ...) and keras_nfnets.from_timm."
         )
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(

@@ -47,6 +47,15 @@ class NFConfig:
             rate, growing linearly with block index as ``rate · i / num_blocks``.
         classifier_init_std: std of the classifier's normal init (0: zeros, as NF-RegNets).
         train_size, test_size: image sizes used for training and evaluation.
+        mid_channel_divisor: ``None`` floors the bottleneck width (DeepMind); an integer ``d``
+            rounds it to the nearest multiple of ``d`` (timm's ``make_divisible``), before the
+            group-width rounding.
+        attention_divisor: ``None``: SE hidden width ``int(C · se_ratio)`` (DeepMind); ``d``:
+            timm's ``make_divisible(C · se_ratio, d, round_limit=0)``.
+        gamma_in_conv: fold the activation's γ into every Scaled-WS conv (stem and final conv
+            included) and use plain activations (timm) instead of γ-scaled activations (DeepMind).
+        zero_init_last_gain: initialise the WS gain of each branch's last conv at 0 (timm's
+            substitute for SkipInit).
     """
 
     name: str
@@ -78,6 +87,10 @@ class NFConfig:
     classifier_init_std: float = 0.01
     train_size: int = 224
     test_size: int = 224
+    mid_channel_divisor: Optional[int] = None
+    attention_divisor: Optional[int] = None
+    gamma_in_conv: bool = False
+    zero_init_last_gain: bool = False
 
     def __post_init__(self):
         def fail(message):
@@ -110,6 +123,10 @@ class NFConfig:
             fail("drop_rate and stochastic_depth_rate must be in [0, 1).")
         if self.group_width is not None and self.group_width < 1:
             fail("group_width must be positive or None.")
+        for field in ("mid_channel_divisor", "attention_divisor"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                fail(f"{field} must be a positive integer or None, got {value!r}.")
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
@@ -118,6 +135,15 @@ class NFConfig:
     @property
     def num_blocks(self):
         return sum(self.depths)
+
+
+def make_divisible(value, divisor=8, round_limit=0.9):
+    """Round ``value`` to the nearest multiple of ``divisor`` (at least ``divisor``), never more
+    than ``1 - round_limit`` below it (timm's channel rounding)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
 
 
 # --- NF-ResNets (paper §4, §5.1; DeepMind nf_resnet.py) -------------------------------------

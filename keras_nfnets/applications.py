@@ -1,7 +1,14 @@
-"""Public keras.applications-style builders, one thin function per variant."""
+"""Public keras.applications-style builders, one thin function per variant.
 
-from keras_nfnets.models.builder import build_nf_model
+``weights="imagenet"`` switches the builder to its checkpoint's architecture (e.g. timm's
+channel rounding for NFRegNetB1) and default input size, then loads the converted weights.
+"""
+
+from keras_nfnets.models.builder import build_nf_model, validate_application_args
+from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.models.variants import VARIANTS
+from keras_nfnets.weights.hub import load_pretrained
+from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
 
 BASE_DOCSTRING = """Instantiates the {builder} architecture ({family}).
 
@@ -11,9 +18,12 @@ Default image sizes: {train_size}px for training, {test_size}px for evaluation (
 `input_shape` with `include_top=True`). Inputs are RGB images on the 0–255 scale after
 `keras_nfnets.preprocess_input` (ImageNet mean/std).
 
+{weights_doc}
+
 Args:
     include_top: whether to include the pooling, dropout and classification head.
-    weights: `None` (random initialization) or the path to a `.weights.h5` file.
+    weights: `None` (random initialization), `"imagenet"`{imagenet_note} or the path to a
+        `.weights.h5` file.
     input_tensor: optional Keras tensor (output of `layers.Input()`) to use as image input.
     input_shape: optional `(height, width, channels)` tuple; at least 32×32. With
         `include_top=True` it must be static; defaults to `({test_size}, {test_size}, 3)`,
@@ -38,12 +48,46 @@ _REFERENCES = {
     "nfnet": "Brock, De, Smith & Simonyan, *High-Performance Large-Scale Image Recognition Without "
     "Normalization*, 2021: deep stem, two grouped 3×3 convs per block, squeeze-excite ×2 on the "
     "output, GELU.",
+    "nfnet_light": "Ross Wightman's lighter NFNet (timm `{arch}`): the NFNet layout with group width 64, "
+    "bottleneck 0.25, SiLU{attention}, timm's channel rounding and γ folded into the convolutions.",
 }
 _FAMILY_NAMES = {"nf_resnet": "NF-ResNet", "nf_regnet": "NF-RegNet", "nfnet": "NFNet"}
 
 
+def _weights_doc(builder_name):
+    tag = IMAGENET_PRESETS.get(builder_name)
+    if tag is None:
+        return "No ImageNet checkpoint exists for this architecture (`weights=\"imagenet\"` raises)."
+    checkpoint = CHECKPOINTS[tag]
+    return (
+        f'`weights="imagenet"` loads timm\'s `{tag}` checkpoint (Hugging Face Hub `{checkpoint.repo_id}`; '
+        f"published top-1 {checkpoint.top1:.3f}% at {checkpoint.test_size}px; trained at "
+        f"{checkpoint.train_size}px, evaluated at {checkpoint.test_size}px) and builds the architecture it needs."
+    )
+
+
+def _pretrained_config(builder_name, config):
+    """The config a builder uses with ``weights="imagenet"``: the checkpoint's architecture and sizes,
+    the variant's regularisation."""
+    if builder_name not in IMAGENET_PRESETS:
+        available = ", ".join(IMAGENET_PRESETS)
+        raise ValueError(
+            f"No ImageNet weights exist for {builder_name}. Builders with `weights=\"imagenet\"`: {available}. "
+            "Use `weights=None` or the path to a `.weights.h5` file."
+        )
+    checkpoint = CHECKPOINTS[IMAGENET_PRESETS[builder_name]]
+    pretrained = timm_config(checkpoint.architecture).replace(
+        train_size=checkpoint.train_size,
+        test_size=checkpoint.test_size,
+        drop_rate=config.drop_rate,
+        stochastic_depth_rate=config.stochastic_depth_rate,
+    )
+    return pretrained, checkpoint
+
+
 def _make_builder(builder_name):
     config = VARIANTS[builder_name]
+    is_light = config.name.startswith(("nfnet_l", "eca_nfnet_l"))
 
     def builder(
         *,
@@ -58,10 +102,14 @@ def _make_builder(builder_name):
         drop_rate=None,
         stochastic_depth_rate=None,
     ):
-        return build_nf_model(
-            config,
+        build_config, checkpoint = config, None
+        if weights == "imagenet":
+            validate_application_args(weights, include_top, classes, pooling, classifier_activation)
+            build_config, checkpoint = _pretrained_config(builder_name, config)
+        model = build_nf_model(
+            build_config,
             include_top=include_top,
-            weights=weights,
+            weights=None if checkpoint else weights,
             input_tensor=input_tensor,
             input_shape=input_shape,
             pooling=pooling,
@@ -71,13 +119,21 @@ def _make_builder(builder_name):
             drop_rate=drop_rate,
             stochastic_depth_rate=stochastic_depth_rate,
         )
+        if checkpoint is not None:
+            load_pretrained(model, checkpoint, build_config.family)
+        return model
 
     builder.__name__ = builder.__qualname__ = builder_name
     builder.__module__ = __name__
+    reference = _REFERENCES["nfnet_light" if is_light else config.family].format(
+        arch=config.name, attention=", ECA attention" if config.attention == "eca" else ", squeeze-excite ×2"
+    )
     builder.__doc__ = BASE_DOCSTRING.format(
         builder=builder_name,
         family=_FAMILY_NAMES[config.family],
-        reference=_REFERENCES[config.family],
+        reference=reference,
+        weights_doc=_weights_doc(builder_name),
+        imagenet_note="" if builder_name in IMAGENET_PRESETS else " (not available here)",
         train_size=config.train_size,
         test_size=config.test_size,
         name=config.name,
@@ -113,5 +169,11 @@ NFNetF4 = _make_builder("NFNetF4")
 NFNetF5 = _make_builder("NFNetF5")
 NFNetF6 = _make_builder("NFNetF6")
 NFNetF7 = _make_builder("NFNetF7")
+
+NFNetL0 = _make_builder("NFNetL0")
+ECANFNetL0 = _make_builder("ECANFNetL0")
+ECANFNetL1 = _make_builder("ECANFNetL1")
+ECANFNetL2 = _make_builder("ECANFNetL2")
+ECANFNetL3 = _make_builder("ECANFNetL3")
 
 BUILDERS = {name: globals()[name] for name in VARIANTS}

@@ -1,0 +1,92 @@
+"""Download timm checkpoints from the Hugging Face Hub, convert them, cache the Keras weights."""
+
+import os
+
+from keras_nfnets.models.builder import build_nf_model, validate_application_args
+from keras_nfnets.models.timm_configs import timm_config
+from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
+from keras_nfnets.weights.presets import checkpoint_for
+
+
+def keras_cache_dir():
+    """``$KERAS_HOME/models/keras_nfnets`` (``~/.keras`` by default, as ``keras.utils.get_file``)."""
+    root = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    if not os.access(os.path.dirname(root) if not os.path.exists(root) else root, os.W_OK):
+        root = os.path.join("/tmp", ".keras")
+    return os.path.join(root, "models", "keras_nfnets")
+
+
+def download_checkpoint(checkpoint):
+    """Local path of ``checkpoint``'s safetensors file, through ``huggingface_hub`` (its cache,
+    ``HF_HUB_OFFLINE`` and token handling)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as error:
+        raise ImportError(
+            "Pretrained weights need huggingface_hub and safetensors: pip install 'keras-nfnets[hub]'"
+        ) from error
+    try:
+        return hf_hub_download(repo_id=checkpoint.repo_id, filename=checkpoint.filename)
+    except Exception as error:
+        raise OSError(
+            f"Could not get {checkpoint.repo_id}/{checkpoint.filename} from the Hugging Face Hub ({error}). "
+            "Check the network, or set HF_HUB_OFFLINE=1 with the file already in the Hub cache."
+        ) from error
+
+
+def load_pretrained(model, checkpoint, family):
+    """Load ``checkpoint`` (a :class:`Checkpoint`) into ``model``, via the converted-weights cache.
+
+    The first call downloads and converts (NumPy + safetensors, no torch) and saves
+    ``<tag>[_notop].weights.h5`` under :func:`keras_cache_dir`; later calls load that file.
+    """
+    has_top = "predictions" in {layer.name for layer in model.layers}
+    cache_path = os.path.join(keras_cache_dir(), f"{checkpoint.tag}{'' if has_top else '_notop'}.weights.h5")
+    if os.path.exists(cache_path):
+        try:
+            model.load_weights(cache_path)
+            return model
+        except Exception:  # a stale or damaged cache file: convert again below
+            os.remove(cache_path)
+    load_timm_weights(model, download_checkpoint(checkpoint), family)
+    os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+    model.save_weights(cache_path)
+    return model
+
+
+def from_timm(name, checkpoint=None, pretrained=True, **applications_kwargs):
+    """The Keras twin of timm's NF model ``name`` (any of its 36 names, tag suffix allowed).
+
+    Args:
+        name: e.g. ``"nf_regnet_b1"``, ``"dm_nfnet_f0.dm_in1k"``, ``"eca_nfnet_l3"``.
+        checkpoint: a ``.safetensors`` file, a ``.pth``/``.bin`` file (needs torch), or a dict of
+            arrays in timm's naming. ``None`` downloads the tag's Hub checkpoint.
+        pretrained: ``False`` builds the architecture with random weights.
+        **applications_kwargs: ``include_top``, ``input_tensor``, ``input_shape``, ``pooling``,
+            ``classes``, ``classifier_activation``, ``name``, ``drop_rate``, ``stochastic_depth_rate``.
+    """
+    config = timm_config(name)
+    preset = checkpoint_for(name if "." in name else config.name)
+    if preset is not None:
+        config = config.replace(train_size=preset.train_size, test_size=preset.test_size)
+    if "weights" in applications_kwargs:
+        raise TypeError("from_timm takes `checkpoint=` (or `pretrained=False`), not `weights=`.")
+    loading = pretrained or checkpoint is not None
+    if loading and checkpoint is None and preset is None:
+        raise ValueError(
+            f"timm's {name!r} has no published checkpoint. Pass `checkpoint=` (a .safetensors/.pth file or a "
+            "dict of arrays), or `pretrained=False` for random weights."
+        )
+    kwargs = dict(include_top=True, pooling=None, classes=1000, classifier_activation="softmax")
+    kwargs.update(applications_kwargs)
+    validate_application_args("imagenet" if loading else None, kwargs["include_top"], kwargs["classes"],
+                              kwargs["pooling"], kwargs["classifier_activation"])
+    model = build_nf_model(config, **kwargs)
+    if checkpoint is not None:
+        load_timm_weights(model, checkpoint, config.family)
+    elif loading:
+        load_pretrained(model, preset, config.family)
+    return model
+
+
+__all__ = ["CheckpointError", "download_checkpoint", "from_timm", "keras_cache_dir", "load_pretrained"]

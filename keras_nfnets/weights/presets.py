@@ -1,0 +1,88 @@
+"""Pretrained checkpoints: what ``weights="imagenet"`` means for each builder.
+
+All public ImageNet-1k NF checkpoints are timm's (reference §8.2), on the Hugging Face Hub as
+``timm/<tag>/model.safetensors``. ``dm_nfnet_*`` are DeepMind's own NFNet weights, ported.
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+from keras_nfnets.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A public checkpoint and how it is evaluated.
+
+    Attributes:
+        tag: timm tag, e.g. ``"nf_regnet_b1.ra2_in1k"``; the architecture is the part before the dot.
+        top1: published ImageNet-1k top-1 (%) at ``test_size`` (timm's results).
+        train_size, test_size: training and evaluation image sizes.
+        crop: ``"center"`` (resize the short side to size / crop_pct, centre crop), ``"squash"``
+            (resize both sides to size / crop_pct, centre crop) or ``"plus32"`` (DeepMind: resize
+            both sides to size + 32, centre crop).
+        crop_pct: crop fraction for ``"center"``/``"squash"`` at ``test_size``.
+        mean, std: per-channel normalisation of [0, 1] RGB.
+    """
+
+    tag: str
+    top1: float
+    train_size: int
+    test_size: int
+    crop: str = "center"
+    crop_pct: float = 0.875
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    filename: str = "model.safetensors"
+
+    @property
+    def architecture(self):
+        return self.tag.split(".")[0]
+
+    @property
+    def repo_id(self):
+        return f"timm/{self.tag}"
+
+
+CHECKPOINTS = {
+    "nf_regnet_b1.ra2_in1k": Checkpoint("nf_regnet_b1.ra2_in1k", 79.368, 256, 288, crop_pct=0.9),
+    "nf_resnet50.ra2_in1k": Checkpoint("nf_resnet50.ra2_in1k", 80.658, 256, 288, crop_pct=0.94),
+    "dm_nfnet_f0.dm_in1k": Checkpoint("dm_nfnet_f0.dm_in1k", 83.468, 192, 256, crop="plus32"),
+    "dm_nfnet_f1.dm_in1k": Checkpoint("dm_nfnet_f1.dm_in1k", 84.700, 224, 320, crop="plus32"),
+    "dm_nfnet_f2.dm_in1k": Checkpoint("dm_nfnet_f2.dm_in1k", 85.184, 256, 352, crop="plus32"),
+    "dm_nfnet_f3.dm_in1k": Checkpoint("dm_nfnet_f3.dm_in1k", 85.676, 320, 416, crop="plus32"),
+    "dm_nfnet_f4.dm_in1k": Checkpoint("dm_nfnet_f4.dm_in1k", 85.838, 384, 512, crop="plus32"),
+    "dm_nfnet_f5.dm_in1k": Checkpoint("dm_nfnet_f5.dm_in1k", 86.102, 416, 544, crop="plus32"),
+    "dm_nfnet_f6.dm_in1k": Checkpoint("dm_nfnet_f6.dm_in1k", 86.364, 448, 576, crop="plus32"),
+    "nfnet_l0.ra2_in1k": Checkpoint("nfnet_l0.ra2_in1k", 82.766, 224, 288, crop_pct=1.0),
+    "eca_nfnet_l0.ra2_in1k": Checkpoint("eca_nfnet_l0.ra2_in1k", 82.590, 224, 288, crop_pct=1.0),
+    "eca_nfnet_l1.ra2_in1k": Checkpoint("eca_nfnet_l1.ra2_in1k", 84.062, 256, 320, crop_pct=1.0),
+    "eca_nfnet_l2.ra3_in1k": Checkpoint("eca_nfnet_l2.ra3_in1k", 84.710, 320, 384, crop_pct=1.0),
+    "test_nfnet.r160_in1k": Checkpoint(
+        "test_nfnet.r160_in1k", 47.634, 160, 160, crop_pct=0.95, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    ),
+}
+
+# Public builder → the checkpoint behind weights="imagenet".
+IMAGENET_PRESETS = {
+    "NFRegNetB1": "nf_regnet_b1.ra2_in1k",
+    "NFResNet50": "nf_resnet50.ra2_in1k",
+    **{f"NFNetF{i}": f"dm_nfnet_f{i}.dm_in1k" for i in range(7)},
+    "NFNetL0": "nfnet_l0.ra2_in1k",
+    "ECANFNetL0": "eca_nfnet_l0.ra2_in1k",
+    "ECANFNetL1": "eca_nfnet_l1.ra2_in1k",
+    "ECANFNetL2": "eca_nfnet_l2.ra3_in1k",
+}
+
+
+def checkpoint_for(name) -> Optional[Checkpoint]:
+    """The checkpoint of a builder name (``"NFRegNetB1"``) or timm name/tag (``"nf_regnet_b1"``)."""
+    if name in IMAGENET_PRESETS:
+        return CHECKPOINTS[IMAGENET_PRESETS[name]]
+    if name in CHECKPOINTS:
+        return CHECKPOINTS[name]
+    for checkpoint in CHECKPOINTS.values():
+        if checkpoint.architecture == name:
+            return checkpoint
+    return None

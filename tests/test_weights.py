@@ -1,0 +1,231 @@
+"""Pretrained weights: parity with timm, strict conversion, and the weights="imagenet" path (offline)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import keras
+import keras_nfnets
+from keras_nfnets import CheckpointError, from_timm
+from keras_nfnets.models import TIMM_CONFIGS
+from keras_nfnets.weights import load_checkpoint, match_checkpoint
+
+from conftest import HERE, PARITY_MODELS, SIZE, needs_timm
+
+def _relative_error(model, reference):
+    y = keras.ops.convert_to_numpy(model(reference["x"]))
+    return np.abs(y - reference["logits"]).max() / np.abs(reference["logits"]).max()
+
+
+@needs_timm
+@pytest.mark.parametrize("name", PARITY_MODELS)
+def test_logits_match_timm(name, timm_reference):
+    reference = np.load(timm_reference / f"{name}.npz")
+    model = from_timm(name, checkpoint=timm_reference / f"{name}.safetensors", input_shape=(SIZE, SIZE, 3),
+                      classifier_activation=None)
+    error = _relative_error(model, reference)
+    print(f"{name}: max |keras - timm| / max |timm| = {error:.2e}")
+    assert error < 1e-4
+
+
+@needs_timm
+def test_pth_file_and_array_dict_load_too(timm_reference):
+    reference = np.load(timm_reference / "test_nfnet.npz")
+    kwargs = dict(input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    assert _relative_error(from_timm("test_nfnet", checkpoint=timm_reference / "test_nfnet.pth", **kwargs), reference) < 1e-4
+    arrays = load_checkpoint(timm_reference / "test_nfnet.safetensors")
+    assert _relative_error(from_timm("test_nfnet", checkpoint=arrays, **kwargs), reference) < 1e-4
+
+
+@needs_timm
+def test_name_and_shape_mapping_for_all_timm_models(timm_reference):
+    shapes = json.loads((timm_reference / "shapes.json").read_text())
+    assert sorted(shapes) == sorted(TIMM_CONFIGS) and len(shapes) == 36
+    for name, tensors in shapes.items():
+        # zero-stride arrays: shapes without memory, so even nfnet_f7 costs nothing
+        state = {key: np.broadcast_to(np.zeros((), "float32"), shape) for key, shape in tensors.items()}
+        with keras.StatelessScope(initialize_variables=False):
+            model = from_timm(name, pretrained=False, input_shape=(SIZE, SIZE, 3))
+            pairs = match_checkpoint(model, state, TIMM_CONFIGS[name].family)
+        assert len(pairs) == len(model.weights) == len(tensors), name
+
+
+@needs_timm
+def test_include_top_false_uses_the_backbone(timm_reference):
+    path = timm_reference / "nf_regnet_b1.safetensors"
+    full = from_timm("nf_regnet_b1", checkpoint=path, input_shape=(SIZE, SIZE, 3))
+    backbone = from_timm("nf_regnet_b1", checkpoint=path, include_top=False, pooling="avg", input_shape=(SIZE, SIZE, 3))
+    x = np.load(timm_reference / "nf_regnet_b1.npz")["x"]
+    features = keras.ops.convert_to_numpy(backbone(x))
+    head = full.get_layer("predictions")
+    logits = features @ head.kernel.numpy() + head.bias.numpy()
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), keras.ops.convert_to_numpy(full(x)), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strictness: every failure names the tensors, and nothing is loaded.
+@pytest.fixture(scope="module")
+def small_state():
+    model = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
+    rng = np.random.default_rng(0)
+
+    def timm_layout(key, value):  # Keras layout -> timm layout
+        if value.ndim == 4:
+            return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        if key.endswith(".gain"):
+            return value.reshape(-1, 1, 1, 1)
+        if key == "head.fc.weight":
+            return value.T
+        if ".fc" in key and key.endswith(".weight"):
+            return value.T[:, :, None, None]  # SE 1x1 convs
+        return value
+
+    return {
+        key: timm_layout(key, rng.standard_normal(variable.shape).astype("float32"))
+        for variable, key, _ in keras_nfnets.weights.timm_weight_map(model, "nfnet")
+    }
+
+
+def test_round_trip_of_a_synthetic_state(small_state):
+    model = from_timm("test_nfnet", checkpoint=small_state, input_shape=(SIZE, SIZE, 3))
+    assert np.allclose(model.get_layer("stem_conv1").kernel.numpy().transpose(3, 2, 0, 1), small_state["stem.conv1.weight"])
+
+
+@pytest.mark.parametrize(
+    "corrupt,match",
+    [
+        (lambda s: s.pop("stages.2.0.conv2.weight"), r"missing from the checkpoint: stages\.2\.0\.conv2\.weight"),
+        (lambda s: s.__setitem__("stages.9.0.extra.weight", np.zeros(3, "float32")), r"no place in the model: stages\.9\.0\.extra\.weight"),
+        (lambda s: s.__setitem__("final_conv.gain", np.zeros((7, 1, 1, 1), "float32")), r"wrong shape: final_conv\.gain"),
+    ],
+)
+def test_bad_checkpoints_are_errors_and_load_nothing(small_state, corrupt, match):
+    state = dict(small_state)
+    corrupt(state)
+    model = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
+    before = [w.numpy().copy() for w in model.weights]
+    with pytest.raises(CheckpointError, match=match):
+        keras_nfnets.load_timm_weights(model, state, "nfnet")
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
+
+
+def test_truncated_and_missing_files(small_state, tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file(small_state, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        from_timm("test_nfnet", checkpoint=path, input_shape=(SIZE, SIZE, 3))
+    with pytest.raises(CheckpointError, match="not found"):
+        from_timm("test_nfnet", checkpoint=tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="Unsupported checkpoint"):
+        from_timm("test_nfnet", checkpoint=__file__)
+
+
+def test_classes_must_fit_the_checkpoint(small_state):
+    with pytest.raises(ValueError, match="`classes` should be 1000"):
+        from_timm("test_nfnet", checkpoint=small_state, classes=10)
+    head_free = from_timm("test_nfnet", checkpoint=small_state, include_top=False, input_shape=(SIZE, SIZE, 3))
+    assert "predictions" not in {layer.name for layer in head_free.layers}
+
+
+def test_unknown_names_and_missing_hub_weights():
+    with pytest.raises(ValueError, match="Unknown timm NF model"):
+        from_timm("nf_regnet_b9")
+    with pytest.raises(ValueError, match="no published checkpoint"):
+        from_timm("nf_regnet_b0")
+    with pytest.raises(ValueError, match=r"No ImageNet weights exist for NFRegNetB0.*NFRegNetB1"):
+        keras_nfnets.NFRegNetB0(weights="imagenet")
+    with pytest.raises(ValueError, match="No ImageNet weights exist for ECANFNetL3"):
+        keras_nfnets.ECANFNetL3(weights="imagenet")
+
+
+def test_docstrings_state_checkpoint_and_accuracy():
+    assert "nf_regnet_b1.ra2_in1k" in keras_nfnets.NFRegNetB1.__doc__ and "79.368%" in keras_nfnets.NFRegNetB1.__doc__
+    assert "dm_nfnet_f3.dm_in1k" in keras_nfnets.NFNetF3.__doc__ and "trained at 320px" in keras_nfnets.NFNetF3.__doc__
+    assert "No ImageNet checkpoint" in keras_nfnets.NFNetF7.__doc__
+
+
+# ---------------------------------------------------------------------------------------------
+@needs_timm
+def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
+    """NFRegNetB1(weights="imagenet") with HF_HUB_OFFLINE=1 and a Hub cache holding a local checkpoint."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--timm--nf_regnet_b1.ra2_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    shutil.copy(timm_reference / "nf_regnet_b1.safetensors", repo / "snapshots" / commit / "model.safetensors")
+    np.save(tmp_path / "x.npy", np.load(timm_reference / "nf_regnet_b1.npz")["x"])
+    script = textwrap.dedent(f"""
+        import os, shutil, time, numpy as np, keras_nfnets
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        start = time.perf_counter()
+        model = keras_nfnets.NFRegNetB1(weights="imagenet", input_shape=({SIZE}, {SIZE}, 3), classifier_activation=None)
+        first = time.perf_counter() - start
+        assert model.input.shape[1] == {SIZE}
+        cache = os.path.join(os.environ["KERAS_HOME"], "models", "keras_nfnets", "nf_regnet_b1.ra2_in1k.weights.h5")
+        assert os.path.exists(cache), cache
+        notop = keras_nfnets.NFRegNetB1(weights="imagenet", include_top=False, pooling="avg")
+        assert os.path.exists(cache.replace(".weights.h5", "_notop.weights.h5"))
+        shutil.rmtree({str(repo)!r})  # later calls must come from the converted cache
+        start = time.perf_counter()
+        again = keras_nfnets.NFRegNetB1(weights="imagenet", input_shape=({SIZE}, {SIZE}, 3), classifier_activation=None)
+        print(f"first call {{first:.2f}} s, cached call {{time.perf_counter() - start:.2f}} s")
+        notop_again = keras_nfnets.NFRegNetB1(weights="imagenet", include_top=False, pooling="avg")
+        np.testing.assert_array_equal(np.asarray(notop(x)), np.asarray(notop_again(x)))
+        default = keras_nfnets.NFRegNetB1(weights="imagenet")
+        assert default.input.shape[1] == 288  # the checkpoint's test size
+        np.save({str(tmp_path / 'y.npy')!r}, np.stack([np.asarray(model(x)), np.asarray(again(x))]))
+    """)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
+    logits = np.load(timm_reference / "nf_regnet_b1.npz")["logits"]
+    y = np.load(tmp_path / "y.npy")
+    for output in y:
+        assert np.abs(output - logits).max() / np.abs(logits).max() < 1e-4
+
+
+def test_imagenet_weights_without_network_fail_clearly(tmp_path):
+    script = "import keras_nfnets; keras_nfnets.NFRegNetB1(weights='imagenet')"
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "Could not get timm/nf_regnet_b1.ra2_in1k/model.safetensors from the Hugging Face Hub" in result.stderr
+
+
+# timm's parameter counts (timm results csv / reference §10–11) for the twins without parity runs
+TIMM_PARAMS_M = {
+    "nf_regnet_b1": 10.223984, "nf_resnet50": 25.56, "nf_seresnet50": 28.09, "nf_resnet101": 44.55,
+    "nfnet_l0": 35.07, "eca_nfnet_l0": 24.14, "eca_nfnet_l1": 41.41, "eca_nfnet_l2": 56.72, "eca_nfnet_l3": 72.04,
+    "dm_nfnet_f6": 438.36, "nfnet_f7": 499.50, "test_nfnet": 0.38, "nf_regnet_b5": 49.74,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_PARAMS_M))
+def test_timm_twins_have_timms_parameter_counts(name):
+    with keras.StatelessScope(initialize_variables=False):
+        model = from_timm(name, pretrained=False)
+        assert keras_nfnets.count_params(model) / 1e6 == pytest.approx(TIMM_PARAMS_M[name], abs=0.006)
+
+
+def test_convert_tool_writes_loadable_weights(small_state, tmp_path):
+    from safetensors.numpy import save_file
+
+    checkpoint, output = tmp_path / "model.safetensors", tmp_path / "out.weights.h5"
+    save_file(small_state, str(checkpoint))
+    tool = os.path.join(HERE, "..", "tools", "convert_timm.py")
+    subprocess.run([sys.executable, tool, "test_nfnet", str(checkpoint), str(output)], check=True, timeout=600)
+    direct = from_timm("test_nfnet", checkpoint=small_state, input_shape=(SIZE, SIZE, 3))
+    loaded = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
+    loaded.load_weights(output)
+    for a, b in zip(direct.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
