@@ -86,8 +86,8 @@ def small_state():
             return value.T[:, :, None, None]  # SE 1x1 convs
         return value
 
-    return {
-        key: timm_layout(key, rng.standard_normal(variable.shape).astype("float32"))
+    return {  # contiguous: safetensors.numpy writes raw memory, whatever the strides
+        key: np.ascontiguousarray(timm_layout(key, rng.standard_normal(variable.shape).astype("float32")))
         for variable, key, _ in keras_nfnets.weights.timm_weight_map(model, "nfnet")
     }
 
