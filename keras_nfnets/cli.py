@@ -21,7 +21,9 @@ def models_table(names=None, out=None):
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise SystemExit(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(BUILDERS)}")
-    header = f"{'model':<13} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}"
+    from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
+
+    header = f"{'model':<13} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}  imagenet checkpoint (top-1)"
     print(header, file=out)
     print("-" * len(header), file=out)
     for name in names:
@@ -31,8 +33,10 @@ def models_table(names=None, out=None):
         with keras.StatelessScope(initialize_variables=False):
             model = builder()  # built at its test size
             params, flops = count_params(model), count_flops(model)
+        tag = IMAGENET_PRESETS.get(name)
+        weights = f"{tag} ({CHECKPOINTS[tag].top1:.2f}%)" if tag else "-"
         print(
-            f"{name:<13} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {config.train_size:>9} {config.test_size:>8}",
+            f"{name:<13} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {config.train_size:>9} {config.test_size:>8}  {weights}",
             file=out,
             flush=True,
         )
@@ -70,7 +74,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
     models = commands.add_parser(
-        "models", help="list every variant with its parameters, FLOPs (multiply-adds at test size) and image sizes"
+        "models",
+        help="list every variant: parameters, FLOPs (multiply-adds at test size), image sizes, ImageNet checkpoint",
     )
     models.add_argument("names", nargs="*", help="variants to list (default: all)")
     pred = commands.add_parser("predict", help="classify images with a pretrained model (top-5 ImageNet classes)")

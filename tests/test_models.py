@@ -285,7 +285,7 @@ def test_config_validation():
         (dict(weights="no_such_file.weights.h5"), "The `weights` argument should be either"),
         (dict(weights="imagenet", classes=10), "`classes` should be 1000"),
         (dict(weights="imagenet", classifier_activation="relu"), "Only `None` and `softmax`"),
-        (dict(weights="imagenet"), "not available"),
+        (dict(weights="imagenet"), "No ImageNet weights exist for NFRegNetB0"),
         (dict(include_top=False, pooling="sum"), "`pooling` must be one of"),
         (dict(include_top=True, pooling="avg"), "only applies when `include_top=False`"),
         (dict(input_shape=(16, 16, 3)), "at least 32x32"),
