@@ -39,6 +39,14 @@ from keras_nfnets.applications import (
     NFResNet200,
     NFResNet288,
 )
+from keras_nfnets.export import (
+    export_onnx,
+    export_saved_model,
+    export_tflite,
+    fold_weight_standardization,
+    native_grouped_convolutions,
+    verify_export,
+)
 from keras_nfnets.imagenet import decode_predictions, imagenet_classes, preprocess_input
 from keras_nfnets.preprocessing import eval_transform, preprocess_image
 from keras_nfnets.layers import (

@@ -70,6 +70,38 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
             print(f"  {rank}. {name:<28} {score:7.2%}  ({wnid})", file=out)
 
 
+def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, out=None):
+    """Fold and export ``model_name``, then print the artifact's parity with the Keras model."""
+    from keras_nfnets import export as exporting
+    from keras_nfnets.applications import BUILDERS
+
+    out = out or sys.stdout
+    if model_name not in BUILDERS:
+        raise SystemExit(f"Unknown model {model_name!r}. Available: {', '.join(BUILDERS)}")
+    if quantization is not None and fmt != "tflite":
+        raise SystemExit("--quantization applies only to --format tflite")
+    kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
+    model = BUILDERS[model_name](weights=weights, **kwargs)
+    size = model.input.shape[1]
+    samples = exporting.sample_images(8, size, seed=1)
+    if fmt == "saved_model":
+        exporting.export_saved_model(model, output)
+    elif fmt == "tflite":
+        calibration = [exporting.sample_images(8, size, seed=2)] if quantization == "int8" else None
+        ops = exporting.export_tflite(model, output, quantization=quantization, representative_data=calibration)
+        print(f"TFLite ops (all built-in): {', '.join(sorted(ops))}", file=out)
+    else:
+        exporting.export_onnx(model, output)
+    check = exporting.verify_export(model, output, samples)
+    print(
+        f"{model_name} -> {output} ({fmt}{', ' + quantization if quantization else ''}): "
+        f"max |diff| {check['max_abs_diff']:.3g} ({check['relative_diff']:.3g} of the output scale), "
+        f"top-1 agreement {check.get('top1_agreement', float('nan')):.0%} on {len(samples)} sample images",
+        file=out,
+    )
+    return check
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,12 +116,22 @@ def main(argv=None):
     pred.add_argument("--weights", default="imagenet", help="for builders: imagenet (default) or a .weights.h5 file")
     pred.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
     pred.add_argument("--top", type=int, default=5)
+    exp = commands.add_parser("export", help="fold weight standardization and export to SavedModel, TFLite or ONNX")
+    exp.add_argument("output", help="output path: a directory (saved_model), .tflite or .onnx file")
+    exp.add_argument("--model", required=True, help="builder name, e.g. NFRegNetB0")
+    exp.add_argument("--weights", default=None, help="imagenet or a .weights.h5 file (default: random init)")
+    exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True)
+    exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None)
+    exp.add_argument("--image-size", type=int, default=None, help="static input size (default: the model's)")
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     if args.command == "models":
         models_table(args.names)
     elif args.command == "predict":
         predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
+    elif args.command == "export":
+        export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
+               image_size=args.image_size)
     return 0
 
 

@@ -236,16 +236,22 @@ def fold_weight_standardization(model):
 
 @contextlib.contextmanager
 def native_grouped_convolutions():
-    """Trace Keras built-in grouped convs as TensorFlow's own Conv2D op instead of Keras' XLA
-    wrapper, so that TFLite and ONNX converters see a plain (natively convertible) grouped conv."""
+    """Within this context, Keras built-in convolutions run as TensorFlow's own Conv2D op instead of
+    Keras' XLA wrapper for grouped convs: TFLite and ONNX converters then see a plain, natively
+    convertible grouped conv, and a folded model traced here runs its grouped convs at native speed
+    (e.g. ``with native_grouped_convolutions(): serve = tf.function(folded)``). Where the device
+    has no native grouped kernel, Keras' own path is kept."""
     from keras.src.backend.tensorflow import nn as tf_nn
 
     import tensorflow as tf
 
+    from keras_nfnets.layers.conv_ops import _current_device_type, native_grouped_conv_supported
+
     original = tf_nn.conv
+    native = native_grouped_conv_supported(_current_device_type())
 
     def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-        if len(inputs.shape) == 4 and (data_format in (None, "channels_last")):
+        if native and len(inputs.shape) == 4 and (data_format in (None, "channels_last")):
             return tf.nn.convolution(inputs, kernel, strides, padding.upper(), dilations=dilation_rate)
         return original(inputs, kernel, strides, padding, data_format, dilation_rate)
 
@@ -392,6 +398,25 @@ def run_exported(path, inputs, num_threads=2):
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
     return list(serve(tf.constant(inputs)).values())[0].numpy()
+
+
+def sample_images(count, size, seed=0):
+    """``count`` smooth, natural-looking RGB images (low-frequency colour fields with edges),
+    normalised with ImageNet mean/std: inputs for int8 calibration and export checks when no real
+    images are at hand."""
+    import tensorflow as tf
+
+    from keras_nfnets.imagenet import preprocess_input
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (count, 4, 4, 3)).astype("float32")
+    images = tf.image.resize(coarse, (size, size), method="bicubic").numpy()
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for image in images:  # one straight edge per image, as objects give
+        angle, offset = rng.uniform(0, np.pi), rng.uniform(0.3, 0.7)
+        mask = (np.cos(angle) * xx + np.sin(angle) * yy) > offset
+        image[mask] = image[mask] * 0.5 + rng.uniform(0, 255, 3) * 0.5
+    return preprocess_input(np.clip(images, 0, 255))
 
 
 def verify_export(model, path, inputs):

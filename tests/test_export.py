@@ -1,0 +1,200 @@
+"""Deployment: exact folding, built-in-only artifacts, parity of SavedModel / TFLite / ONNX."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import keras
+import keras_nfnets
+from keras_nfnets import export as exporting
+from keras_nfnets import (
+    build_nf_model,
+    fold_weight_standardization,
+    from_timm,
+    nf_regnet_config,
+    nf_resnet_config,
+    nfnet_config,
+)
+from keras_nfnets.layers import SkipInitGain
+
+# Reduced-depth/width members of each family: the same code paths as the full models, fast.
+FAMILIES = {
+    "nf_resnet": nf_resnet_config([1, 1, 1, 1], attention="se", widths=(64, 128, 256, 256), stem_width=32),
+    "nf_regnet": nf_regnet_config("B0", depths=(1, 2, 1, 1)),
+    "nfnet": nfnet_config("F0", depths=(1, 1, 1, 1), widths=(64, 128, 256, 256), stem_width=64, group_width=32),
+}
+
+
+def randomise(model, seed=0):
+    """Move every gain, bias, SkipInit gain and the classifier away from their init values."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, SkipInitGain):
+            layer.skip_gain.assign(rng.uniform(0.3, 1.0))
+        for attribute in ("gain", "bias"):
+            weight = getattr(layer, attribute, None)
+            if weight is not None and hasattr(weight, "assign"):
+                low, high = (0.5, 1.5) if attribute == "gain" else (-0.2, 0.2)
+                weight.assign(rng.uniform(low, high, weight.shape).astype("float32"))
+        if layer.name == "predictions":
+            layer.kernel.assign(rng.normal(0, 0.3, layer.kernel.shape).astype("float32"))
+    return model
+
+
+def relative(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def only_builtin(model):
+    return all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("size", [64, 96])
+@pytest.mark.parametrize("include_top", [True, False])
+def test_folding_is_exact(family, size, include_top):
+    model = randomise(build_nf_model(FAMILIES[family], include_top=include_top, input_shape=(size, size, 3),
+                                     classifier_activation=None))
+    folded = fold_weight_standardization(model)
+    assert only_builtin(folded)
+    x = np.random.default_rng(1).standard_normal((2, size, size, 3)).astype("float32")
+    assert relative(folded(x), model(x)) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["nf_resnet26", "nf_ecaresnet26", "test_nfnet", "dm_nfnet_f0"])
+def test_folding_timm_twins(name):
+    """Symmetric padding, the −∞-padded max-pool, γ in the convs, ECA, exact GELU."""
+    model = randomise(from_timm(name, pretrained=False, input_shape=(64, 64, 3), classifier_activation=None))
+    folded = fold_weight_standardization(model)
+    assert only_builtin(folded)
+    x = np.random.default_rng(2).standard_normal((2, 64, 64, 3)).astype("float32")
+    assert relative(folded(x), model(x)) < 1e-5
+
+
+def test_full_size_nfregnet_b0_folds_exactly():
+    model = randomise(keras_nfnets.NFRegNetB0(input_shape=(96, 96, 3), classifier_activation=None))
+    x = np.random.default_rng(3).standard_normal((2, 96, 96, 3)).astype("float32")
+    assert relative(fold_weight_standardization(model)(x), model(x)) < 1e-5
+
+
+def test_scalars_are_absorbed_not_left_as_layers():
+    model = randomise(build_nf_model(FAMILIES["nf_regnet"], input_shape=(64, 64, 3)))
+    folded = fold_weight_standardization(model)
+    kinds = {type(layer).__name__ for layer in folded.layers}
+    assert "Rescaling" not in kinds and "Dropout" not in kinds
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in folded.layers) == sum(
+        type(layer).__name__ == "ScaledWSConv2D" for layer in model.layers
+    )
+
+
+def test_folded_keras_file_loads_without_keras_nfnets(tmp_path):
+    model = randomise(build_nf_model(FAMILIES["nfnet"], input_shape=(64, 64, 3), classifier_activation=None))
+    folded = fold_weight_standardization(model)
+    path, x_path, y_path = tmp_path / "folded.keras", tmp_path / "x.npy", tmp_path / "y.npy"
+    folded.save(path)
+    x = np.random.default_rng(4).standard_normal((2, 64, 64, 3)).astype("float32")
+    np.save(x_path, x)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras
+        model = keras.models.load_model({str(path)!r}, safe_mode=True)
+        np.save({str(y_path)!r}, np.asarray(model(np.load({str(x_path)!r}))))
+        assert not any(name.startswith("keras_nfnets") for name in sys.modules), "keras_nfnets was imported"
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, cwd=str(tmp_path))
+    assert relative(np.load(y_path), model(x)) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def export_model():
+    keras.utils.set_random_seed(0)
+    return randomise(keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3), classifier_activation=None), seed=5)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return exporting.sample_images(16, 64, seed=7)
+
+
+def test_saved_model_round_trip(export_model, images, tmp_path):
+    import tensorflow as tf
+
+    exporting.export_saved_model(export_model, tmp_path / "sm")
+    serve = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    assert list(serve.structured_input_signature[1]) == ["images"]
+    outputs = list(serve(images=tf.constant(images)).values())[0].numpy()
+    assert relative(outputs, export_model(images)) < 1e-5
+    assert relative(list(serve(images=tf.constant(images[:3])).values())[0].numpy(), export_model(images[:3])) < 1e-5
+
+
+@pytest.mark.parametrize("quantization,bound", [(None, 1e-4), ("float16", 1e-2)])
+def test_tflite_float_parity_and_builtin_ops(export_model, images, tmp_path, quantization, bound):
+    path = tmp_path / "model.tflite"
+    ops = exporting.export_tflite(export_model, path, quantization=quantization)
+    assert "CONV_2D" in ops and not any(op.startswith("Flex") for op in ops)
+    check = exporting.verify_export(export_model, path, images)
+    print(quantization, check)
+    assert check["relative_diff"] < bound
+
+
+@pytest.mark.parametrize("quantization", ["dynamic", "int8"])
+def test_tflite_quantized_agrees_on_top1(export_model, images, tmp_path, quantization):
+    path = tmp_path / "model.tflite"
+    calibration = [exporting.sample_images(16, 64, seed=8)]
+    exporting.export_tflite(export_model, path, quantization=quantization, representative_data=calibration)
+    check = exporting.verify_export(export_model, path, images)
+    print(quantization, check)
+    assert check["top1_agreement"] >= 0.75
+
+
+def test_grouped_convs_stay_native_in_tflite(export_model, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "model.tflite"
+    exporting.export_tflite(export_model, path)
+    interpreter = Interpreter(model_path=str(path))
+    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+    # filter [out, kh, kw, in/groups]: grouped convs have a filter depth below the input depth
+    grouped = [op for op in convs if shapes[op["inputs"][1]][3] < shapes[op["inputs"][0]][3]]
+    assert grouped and all(shapes[op["inputs"][1]][3] == 8 for op in grouped)  # NF-RegNet group width 8
+
+
+def test_onnx_parity(export_model, images, tmp_path):
+    pytest.importorskip("tf2onnx")
+    path = tmp_path / "model.onnx"
+    exporting.export_onnx(export_model, path)
+    assert exporting.verify_export(export_model, path, images)["relative_diff"] < 1e-4
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+    class Custom(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((64, 64, 3))
+    with_custom = keras.Model(inputs, Custom(name="my_custom")(keras.layers.Conv2D(3, 1)(inputs)))
+    with pytest.raises(ValueError, match="Cannot fold layer 'my_custom' of type Custom"):
+        fold_weight_standardization(with_custom)
+    model = keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3))
+    dynamic = keras_nfnets.NFRegNetB0(include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="static input size"):
+        exporting.export_tflite(dynamic, tmp_path / "m.tflite", quantization="int8", representative_data=[np.zeros((1, 64, 64, 3))])
+    with pytest.raises(ValueError, match="representative_data"):
+        exporting.export_tflite(model, tmp_path / "m.tflite", quantization="int8")
+    with pytest.raises(ValueError, match="quantization"):
+        exporting.export_tflite(model, tmp_path / "m.tflite", quantization="int4")
+
+
+def test_export_command_prints_parity(tmp_path, capsys):
+    from keras_nfnets.cli import main
+
+    assert main(["export", str(tmp_path / "b0.tflite"), "--model", "NFRegNetB0", "--format", "tflite",
+                 "--image-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "NFRegNetB0 -> " in out and "top-1 agreement" in out and "CONV_2D" in out
+    assert os.path.getsize(tmp_path / "b0.tflite") > 1e6
