@@ -7,9 +7,10 @@ Recognition Without Normalization* (2021).
 
 __version__ = "0.1.0"
 
-from keras_nfnets import layers, models, weights
+from keras_nfnets import layers, models, spp, weights
 from keras_nfnets.applications import (
     BUILDERS,
+    BNResNetV2,
     ECANFNetL0,
     ECANFNetL1,
     ECANFNetL2,
@@ -49,6 +50,7 @@ from keras_nfnets.export import (
 )
 from keras_nfnets.imagenet import decode_predictions, imagenet_classes, preprocess_input
 from keras_nfnets.preprocessing import eval_transform, preprocess_image
+from keras_nfnets.spp import SignalPropagation, plot_signal_propagation, signal_propagation
 from keras_nfnets.layers import (
     ECA,
     GAMMA,
@@ -64,6 +66,7 @@ from keras_nfnets.models import (
     TIMM_CONFIGS,
     VARIANTS,
     NFConfig,
+    bn_resnetv2_config,
     block_plan,
     build_nf_model,
     count_flops,

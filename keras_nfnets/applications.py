@@ -177,3 +177,47 @@ ECANFNetL2 = _make_builder("ECANFNetL2")
 ECANFNetL3 = _make_builder("ECANFNetL3")
 
 BUILDERS = {name: globals()[name] for name in VARIANTS}
+
+
+def BNResNetV2(
+    depths=(3, 4, 6, 3),
+    order="bn_relu_conv",
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    drop_rate=None,
+    stochastic_depth_rate=0.0,
+):
+    """The BatchNorm pre-activation ResNetV2 baseline of the paper (§3, Figure 1; Table 2).
+
+    Same bottleneck layout, stem and widths as the NF-ResNets, with BatchNorm and ReLU in
+    ``order`` ``"bn_relu_conv"`` (standard) or ``"relu_bn_conv"``, He-initialised plain
+    convolutions, and residual blocks ``x + f(x)`` (no β, α or SkipInit). ``depths`` are the
+    blocks per stage: (3, 4, 6, 3) is ResNet-50, [50] * 4 the paper's ResNet-600. Other arguments
+    as the NF builders; no pretrained weights exist.
+    """
+    from keras_nfnets.models.config import bn_resnetv2_config
+
+    if weights == "imagenet":
+        raise ValueError("No ImageNet weights exist for BNResNetV2. Use `weights=None` or a `.weights.h5` file.")
+    depth = 2 + 3 * sum(depths)
+    config = bn_resnetv2_config(tuple(depths), order, name=f"bn_resnetv2_{depth}")
+    return build_nf_model(
+        config,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        drop_rate=drop_rate,
+        stochastic_depth_rate=stochastic_depth_rate,
+    )

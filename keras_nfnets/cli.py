@@ -102,6 +102,21 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     return check
 
 
+def spp_figure(number, output, depth=600, image_size=512, batch_size=8, out=None):
+    """Regenerate the paper's SPP figure ``number`` into ``output`` and print its summary."""
+    from keras_nfnets.spp import figure
+
+    out = out or sys.stdout
+    results = figure(number, output, depth=depth, image_size=image_size, batch_size=batch_size)
+    for result in results:
+        print(
+            f"{result.name}: {len(result.block_names)} blocks; last block avg sq mean {result.avg_sq_mean[-1]:.3g}, "
+            f"avg var {result.avg_var[-1]:.3g}; mean residual var {result.residual_avg_var.mean():.3g}",
+            file=out,
+        )
+    print(f"wrote {output}", file=out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,12 +138,20 @@ def main(argv=None):
     exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True)
     exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None)
     exp.add_argument("--image-size", type=int, default=None, help="static input size (default: the model's)")
+    spp = commands.add_parser("spp", help="regenerate one of the paper's Signal Propagation Plots")
+    spp.add_argument("output", help="image file (.png, .pdf, .svg)")
+    spp.add_argument("--figure", type=int, choices=[1, 2, 6, 7, 8, 9], required=True)
+    spp.add_argument("--depth", type=int, default=600, help="conv layers of the ResNetV2 (default 600)")
+    spp.add_argument("--image-size", type=int, default=512)
+    spp.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     if args.command == "models":
         models_table(args.names)
     elif args.command == "predict":
         predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
+    elif args.command == "spp":
+        spp_figure(args.figure, args.output, depth=args.depth, image_size=args.image_size, batch_size=args.batch_size)
     elif args.command == "export":
         export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
                image_size=args.image_size)

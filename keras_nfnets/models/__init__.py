@@ -3,6 +3,7 @@
 from keras_nfnets.models.builder import block_plan, build_nf_model
 from keras_nfnets.models.config import (
     NFConfig,
+    bn_resnetv2_config,
     get_config,
     nf_regnet_config,
     nf_resnet_config,

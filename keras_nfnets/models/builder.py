@@ -103,9 +103,16 @@ def _conv_factory(config):
 
 
 def _activation_factory(config):
+    gamma = 1.0 if config.gamma_in_conv else config.gamma
+
     def make_activation(name=None):
-        gamma = 1.0 if config.gamma_in_conv else config.gamma
-        return GammaActivation(config.activation, gamma=gamma, name=name)
+        activation = GammaActivation(config.activation, gamma=gamma, name=name)
+        if config.normalization is None:
+            return activation
+        norm = layers.BatchNormalization(name=f"{name}_bn")
+        if config.normalization == "bn_relu_conv":
+            return lambda x: activation(norm(x))
+        return lambda x: norm(activation(x))
 
     return make_activation
 
@@ -130,6 +137,8 @@ def _stem(x, config, make_conv, make_activation):
     width = config.stem_width
     if config.stem == "7x7_pool":
         x = make_conv(width, 7, strides=2, name="stem_conv")(x)
+        if not config.stem_pool:
+            return x
         if config.padding == "symmetric":  # PyTorch MaxPool2d(3, 2, padding=1): pads 1 each side with -inf
             return SymmetricMaxPooling2D(3, 2, name="stem_pool")(x)
         return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
@@ -258,7 +267,7 @@ def build_nf_model(
             mid_channels=spec["mid_channels"],
             groups=spec["groups"],
             stride=spec["stride"],
-            beta=spec["beta"],
+            beta=spec["beta"] if config.normalization is None else 1.0,
             alpha=config.alpha,
             make_conv=make_conv,
             make_activation=make_activation,

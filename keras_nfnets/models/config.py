@@ -15,6 +15,7 @@ FAMILIES = ("nf_resnet", "nf_regnet", "nfnet")
 STEMS = ("7x7_pool", "3x3", "deep_quad")
 ATTENTIONS = (None, "se", "eca")
 CONV_TYPES = ("scaled_ws", "plain")
+NORMALIZATIONS = (None, "bn_relu_conv", "relu_bn_conv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ class NFConfig:
             included) and use plain activations (timm) instead of γ-scaled activations (DeepMind).
         zero_init_last_gain: initialise the WS gain of each branch's last conv at 0 (timm's
             substitute for SkipInit).
+        normalization: ``None`` (Normalizer-Free), or a BatchNorm ResNetV2 baseline (paper §3,
+            Figure 1): ``"bn_relu_conv"`` or ``"relu_bn_conv"``. With BatchNorm the blocks compute
+            ``x + f(x)``: β and α are not applied and convolutions are He-initialised.
+        stem_pool: keep the ResNet stem's max-pool (the paper removes it for linear nets, Fig. 7).
     """
 
     name: str
@@ -91,6 +96,8 @@ class NFConfig:
     attention_divisor: Optional[int] = None
     gamma_in_conv: bool = False
     zero_init_last_gain: bool = False
+    normalization: Optional[str] = None
+    stem_pool: bool = True
 
     def __post_init__(self):
         def fail(message):
@@ -123,6 +130,8 @@ class NFConfig:
             fail("drop_rate and stochastic_depth_rate must be in [0, 1).")
         if self.group_width is not None and self.group_width < 1:
             fail("group_width must be positive or None.")
+        if self.normalization not in NORMALIZATIONS:
+            fail(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
         for field in ("mid_channel_divisor", "attention_divisor"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -177,6 +186,15 @@ def nf_resnet_config(depths, name="nf_resnet", **changes):
         test_size=224,
     )
     return base.replace(**changes)
+
+
+def bn_resnetv2_config(depths, order="bn_relu_conv", name="bn_resnetv2", **changes):
+    """The BatchNorm pre-activation ResNetV2 baseline (paper §3, Figure 1) with any ``depths``:
+    He-initialised plain convs, BN before (``"bn_relu_conv"``) or after (``"relu_bn_conv"``) ReLU."""
+    return nf_resnet_config(
+        depths, name=name, normalization=order, conv_type="plain", skipinit=False, alpha=1.0, gamma=1.0,
+        **changes,
+    )
 
 
 # --- NF-RegNets (paper App. C/D; DeepMind base.nf_regnet_params) ----------------------------
