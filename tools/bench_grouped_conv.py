@@ -10,12 +10,12 @@ Prints milliseconds and ratios. Usage: python tools/bench_grouped_conv.py [--thr
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from timing import median_seconds  # noqa: E402
 
 # (batch, height, width, channels, groups, kernel, stride): the shape, NF-RegNet and NFNet convs.
 SHAPES = [
@@ -25,17 +25,6 @@ SHAPES = [
     (8, 16, 16, 768, 6, 3, 1),    # NFNet stage 3, group width 128
     (16, 24, 24, 184, 23, 3, 2),  # strided transition conv
 ]
-
-
-def median_time(fn, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_torch(shape, threads, repeats):
@@ -50,7 +39,7 @@ def time_torch(shape, threads, repeats):
         y = torch.nn.functional.conv2d(x, w, stride=stride, padding=kernel // 2, groups=groups)
         (y * y).sum().backward()
 
-    return median_time(step, repeats)
+    return median_seconds(step, repeats)
 
 
 def time_tensorflow(shape, repeats, keras_reference):
@@ -84,7 +73,7 @@ def time_tensorflow(shape, repeats, keras_reference):
     if keras_reference:
         candidates["keras_ops_conv"] = (lambda a, b: ops.conv(a, b, strides, "same"), w)
     return {
-        name: median_time(make_step(conv, weights), repeats if name != "keras_ops_conv" else 3, warmup=1)
+        name: median_seconds(make_step(conv, weights), repeats if name != "keras_ops_conv" else 3, warmup=1)
         for name, (conv, weights) in candidates.items()
     }
 

@@ -7,9 +7,10 @@ throughput ratios. Usage: python tools/benchmark_train.py [--batch-size 16] [--i
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from timing import median_seconds  # noqa: E402
 
 
 def parse_args():
@@ -31,21 +32,7 @@ def time_keras(model, args):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, args.image_size, args.image_size, 3)).astype("float32")
     y = rng.integers(0, 1000, (args.batch_size,))
-    return median_step_time(lambda: model.train_on_batch(x, y), args)
-
-
-def median_step_time(step, args):
-    """Median wall time of ``args.steps`` calls after ``args.warmup`` untimed ones."""
-    import statistics
-
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
 
 
 def time_timm(args):
@@ -65,7 +52,7 @@ def time_timm(args):
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    return median_step_time(step, args)
+    return median_seconds(step, args.steps, args.warmup)
 
 
 def time_timm_in_subprocess(args):

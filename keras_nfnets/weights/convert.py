@@ -30,8 +30,10 @@ def load_checkpoint(source):
     file, or a ``.pth``/``.pt``/``.bin`` PyTorch file (needs torch).
     """
     if isinstance(source, dict):
-        state = source.get("state_dict", source.get("model", source)) if "state_dict" in source or "model" in source else source
-        return {k: _to_numpy(v, k) for k, v in state.items()}
+        for wrapper in ("state_dict", "model"):  # training checkpoints nest the weights
+            if isinstance(source.get(wrapper), dict):
+                source = source[wrapper]
+        return {k: _to_numpy(v, k) for k, v in source.items()}
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint file not found: {path!r}.")
