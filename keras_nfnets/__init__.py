@@ -7,7 +7,7 @@ Recognition Without Normalization* (2021).
 
 __version__ = "0.1.0"
 
-from keras_nfnets import layers, models, spp, weights
+from keras_nfnets import layers, models, spp, training, weights
 from keras_nfnets.applications import (
     BUILDERS,
     BNResNetV2,

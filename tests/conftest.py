@@ -23,6 +23,8 @@ def _fresh_keras_state():
 PARITY_MODELS = ["test_nfnet", "nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "nfnet_l0", "eca_nfnet_l0"]
 SIZE = 64
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Subprocesses import the working tree's keras_nfnets, whatever copy is installed.
+REPO_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get("PYTHONPATH")])))
 
 needs_timm = pytest.mark.skipif(
     importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None,

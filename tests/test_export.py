@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import REPO_ENV
 
 import keras
 import keras_nfnets
@@ -105,7 +106,7 @@ def test_folded_keras_file_loads_without_keras_nfnets(tmp_path):
         np.save({str(y_path)!r}, np.asarray(model(np.load({str(x_path)!r}))))
         assert not any(name.startswith("keras_nfnets") for name in sys.modules), "keras_nfnets was imported"
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, cwd=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, cwd=str(tmp_path), env=REPO_ENV)
     assert relative(np.load(y_path), model(x)) < 1e-5
 
 

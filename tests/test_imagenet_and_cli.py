@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO_ENV
 
 import keras_nfnets
 from keras_nfnets import decode_predictions, imagenet_classes, preprocess_input
@@ -55,7 +56,8 @@ def test_models_command_rejects_unknown_names():
 
 def test_console_script_entry_point_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet26"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet26"], capture_output=True, text=True, timeout=300,
+        env=REPO_ENV,
     )
     assert result.returncode == 0, result.stderr
     assert "NFResNet26" in result.stdout and "15.995" in result.stdout

@@ -16,7 +16,7 @@ from keras_nfnets import CheckpointError, from_timm
 from keras_nfnets.models import TIMM_CONFIGS
 from keras_nfnets.weights import load_checkpoint, match_checkpoint
 
-from conftest import HERE, PARITY_MODELS, SIZE, needs_timm
+from conftest import REPO_ENV, HERE, PARITY_MODELS, SIZE, needs_timm
 
 def _relative_error(model, reference):
     y = keras.ops.convert_to_numpy(model(reference["x"]))
@@ -186,7 +186,7 @@ def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
         assert default.input.shape[1] == 288  # the checkpoint's test size
         np.save({str(tmp_path / 'y.npy')!r}, np.stack([np.asarray(model(x)), np.asarray(again(x))]))
     """)
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
+    env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     logits = np.load(timm_reference / "nf_regnet_b1.npz")["logits"]
     y = np.load(tmp_path / "y.npy")
@@ -196,7 +196,7 @@ def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
 
 def test_imagenet_weights_without_network_fail_clearly(tmp_path):
     script = "import keras_nfnets; keras_nfnets.NFRegNetB1(weights='imagenet')"
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
+    env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
     assert "Could not get timm/nf_regnet_b1.ra2_in1k/model.safetensors from the Hugging Face Hub" in result.stderr
@@ -223,7 +223,7 @@ def test_convert_tool_writes_loadable_weights(small_state, tmp_path):
     checkpoint, output = tmp_path / "model.safetensors", tmp_path / "out.weights.h5"
     save_file(small_state, str(checkpoint))
     tool = os.path.join(HERE, "..", "tools", "convert_timm.py")
-    subprocess.run([sys.executable, tool, "test_nfnet", str(checkpoint), str(output)], check=True, timeout=600)
+    subprocess.run([sys.executable, tool, "test_nfnet", str(checkpoint), str(output)], check=True, timeout=600, env=REPO_ENV)
     direct = from_timm("test_nfnet", checkpoint=small_state, input_shape=(SIZE, SIZE, 3))
     loaded = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
     loaded.load_weights(output)

@@ -1,0 +1,3 @@
+"""Training pieces: SGD with Adaptive Gradient Clipping, coupled weight decay, schedules."""
+
+from keras_nfnets.training.optimizers import SGDAGC, adaptive_grad_clip, unitwise_norm, warmup_cosine_decay

@@ -1,0 +1,122 @@
+"""SGD with Adaptive Gradient Clipping and DeepMind-style weight decay (NFNet paper §4, App. A).
+
+AGC clips each unit's gradient to ``λ · max(‖W_unit‖, eps)`` where a unit is an output channel
+of a conv kernel (norm over H, W, in), an output unit of a dense kernel (norm over inputs), or a
+whole vector/scalar (DeepMind's ``unitwise_norm``). It runs in ``update_step``, which Keras calls
+*after* gradients are summed across replicas under ``tf.distribute`` (clipping in ``train_step``
+would clip per-replica, 1/N-scaled gradients), and before weight decay, which is added to the
+gradient (coupled L2, as DeepMind's ``SGD_AGC``), not applied to gains, biases or SkipInit gains.
+"""
+
+import keras
+from keras import ops
+
+DEFAULT_AGC_EXCLUDE = ("predictions/kernel",)
+DEFAULT_DECAY_EXCLUDE = ("gain", "bias", "skip_gain", "gamma", "beta")
+
+
+def unitwise_norm(x):
+    """DeepMind's unit-wise L2 norm: whole tensor for ≤1 non-trivial dims, per output unit for
+    dense (I, O) kernels, per output channel for HWIO conv kernels (broadcastable to ``x``)."""
+    non_trivial = [d for d in x.shape if d != 1]
+    if len(non_trivial) <= 1:
+        return ops.sqrt(ops.sum(ops.square(x)))
+    if len(x.shape) in (2, 3):
+        return ops.sqrt(ops.sum(ops.square(x), axis=0, keepdims=True))
+    if len(x.shape) == 4:
+        return ops.sqrt(ops.sum(ops.square(x), axis=(0, 1, 2), keepdims=True))
+    raise ValueError(f"unitwise_norm supports tensors of rank <= 4; got shape {tuple(x.shape)}.")
+
+
+def adaptive_grad_clip(gradient, parameter, clip_factor=0.01, eps=1e-3):
+    """Clip ``gradient`` unit-wise to ``clip_factor · max(‖parameter‖, eps)`` (NFNet paper Eq. 3)."""
+    max_norm = ops.maximum(unitwise_norm(parameter), eps) * clip_factor
+    grad_norm = unitwise_norm(gradient)
+    clipped = gradient * (max_norm / ops.maximum(grad_norm, 1e-6))
+    return ops.where(grad_norm > max_norm, clipped, gradient)
+
+
+def _matches(path, patterns):
+    name = path.split("/")[-1]
+    return any(path == p or path.endswith("/" + p) or name == p for p in patterns)
+
+
+@keras.saving.register_keras_serializable(package="keras_nfnets")
+class SGDAGC(keras.optimizers.SGD):
+    """SGD (Nesterov momentum) with AGC and coupled weight decay, as DeepMind's ``SGD_AGC``.
+
+    Args:
+        learning_rate: float or schedule.
+        momentum, nesterov: as ``keras.optimizers.SGD`` (defaults 0.9, True).
+        weight_decay: L2 coefficient added to the gradient after clipping (DeepMind: 2e-5).
+        clip_factor: AGC's λ (``None`` or 0 disables AGC); eps: AGC's floor on weight norms.
+        agc_exclude: variable paths or names not clipped (default: the classifier kernel).
+        decay_exclude: variable names without weight decay (gains, biases, SkipInit gains, BN).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.0,
+        clip_factor=0.01,
+        eps=1e-3,
+        agc_exclude=DEFAULT_AGC_EXCLUDE,
+        decay_exclude=DEFAULT_DECAY_EXCLUDE,
+        name="sgd_agc",
+        **kwargs,
+    ):
+        kwargs.pop("weight_decay", None)
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, name=name, **kwargs)
+        if clip_factor is not None and clip_factor < 0:
+            raise ValueError(f"`clip_factor` must be >= 0 or None; received {clip_factor!r}.")
+        if weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received {weight_decay!r}.")
+        self.l2 = float(weight_decay)
+        self.clip_factor = float(clip_factor or 0.0)
+        self.eps = float(eps)
+        self.agc_exclude = tuple(agc_exclude)
+        self.decay_exclude = tuple(decay_exclude)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._clipped = [self.clip_factor > 0 and not _matches(v.path, self.agc_exclude) for v in variables]
+        self._decayed = [self.l2 > 0 and not _matches(v.path, self.decay_exclude) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Runs per variable on the all-reduced gradient: clip, add weight decay, SGD step."""
+        index = self._get_variable_index(variable)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self._clipped[index]:
+            gradient = adaptive_grad_clip(gradient, variable, self.clip_factor, self.eps)
+        if self._decayed[index]:
+            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            weight_decay=self.l2,
+            clip_factor=self.clip_factor,
+            eps=self.eps,
+            agc_exclude=list(self.agc_exclude),
+            decay_exclude=list(self.decay_exclude),
+        )
+        return config
+
+
+def warmup_cosine_decay(peak_learning_rate, total_steps, warmup_steps, final_learning_rate=0.0):
+    """Linear warmup from 0 to ``peak_learning_rate``, then cosine decay to ``final_learning_rate``
+    (DeepMind's ``WarmupCosineDecay``), as Keras' own ``CosineDecay`` schedule."""
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"Need 0 <= warmup_steps < total_steps; received {warmup_steps}, {total_steps}.")
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=total_steps - warmup_steps,
+        alpha=final_learning_rate / peak_learning_rate if peak_learning_rate else 0.0,
+        warmup_target=peak_learning_rate,
+        warmup_steps=warmup_steps,
+    )

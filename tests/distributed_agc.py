@@ -1,0 +1,64 @@
+"""Run by test_training.py in a fresh process (logical devices must be set before TF starts):
+AGC under MirroredStrategy on two logical CPUs equals one device with the same global batch,
+and differs from clipping each replica's gradient separately. Prints JSON."""
+
+import json
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_nfnets.training import SGDAGC, adaptive_grad_clip  # noqa: E402
+
+LR, CLIP = 0.5, 0.01
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 4)).astype("float32")
+x[4:] *= 10.0  # the second replica's half has much larger gradients than the first
+y = rng.standard_normal((8, 2)).astype("float32")
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="predictions")])
+    model.compile(optimizer=SGDAGC(LR, momentum=0.0, clip_factor=CLIP), loss="mse")
+    return model
+
+
+def fit(strategy):
+    with strategy.scope():
+        model = build()
+    initial = [w.numpy() for w in model.weights]
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    return initial, [w.numpy() for w in model.weights]
+
+
+initial, one = fit(tf.distribute.OneDeviceStrategy("/cpu:0"))
+_, two = fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+
+# The wrong way: clip each replica's (1/2-scaled) gradient, then sum.
+model = build()
+for w, value in zip(model.weights, initial):
+    w.assign(value)
+per_replica = None
+for half in (slice(0, 4), slice(4, 8)):
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y[half], model(x[half])) / 2
+    grads = tape.gradient(loss, model.trainable_weights)
+    clipped = [g if v.path.endswith("predictions/kernel") else adaptive_grad_clip(g, v, CLIP)
+               for g, v in zip(grads, model.trainable_weights)]
+    per_replica = clipped if per_replica is None else [a + b for a, b in zip(per_replica, clipped)]
+wrong = [w0 - LR * g.numpy() for w0, g in zip(initial, per_replica)]
+
+hidden = 0  # the clipped layer's kernel
+print(json.dumps({
+    "one_vs_two": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+    "update_size": max(float(np.abs(a - b).max()) for a, b in zip(one, initial)),
+    "hidden_update": float(np.abs(two[hidden] - initial[hidden]).max()),
+    "hidden_vs_per_replica": float(np.abs(two[hidden] - wrong[hidden]).max()),
+    "classifier_vs_per_replica": float(np.abs(two[2] - wrong[2]).max()),
+}))
