@@ -133,3 +133,44 @@ def test_fit_with_agc_and_serialisation():
     assert clone.clip_factor == 0.01 and clone.l2 == 5e-5 and clone.agc_exclude == ("predictions/kernel",)
     with pytest.raises(ValueError, match="clip_factor"):
         SGDAGC(clip_factor=-1)
+
+
+def test_ema_warmup_values():
+    from keras_nfnets.training import ema_decay
+
+    assert [ema_decay(t, 0.99999) for t in (0, 1, 10, 90)] == pytest.approx([0.1, 2 / 11, 11 / 20, 91 / 100])
+    assert ema_decay(10**7, 0.999) == 0.999
+
+
+def test_ema_tracks_the_weights_and_is_used_for_evaluation():
+    from keras_nfnets.training import ExponentialMovingAverage, ema_decay
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="predictions")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).standard_normal((12, 3)).astype("float32")
+    y = np.random.default_rng(1).standard_normal((12, 2)).astype("float32")
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.history = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.history.append([w.numpy().copy() for w in self.model.weights])
+
+    record, ema = Record(), ExponentialMovingAverage(decay=0.9, swap_on_end=False)
+    initial = [w.numpy().copy() for w in model.weights]
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[record, ema])
+    expected = initial
+    for t, weights in enumerate(record.history):
+        d = ema_decay(t, 0.9)
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights)]
+    for average, value in zip(ema.averages, expected):
+        np.testing.assert_allclose(average.numpy(), value, rtol=1e-5)
+    raw = [w.numpy().copy() for w in model.weights]
+    averaged_loss = model.evaluate(x, y, verbose=0, callbacks=[ema])
+    model.set_weights(expected)
+    assert averaged_loss == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-5)
+    model.set_weights(raw)
+    ema.on_train_end()  # swap_on_end=False: the model keeps its raw weights
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(raw, model.weights))
