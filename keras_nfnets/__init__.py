@@ -7,7 +7,7 @@ Recognition Without Normalization* (2021).
 
 __version__ = "0.1.0"
 
-from keras_nfnets import layers, models, spp, training, weights
+from keras_nfnets import data, layers, models, spp, training, weights
 from keras_nfnets.applications import (
     BUILDERS,
     BNResNetV2,
@@ -33,6 +33,7 @@ from keras_nfnets.applications import (
     NFRegNetB6,
     NFRegNetB7,
     NFRegNetB8,
+    NFResNet14,
     NFResNet26,
     NFResNet50,
     NFResNet101,
@@ -77,4 +78,5 @@ from keras_nfnets.models import (
     nfnet_config,
     timm_config,
 )
+from keras_nfnets.training import evaluate, recipe, train
 from keras_nfnets.weights import CheckpointError, from_timm, load_timm_weights

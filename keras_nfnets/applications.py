@@ -144,6 +144,7 @@ def _make_builder(builder_name):
     return builder
 
 
+NFResNet14 = _make_builder("NFResNet14")
 NFResNet26 = _make_builder("NFResNet26")
 NFResNet50 = _make_builder("NFResNet50")
 NFResNet101 = _make_builder("NFResNet101")

@@ -158,6 +158,7 @@ def make_divisible(value, divisor=8, round_limit=0.9):
 # --- NF-ResNets (paper §4, §5.1; DeepMind nf_resnet.py) -------------------------------------
 
 NF_RESNET_DEPTHS = {
+    14: (1, 1, 1, 1),
     26: (2, 2, 2, 2),
     50: (3, 4, 6, 3),
     101: (3, 4, 23, 3),

@@ -1,6 +1,9 @@
 """Exponential moving average of the weights with the paper's warm-up (App. C; DeepMind tf1_ema)."""
 
+import os
+
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -13,40 +16,75 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     """Keep ``ema ← d_t · ema + (1 − d_t) · w`` of every model weight after each training step,
     with ``d_t = min(decay, (1 + t) / (10 + t))``; evaluate with the averaged weights, and leave
     them in the model at the end of training (so it is saved averaged) unless ``swap_on_end=False``.
+    Floating-point weights are averaged (random-seed states are not).
 
     Args:
         decay: the asymptotic decay (paper: 0.99999 for ImageNet-length runs).
         swap_on_end: assign the averaged weights to the model when training ends.
+        backup_dir: save the averages and step there after every epoch and restore them when
+            training (re)starts, so a resumed run continues the same average.
     """
 
-    def __init__(self, decay=0.99999, swap_on_end=True):
+    def __init__(self, decay=0.99999, swap_on_end=True, backup_dir=None):
         super().__init__()
         if not 0.0 < decay < 1.0:
             raise ValueError(f"`decay` must be in (0, 1); received {decay!r}.")
         self.decay = float(decay)
         self.swap_on_end = swap_on_end
+        self.backup_dir = backup_dir
         self.averages = None
         self.step = 0
         self._backup = None
+        self._update = None
+
+    @property
+    def _state_path(self):
+        return os.path.join(self.backup_dir, "ema.npz") if self.backup_dir else None
+
+    @property
+    def weights(self):
+        return [w for w in self.model.weights if "float" in str(w.dtype)]
 
     def on_train_begin(self, logs=None):
         if self.averages is None:
             self.averages = [keras.Variable(ops.convert_to_numpy(w.value), trainable=False, name=f"ema_{i}")
-                             for i, w in enumerate(self.model.weights)]
+                             for i, w in enumerate(self.weights)]
+        if self._state_path and os.path.exists(self._state_path):
+            state = np.load(self._state_path)
+            arrays = [state[f"w{i}"] for i in range(len(self.averages))]
+            if any(a.shape != tuple(v.shape) for a, v in zip(arrays, self.averages)):
+                raise ValueError(f"EMA state {self._state_path} does not match this model; delete it to start over.")
+            for average, array in zip(self.averages, arrays):
+                average.assign(array)
+            self.step = int(state["step"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._state_path:
+            os.makedirs(self.backup_dir, exist_ok=True)
+            arrays = {f"w{i}": ops.convert_to_numpy(a.value) for i, a in enumerate(self.averages)}
+            np.savez(self._state_path, step=self.step, **arrays)
 
     def on_train_batch_end(self, batch, logs=None):
-        d = ema_decay(self.step, self.decay)
-        for average, weight in zip(self.averages, self.model.weights):
-            average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))
+        if self._update is None:
+            import tensorflow as tf
+
+            pairs = list(zip(self.averages, self.weights))
+
+            def update(d):
+                for average, weight in pairs:
+                    average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))
+
+            self._update = tf.function(update)  # one graph for all weights instead of eager ops
+        self._update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"))
         self.step += 1
 
     def _swap_in(self):
-        self._backup = [ops.convert_to_numpy(w.value) for w in self.model.weights]
-        for average, weight in zip(self.averages, self.model.weights):
+        self._backup = [ops.convert_to_numpy(w.value) for w in self.weights]
+        for average, weight in zip(self.averages, self.weights):
             weight.assign(average.value)
 
     def _swap_out(self):
-        for backup, weight in zip(self._backup, self.model.weights):
+        for backup, weight in zip(self._backup, self.weights):
             weight.assign(backup)
         self._backup = None
 
@@ -60,5 +98,5 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.swap_on_end and self.averages is not None and self.step > 0:
-            for average, weight in zip(self.averages, self.model.weights):
+            for average, weight in zip(self.averages, self.weights):
                 weight.assign(average.value)

@@ -1,0 +1,194 @@
+"""The papers' training recipes as data, scaled to the user's batch size and run length.
+
+- NF-ResNets (NF paper §5.1): SGD + Nesterov 0.9, batch 1024, 90 epochs, LR 0.4 (0.1 per 256),
+  5-epoch warmup then cosine to 0, weight decay 5e-5, label smoothing 0.1; dropout 0.25 and
+  stochastic depth 0.1 live in the model config. No AGC, no EMA.
+- NF-RegNets (NF paper App. C, §6): batch 1024, 360 epochs, LR 0.4, 5-epoch warmup, cosine to
+  0, weight decay 5e-5, label smoothing 0.1, EMA 0.99999 with warm-up, CutMix + MixUp (no
+  RandAugment: §6 found it degrades NF-RegNets).
+- NFNets (NFNet paper §4, App. A): batch 4096, 360 epochs, LR 0.1 per 256, 5-epoch warmup,
+  cosine to 0, weight decay 2e-5, AGC λ = 0.01 (ε 1e-3, classifier kernel excluded), label
+  smoothing 0.1, EMA 0.99999, CutMix + MixUp on half the batch each, then RandAugment with 4
+  layers and magnitude 5/10/10/15/15/15/15/15 for F0–F7.
+- The BatchNorm ResNetV2 baseline (§5.1): as NF-ResNets.
+
+Scaling rules: the learning rate scales linearly with batch size (``base_lr × batch /
+base_batch``); warmup keeps the paper's fraction of the run (5/90 or 5/360 of the epochs); the
+EMA horizon ``1 / (1 − decay)`` keeps the paper's fraction of the run's steps (capped at 0.99999).
+"""
+
+import dataclasses
+import math
+import warnings
+from typing import Optional, Tuple
+
+import keras
+
+from keras_nfnets.data.transforms import Augmentation
+from keras_nfnets.training.callbacks import StopOnNaN
+from keras_nfnets.training.ema import ExponentialMovingAverage
+from keras_nfnets.training.optimizers import SGDAGC, warmup_cosine_decay
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """One paper recipe (values at the paper's ``batch_size`` and ``epochs``)."""
+
+    family: str
+    batch_size: int
+    epochs: int
+    base_learning_rate: float
+    base_batch_size: int = 256
+    warmup_epochs: float = 5.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    clip_factor: Optional[float] = None
+    label_smoothing: float = 0.1
+    ema_decay: Optional[float] = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    randaugment: Optional[Tuple[int, float]] = None
+    steps_per_epoch: int = 1251  # ImageNet train set (1,281,167) at batch 1024
+    source: str = ""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def peak_learning_rate(self):
+        return self.base_learning_rate * self.batch_size / self.base_batch_size
+
+    def augmentation(self):
+        return Augmentation(self.mixup_alpha, self.cutmix_alpha, self.randaugment)
+
+
+NF_RESNET = Hyperparameters(
+    family="nf_resnet", batch_size=1024, epochs=90, base_learning_rate=0.1, weight_decay=5e-5,
+    source="NF paper §5.1 (Table 1)")
+NF_REGNET = Hyperparameters(
+    family="nf_regnet", batch_size=1024, epochs=360, base_learning_rate=0.1, weight_decay=5e-5,
+    ema_decay=0.99999, mixup_alpha=0.2, cutmix_alpha=1.0, source="NF paper App. C, §6 (CutMix + MixUp)")
+NFNET = Hyperparameters(
+    family="nfnet", batch_size=4096, epochs=360, base_learning_rate=0.1, weight_decay=2e-5, clip_factor=0.01,
+    ema_decay=0.99999, mixup_alpha=0.2, cutmix_alpha=1.0, randaugment=(4, 5), steps_per_epoch=312,
+    source="NFNet paper §4, App. A")
+BN_RESNET = NF_RESNET.replace(family="bn_resnet", source="NF paper §5.1 (BatchNorm baseline)")
+
+# NFNet-F0…F7 RandAugment magnitudes (DeepMind's ``cutmix_mixup_randaugment_405/410/415``).
+NFNET_RANDAUGMENT_MAGNITUDE = {"F0": 5, "F1": 10, "F2": 10, "F3": 15, "F4": 15, "F5": 15, "F6": 15, "F7": 15}
+
+
+def paper_hyperparameters(model_name):
+    """The paper's :class:`Hyperparameters` for a builder name (``"NFNetF1"``, ``"NFRegNetB0"``,
+    ``"NFResNet50"``, ``"BNResNetV2"``) or a family (``"nfnet"``, ``"nf_regnet"``, ``"nf_resnet"``)."""
+    from keras_nfnets.models.variants import VARIANTS
+
+    by_family = {"nf_resnet": NF_RESNET, "nf_regnet": NF_REGNET, "nfnet": NFNET, "bn_resnet": BN_RESNET}
+    if model_name in by_family:
+        return by_family[model_name]
+    if model_name.startswith("BNResNetV2"):
+        return BN_RESNET
+    if model_name not in VARIANTS:
+        raise ValueError(f"No recipe for {model_name!r}. Use a builder name ({', '.join(VARIANTS)}), "
+                         f"'BNResNetV2', or a family ({', '.join(by_family)}).")
+    config = VARIANTS[model_name]
+    if model_name.startswith("NFNetF"):
+        magnitude = NFNET_RANDAUGMENT_MAGNITUDE[model_name[len("NFNet"):]]
+        return NFNET.replace(randaugment=(4, magnitude))
+    if config.family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
+        return NFNET.replace(source=NFNET.source + "; F0 settings for timm's L variants")
+    return by_family[config.family]
+
+
+@dataclasses.dataclass
+class Recipe:
+    """What :func:`recipe` returns: pass ``optimizer``, ``loss`` and ``metrics`` to
+    ``model.compile``, ``callbacks`` to ``model.fit``, ``augmentation`` to
+    :func:`keras_nfnets.data.train_dataset`."""
+
+    optimizer: keras.optimizers.Optimizer
+    loss: keras.losses.Loss
+    metrics: list
+    callbacks: list
+    augmentation: Augmentation
+    hyperparameters: Hyperparameters
+    learning_rate: float
+    warmup_steps: int
+    total_steps: int
+    ema_decay: Optional[float]
+
+    def summary(self):
+        h = self.hyperparameters
+        return (f"{h.family} recipe ({h.source}): SGD Nesterov {h.momentum}, peak LR {self.learning_rate:.4g} "
+                f"({h.base_learning_rate:g} per {h.base_batch_size}), warmup {self.warmup_steps} of "
+                f"{self.total_steps} steps then cosine, weight decay {h.weight_decay:g}, "
+                f"AGC {'λ=' + format(h.clip_factor, 'g') if h.clip_factor else 'off'}, "
+                f"label smoothing {h.label_smoothing:g}, EMA {self.ema_decay if self.ema_decay else 'off'}, "
+                f"CutMix {h.cutmix_alpha:g} / MixUp {h.mixup_alpha:g}, RandAugment {h.randaugment or 'off'}")
+
+
+_DEFAULT = object()
+
+
+def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *, learning_rate=None,
+           clip_factor=_DEFAULT, weight_decay=None, label_smoothing=None, ema=_DEFAULT, warmup_epochs=None,
+           augmentation=_DEFAULT, from_logits=True):
+    """The paper's optimizer, loss, metrics, callbacks and augmentation for ``model_name``.
+
+    Args:
+        model_name: builder name or family (see :func:`paper_hyperparameters`).
+        batch_size: the global batch size; epochs, steps_per_epoch: the run's length.
+        num_classes: for metrics (top-5 accuracy is added when there are more than 5 classes).
+        learning_rate: peak LR (default: the paper's, scaled linearly with ``batch_size``).
+        clip_factor: AGC's λ (default: the paper's; ``None``/0 turns AGC off).
+        weight_decay, label_smoothing, warmup_epochs: override the paper's values.
+        ema: EMA decay (default: scaled from the paper's; ``None`` turns EMA off).
+        augmentation: an :class:`~keras_nfnets.data.Augmentation` (default: the paper's).
+        from_logits: the model ends without softmax (``classifier_activation=None``).
+    """
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    h = paper_hyperparameters(model_name)
+    if clip_factor is _DEFAULT and h.clip_factor and batch_size > 4096:
+        warnings.warn(f"The paper validates AGC λ=0.01 up to batch 4096; at batch {batch_size} a smaller λ may be "
+                      "needed (§4.1: larger batches need stronger clipping).", stacklevel=2)
+    h = h.replace(
+        clip_factor=h.clip_factor if clip_factor is _DEFAULT else (clip_factor or None),
+        weight_decay=h.weight_decay if weight_decay is None else float(weight_decay),
+        label_smoothing=h.label_smoothing if label_smoothing is None else float(label_smoothing),
+        **({} if augmentation is _DEFAULT or augmentation is None else dict(
+            mixup_alpha=augmentation.mixup_alpha, cutmix_alpha=augmentation.cutmix_alpha,
+            randaugment=augmentation.randaugment)),
+    )
+    if augmentation is None:
+        h = h.replace(mixup_alpha=0.0, cutmix_alpha=0.0, randaugment=None)
+    peak = float(learning_rate) if learning_rate is not None else h.base_learning_rate * batch_size / h.base_batch_size
+    total_steps = epochs * steps_per_epoch
+    warmup = h.warmup_epochs * epochs / h.epochs if warmup_epochs is None else float(warmup_epochs)
+    warmup_steps = min(int(round(warmup * steps_per_epoch)), total_steps - 1)
+    schedule = warmup_cosine_decay(peak, total_steps, warmup_steps)
+    optimizer = SGDAGC(learning_rate=schedule, momentum=h.momentum, nesterov=True, weight_decay=h.weight_decay,
+                       clip_factor=h.clip_factor or 0.0)
+    loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=h.label_smoothing)
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    if ema is _DEFAULT:
+        ema_decay = None
+        if h.ema_decay:
+            paper_horizon = 1.0 / (1.0 - h.ema_decay)
+            horizon = paper_horizon * total_steps / (h.epochs * h.steps_per_epoch)
+            ema_decay = min(h.ema_decay, 1.0 - 1.0 / max(horizon, 10.0))
+    else:
+        ema_decay = ema
+    callbacks = [StopOnNaN(clip_factor=h.clip_factor, learning_rate=peak)]
+    if ema_decay:
+        callbacks.append(ExponentialMovingAverage(ema_decay))
+    return Recipe(optimizer, loss, metrics, callbacks, h.augmentation(), h, peak, warmup_steps, total_steps,
+                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6))
+
+
+def steps_for(num_examples, batch_size):
+    """Full batches per epoch (the pipelines drop the remainder)."""
+    return max(1, math.floor(num_examples / batch_size))
