@@ -3,6 +3,7 @@ AGC under MirroredStrategy on two logical CPUs equals one device with the same g
 and differs from clipping each replica's gradient separately. Prints JSON."""
 
 import json
+import sys
 
 import tensorflow as tf
 
@@ -11,6 +12,20 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+if sys.argv[1:] == ["train"]:  # (one MirroredStrategy per process: their collectives would clash)
+    # A complete `train` run under --strategy mirrored on the two logical CPUs.
+    import tempfile  # noqa: E402
+
+    from keras_nfnets.training import train  # noqa: E402
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = train("NFResNet14", "digits", strategy="mirrored", epochs=1, steps_per_epoch=3, batch_size=16,
+                    image_size=32, output_dir=run_dir, verbose=0, tensorboard=False)
+
+    print(json.dumps({"replicas": run.settings["replicas"], "loss": run.history["loss"][-1],
+                      "accuracy": run.metrics["accuracy"]}))
+    sys.exit(0)
 
 from keras_nfnets.training import SGDAGC, adaptive_grad_clip  # noqa: E402
 
@@ -56,6 +71,7 @@ wrong = [w0 - LR * g.numpy() for w0, g in zip(initial, per_replica)]
 
 hidden = 0  # the clipped layer's kernel
 print(json.dumps({
+
     "one_vs_two": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
     "update_size": max(float(np.abs(a - b).max()) for a, b in zip(one, initial)),
     "hidden_update": float(np.abs(two[hidden] - initial[hidden]).max()),

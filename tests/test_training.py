@@ -113,6 +113,15 @@ def test_agc_after_the_all_reduce_under_mirrored_strategy():
     assert figures["classifier_vs_per_replica"] < 1e-5 * figures["update_size"]
 
 
+def test_train_with_mirrored_strategy_on_two_logical_cpus():
+    result = subprocess.run([sys.executable, os.path.join(HERE, "distributed_agc.py"), "train"], capture_output=True,
+                            text=True, timeout=600, env=REPO_ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["replicas"] == 2  # both replicas used, a finite loss, evaluation ran
+    assert np.isfinite(figures["loss"]) and 0.0 <= figures["accuracy"] <= 1.0
+
+
 def test_schedule_values():
     schedule = warmup_cosine_decay(1.6, total_steps=100, warmup_steps=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]

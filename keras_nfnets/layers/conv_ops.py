@@ -31,19 +31,18 @@ def native_grouped_conv_supported(device_type):
         return True
     import tensorflow as tf
 
-    x = tf.ones((1, 4, 4, 4))
-    kernel = tf.Variable(tf.ones((3, 3, 2, 4)))
-
     @tf.function
-    def probe():
+    def probe(x, kernel):
         with tf.GradientTape() as tape:
-            tape.watch(x)
+            tape.watch([x, kernel])
             y = tf.nn.conv2d(x, kernel, 1, "SAME")
         return tape.gradient(y, [x, kernel])
 
     try:
-        with tf.device("/CPU:0"):
-            probe()
+        # Eagerly, outside any caller's tf.function or replica context (the first call may come
+        # from inside a distributed train step).
+        with tf.init_scope(), tf.device("/CPU:0"):
+            probe(tf.ones((1, 4, 4, 4)), tf.ones((3, 3, 2, 4)))
         return True
     except Exception:  # the error class differs between builds; any failure means "no"
         return False

@@ -290,8 +290,10 @@ def build_nf_model(
             kernel_init = keras.initializers.RandomNormal(stddev=config.classifier_init_std)
         else:
             kernel_init = "zeros"
+        # Logits in float32 under mixed precision (NFNet paper App. A.1: cast before the loss).
         x = layers.Dense(
-            classes, activation=classifier_activation, kernel_initializer=kernel_init, name="predictions"
+            classes, activation=classifier_activation, kernel_initializer=kernel_init, name="predictions",
+            dtype="float32",
         )(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

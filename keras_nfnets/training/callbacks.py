@@ -44,3 +44,55 @@ class StopOnNaN(keras.callbacks.Callback):
                         f"Likely causes: {'; '.join(hints)}.")
         print(self.message, file=self.stream or sys.stderr, flush=True)
         self.model.stop_training = True
+
+
+def _seed_generators(model):
+    """The Keras seed generators of ``model``'s layers (dropout, stochastic depth, ...)."""
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator) and id(value) not in seen:
+                seen.add(id(value))
+                found.append((f"{len(found)}_{layer.name}", value))
+    return found
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """Checkpoint the random state of dropout / stochastic depth with every epoch's weights.
+
+    Keras' ``BackupAndRestore`` saves weights and optimizer state, not the seed generators of
+    random layers, so a resumed run would draw other dropout masks than an uninterrupted one.
+    This saves their states to ``backup_dir/random_state.npz`` after every epoch and restores
+    them when training (re)starts.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = backup_dir
+
+    @property
+    def path(self):
+        import os
+
+        return os.path.join(self.backup_dir, "random_state.npz")
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        import numpy as np
+
+        if not os.path.exists(self.path):
+            return
+        state = np.load(self.path)
+        for name, generator in _seed_generators(self.model):
+            if name not in state:
+                raise ValueError(f"{self.path} has no random state for {name!r}; delete the backup to start over.")
+            generator.state.assign(state[name])
+
+    def on_epoch_end(self, epoch, logs=None):
+        import os
+
+        import numpy as np
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        np.savez(self.path, **{name: keras.ops.convert_to_numpy(g.state.value) for name, g in _seed_generators(self.model)})

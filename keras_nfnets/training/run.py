@@ -119,7 +119,7 @@ def build_classifier(model_name, num_classes, image_size, weights=None, drop_rat
     x = backbone.output
     if rate:
         x = keras.layers.Dropout(rate, name="top_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="predictions")(x)
+    outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="predictions", dtype="float32")(x)
     return keras.Model(backbone.input, outputs, name=backbone.name)
 
 
@@ -127,7 +127,7 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
           steps_per_epoch=None, data_dir=None, manual_dir=None, tpu=None, resume=True, tensorboard=True,
-          verbose="auto", drop_rate=None):
+          verbose="auto", drop_rate=None, callbacks=None):
     """Train ``model`` on ``dataset`` with the paper's recipe and ``model.fit``.
 
     Args:
@@ -147,12 +147,14 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
         augment: ``"default"`` (the paper's, none for digits), ``"paper"``, or ``"none"``.
         steps_per_epoch: cap the steps of each epoch (quick runs, benchmarks).
         resume: continue from ``output_dir/backup`` if present (else start over).
+        callbacks: extra Keras callbacks for ``fit``.
     """
     import keras
     import tensorflow as tf
 
     from keras_nfnets import data
     from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.training.callbacks import RandomStateBackup
     from keras_nfnets.training.distribute import make_strategy, set_precision
     from keras_nfnets.training.recipes import paper_hyperparameters, recipe
 
@@ -160,6 +162,10 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
         raise ValueError(f"Unknown model {model!r}; choose one of {', '.join(BUILDERS)}.")
     if augment not in ("default", "paper", "none"):
         raise ValueError(f"`augment` must be 'default', 'paper' or 'none'; received {augment!r}.")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size),
+                        ("steps_per_epoch", steps_per_epoch)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
     paper = paper_hyperparameters(model)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
@@ -220,11 +226,14 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
     eval_ds = data.eval_dataset(eval_source, settings["eval_image_size"], batch_size, crop=settings["eval_crop"],
                                 mean=settings["mean"], std=settings["std"])
     throughput = _Throughput(batch_size)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), throughput.callback]
+    extra_callbacks = callbacks
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
+                 throughput.callback]
     for callback in plan.callbacks:
         if hasattr(callback, "backup_dir"):
             callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
         callbacks.append(callback)
+    callbacks.extend(extra_callbacks or [])
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
     history = {}

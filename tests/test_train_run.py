@@ -1,0 +1,254 @@
+"""Recipes, data pipelines, precision, resume, NaN handling and the digits run (issue 6)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO_ENV
+
+import keras
+import keras_nfnets
+from keras_nfnets import data
+from keras_nfnets.training import (
+    ExponentialMovingAverage,
+    StopOnNaN,
+    evaluate,
+    make_strategy,
+    paper_hyperparameters,
+    recipe,
+    set_precision,
+    train,
+)
+
+QUICK = dict(epochs=2, steps_per_epoch=3, batch_size=16, image_size=32, verbose=0, tensorboard=False)
+
+
+# --- recipes ------------------------------------------------------------------------------------
+def test_nfnet_recipe_is_the_papers_scaled_to_the_batch():
+    plan = recipe("NFNetF1", batch_size=512, epochs=36, steps_per_epoch=100)
+    h = plan.hyperparameters
+    assert plan.learning_rate == pytest.approx(0.1 * 512 / 256)  # 1.6 at 4096
+    assert h.clip_factor == 0.01 and plan.optimizer.clip_factor == 0.01 and plan.optimizer.eps == 1e-3
+    assert h.weight_decay == 2e-5 and plan.loss.label_smoothing == 0.1
+    assert h.randaugment == (4, 10) and h.mixup_alpha == 0.2 and h.cutmix_alpha == 1.0
+    assert plan.warmup_steps == round(5 * 36 / 360 * 100)  # the paper's warmup fraction
+    assert 0.99 < plan.ema_decay < 0.99999
+    assert any(isinstance(c, ExponentialMovingAverage) for c in plan.callbacks)
+    assert any(isinstance(c, StopOnNaN) for c in plan.callbacks)
+    assert [paper_hyperparameters(f"NFNetF{i}").randaugment[1] for i in range(8)] == [5, 10, 10, 15, 15, 15, 15, 15]
+    assert recipe("NFNetF0", 4096, 360, 312).ema_decay == 0.99999  # the paper's own run keeps its decay
+
+
+def test_nf_regnet_and_nf_resnet_recipes():
+    regnet = recipe("NFRegNetB0", batch_size=1024, epochs=360, steps_per_epoch=1251)
+    assert regnet.learning_rate == pytest.approx(0.4) and regnet.hyperparameters.weight_decay == 5e-5
+    assert regnet.hyperparameters.randaugment is None and regnet.augmentation.mixes  # CutMix+MixUp, no RA (§6)
+    assert regnet.hyperparameters.clip_factor is None and regnet.optimizer.clip_factor == 0.0
+    resnet = recipe("NFResNet50", batch_size=1024, epochs=90, steps_per_epoch=1251)
+    assert resnet.learning_rate == pytest.approx(0.4) and resnet.ema_decay is None
+    assert not resnet.augmentation.enabled
+    off = recipe("NFNetF0", 256, 10, 10, clip_factor=None, ema=None, augmentation=None, learning_rate=0.05)
+    assert off.optimizer.clip_factor == 0.0 and off.ema_decay is None and not off.augmentation.enabled
+    assert off.learning_rate == 0.05
+    with pytest.raises(ValueError, match="No recipe"):
+        recipe("ResNet50", 256, 1, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        recipe("NFNetF0", 0, 1, 1)
+    with pytest.warns(UserWarning, match="4096"):
+        recipe("NFNetF0", 8192, 1, 10)
+
+
+def test_weight_decay_and_agc_groups_on_a_model():
+    model = keras_nfnets.NFResNet14(input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+    plan = recipe("NFNetF0", 64, 1, 10)
+    plan.optimizer.build(model.trainable_variables)
+    groups = {v.path: (c, d) for v, c, d in zip(model.trainable_variables, plan.optimizer._clipped,
+                                                plan.optimizer._decayed)}
+    assert groups["predictions/kernel"] == (False, True)  # classifier: decayed, not clipped
+    assert groups["predictions/bias"] == (True, False)
+    assert groups["stage1_block1_conv2/kernel"] == (True, True)
+    assert groups["stage1_block1_conv2/gain"] == (True, False)
+    assert groups["stage1_block1_conv2/bias"] == (True, False)
+    assert groups["stage1_block1_skip_gain/skip_gain"] == (True, False)
+
+
+# --- data -----------------------------------------------------------------------------------------
+def _batches(dataset):
+    return list(dataset.as_numpy_iterator())
+
+
+def test_digits_pipeline_is_seeded_and_resumes_epoch_exactly():
+    source = data.load_source("digits", "train")
+    assert source.num_examples == 1437 and source.num_classes == 10
+    kwargs = dict(epochs=2, seed=4, flip=False, area_range=(0.6, 1.0))
+    first = _batches(data.train_dataset(source, 32, 64, **kwargs))
+    again = _batches(data.train_dataset(source, 32, 64, **kwargs))
+    resumed = _batches(data.train_dataset(source, 32, 64, start_epoch=1, **kwargs))
+    assert len(first) == 2 * (1437 // 64) and first[0][0].shape == (64, 32, 32, 3)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first[22:], resumed))  # epoch 2 alone == epoch 2
+    assert not np.array_equal(first[0][1], first[22][1])  # a new order each epoch
+    other = _batches(data.train_dataset(source, 32, 64, epochs=1, seed=5, flip=False))
+    assert not np.array_equal(other[0][0], first[0][0])
+    # every example exactly once per epoch: the label counts of a full pass match the split's
+    labels = np.concatenate([b[1] for b in _batches(data.train_dataset(source, 32, 479, epochs=1, seed=1))])
+    _, _, y_train, _ = data.sources._digits_split()
+    np.testing.assert_array_equal(labels.sum(0), np.bincount(y_train, minlength=10))
+
+
+def test_augmentation_uses_keras_layers_and_mixes_labels():
+    source = data.load_source("digits", "train")
+    augmentation = data.Augmentation(mixup_alpha=0.2, cutmix_alpha=1.0, randaugment=(2, 15))
+    cutmix, mixup, rand = augmentation.layers(seed=1)
+    assert isinstance(cutmix, keras.layers.CutMix) and isinstance(mixup, keras.layers.MixUp)
+    assert isinstance(rand, keras.layers.RandAugment) and rand.num_ops == 2 and augmentation.randaugment_factor() == 1.0
+    kwargs = dict(epochs=1, seed=2, steps_per_epoch=2, augmentation=augmentation)
+    batches = _batches(data.train_dataset(source, 32, 32, **kwargs))
+    labels = np.concatenate([b[1] for b in batches])
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-5)
+    assert (labels.max(1) < 1.0).mean() > 0.25  # soft (mixed) labels in both halves
+    again = _batches(data.train_dataset(source, 32, 32, **kwargs))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again))  # deterministic when seeded
+    with pytest.raises(ValueError, match="randaugment"):
+        data.Augmentation(randaugment=(0, 5))
+
+
+def test_eval_crops():
+    image = tf.cast(tf.reshape(tf.range(60 * 80 * 3) % 251, (60, 80, 3)), tf.uint8)
+    for crop in data.EVAL_CROPS:
+        assert data.eval_image(image, 48, crop).shape == (48, 48, 3)
+    with pytest.raises(ValueError, match="crop"):
+        data.eval_image(image, 48, "zoom")
+
+
+def test_tfds_pipeline_on_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=24):
+        source = data.load_source("oxford_flowers102", "train")
+        assert source.num_examples == 24 and source.num_classes == 102 and source.records is not None
+        batches = _batches(data.train_dataset(source, 48, 8, epochs=2, seed=3, shuffle_buffer=16))
+        again = _batches(data.train_dataset(source, 48, 8, epochs=2, seed=3, shuffle_buffer=16))
+        resumed = _batches(data.train_dataset(source, 48, 8, epochs=2, start_epoch=1, seed=3, shuffle_buffer=16))
+        assert len(batches) == 6 and batches[0][0].shape == (8, 48, 48, 3) and batches[0][1].shape == (8, 102)
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again))
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches[3:], resumed))
+        evaluation = _batches(data.eval_dataset(data.load_source("oxford_flowers102", "test"), 48, 10))
+        assert sum(len(b[1]) for b in evaluation) == 24
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        data.load_source("no_such_dataset_anywhere")
+
+
+def _image_folder(root, classes=3, per_class=10, size=(40, 30)):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        os.makedirs(os.path.join(root, f"class{c}"), exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(60 + 60 * c, 20, size + (3,)), 0, 255).astype("uint8")
+            tf.io.write_file(os.path.join(root, f"class{c}", f"{i}.png"), tf.io.encode_png(pixels))
+    return root
+
+
+def test_image_folder_source_and_training(tmp_path):
+    root = _image_folder(str(tmp_path / "images"))
+    train_split = data.load_source(root, "train")
+    test_split = data.load_source(root, "test")
+    assert train_split.class_names == ("class0", "class1", "class2")
+    assert (train_split.num_examples, test_split.num_examples) == (27, 3)  # every 10th file held out
+    batches = _batches(data.train_dataset(train_split, 32, 9, epochs=1, seed=0))
+    assert len(batches) == 3 and batches[0][0].shape == (9, 32, 32, 3)
+    run = train("NFResNet14", root, output_dir=str(tmp_path / "run"), **{**QUICK, "batch_size": 9})
+    assert run.settings["classes"] == 3 and np.isfinite(run.history["loss"]).all()
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+    with pytest.raises(FileNotFoundError):
+        data.load_source(str(tmp_path / "missing") + os.sep)
+    os.makedirs(tmp_path / "empty" / "a")
+    with pytest.raises(ValueError, match="class"):
+        data.load_source(str(tmp_path / "empty"), "train")
+
+
+# --- runs -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fit_steps_under_each_precision(tmp_path, precision):
+    try:
+        run = train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
+        conv = run.model.get_layer("stage1_block1_conv2")
+        assert conv.compute_dtype == precision.replace("mixed_", "") if precision != "float32" else "float32"
+        assert conv.kernel.dtype == "float32"  # weights (and WS statistics) stay float32
+        if precision == "mixed_float16":
+            assert isinstance(run.model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert all(np.isfinite(run.history["loss"])) and len(run.history["loss"]) == 2
+    finally:
+        set_precision("float32")
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    settings = dict(QUICK, epochs=3, ema=0.9)
+    straight = train("NFResNet14", "digits", output_dir=str(tmp_path / "a"), **{**settings, "tensorboard": True})
+    with pytest.raises(KeyboardInterrupt):
+        train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), callbacks=[Interrupt()], **settings)
+    assert os.path.exists(tmp_path / "b" / "interrupted.weights.h5")
+    progress = json.load(open(tmp_path / "b" / "backup" / "training_metadata.json"))
+    assert progress["epoch"] == 2
+    keras.backend.clear_session()
+    resumed = train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **settings)
+    assert len(resumed.history["loss"]) == 1  # only the last epoch ran
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value),
+                                   rtol=1e-5, atol=1e-6, err_msg=a.path)
+    assert resumed.metrics["accuracy"] == pytest.approx(straight.metrics["accuracy"])
+    assert os.listdir(tmp_path / "a" / "logs")  # TensorBoard wrote event files
+
+
+def test_nan_loss_stops_with_a_diagnosis(tmp_path, capsys):
+    run = train("NFResNet14", "digits", output_dir=str(tmp_path), learning_rate=1e6, **dict(QUICK, epochs=3))
+    assert run.stopped and "learning rate" in run.stopped and "Adaptive Gradient Clipping is off" in run.stopped
+    assert len(run.history["loss"]) < 3
+    assert "Training stopped" in capsys.readouterr().err
+
+
+def test_evaluate_a_run_and_bad_arguments(tmp_path):
+    run = train("NFResNet14", "digits", output_dir=str(tmp_path), **QUICK)
+    result = evaluate(str(tmp_path))
+    assert result["examples"] == 360 and result["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    with pytest.raises(ValueError, match="Unknown model"):
+        train("ResNet50", "digits")
+    with pytest.raises(ValueError, match="strategy"):
+        make_strategy("horovod")
+    with pytest.raises(ValueError, match="precision"):
+        set_precision("float8")
+    with pytest.raises(ValueError, match="positive integer"):
+        train("NFResNet14", "digits", strategy="auto", output_dir=str(tmp_path / "x"), **dict(QUICK, batch_size=0))
+
+
+def test_fine_tune_from_a_checkpoint_replaces_the_classifier(tmp_path):
+    from keras_nfnets.training.run import build_classifier
+
+    backbone = keras_nfnets.NFResNet14(input_shape=(32, 32, 3), classes=7)
+    path = str(tmp_path / "nf.weights.h5")
+    backbone.save_weights(path)
+    model = build_classifier("NFResNet14", 3, 32, weights=path)
+    assert model.output.shape[-1] == 3 and model.get_layer("predictions").kernel.path == "predictions/kernel"
+    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(), backbone.get_layer("stem_conv").kernel.numpy())
+
+
+def test_default_cli_run_reaches_95_percent_on_digits(tmp_path):
+    """The README's main command: `nfnets train` with no arguments (15 epochs, ~1.5 min on 2 cores)."""
+    result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "train", "--verbose", "2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=900, env=REPO_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.load(open(tmp_path / "runs" / "NFResNet14_digits" / "history.json"))
+    print(result.stdout.strip().splitlines()[-1])
+    assert history["test"]["accuracy"] >= 0.95
+    assert "images/s" in result.stdout
+    evaluated = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "evaluate", "runs/NFResNet14_digits"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300, env=REPO_ENV)
+    assert evaluated.returncode == 0 and "accuracy 0.9" in evaluated.stdout
