@@ -176,7 +176,7 @@ def test_fit_steps_under_each_precision(tmp_path, precision):
     try:
         run = train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
         conv = run.model.get_layer("stage1_block1_conv2")
-        assert conv.compute_dtype == precision.replace("mixed_", "") if precision != "float32" else "float32"
+        assert conv.compute_dtype == precision.replace("mixed_", "")
         assert conv.kernel.dtype == "float32"  # weights (and WS statistics) stay float32
         if precision == "mixed_float16":
             assert isinstance(run.model.optimizer, keras.optimizers.LossScaleOptimizer)

@@ -28,7 +28,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

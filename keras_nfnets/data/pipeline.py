@@ -24,7 +24,7 @@ def _options(deterministic):
 
 def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, seed=None, flip=True,
                   area_range=(0.08, 1.0), augmentation=None, mean=transforms.IMAGENET_MEAN,
-                  std=transforms.IMAGENET_STD, shuffle_buffer=SHUFFLE_BUFFER, cache=None, steps_per_epoch=None):
+                  std=transforms.IMAGENET_STD, shuffle_buffer=SHUFFLE_BUFFER, steps_per_epoch=None):
     """Batches of ``(normalised float32 images, one-hot float32 labels)`` for epochs
     ``start_epoch … epochs − 1``, ``source.num_examples // batch_size`` full batches each.
 
@@ -35,7 +35,6 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         flip, area_range: random flip and the Inception crop's area range.
         augmentation: an :class:`Augmentation` (CutMix/MixUp/RandAugment) or ``None``.
         mean, std: per-channel normalisation on the 0–255 scale.
-        cache: cache decoded source images in memory (default: when the source has < 100k images).
         steps_per_epoch: fewer batches per epoch than the data holds (quick runs).
     """
     import tensorflow as tf
@@ -50,9 +49,6 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         raise ValueError(f"Need 0 <= start_epoch < epochs; received {start_epoch}, {epochs}.")
     deterministic = seed is not None
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
-    base = source.dataset
-    if cache if cache is not None else source.num_examples < 100_000:
-        base = base.cache()
     num_classes = source.num_classes
 
     def shuffled(order_seed):
@@ -64,7 +60,7 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Streaming: sort windows of compact records (encoded images) by stateless random keys.
         window = min(shuffle_buffer, n)
-        records = source.records if source.records is not None else base
+        records = source.records if source.records is not None else source.dataset
 
         def sort_window(index, record):
             keys = tf.random.stateless_uniform(tf.shape(index), tf.random.experimental.stateless_fold_in(

@@ -150,12 +150,11 @@ def tfds_source(name, split="train", data_dir=None, manual_dir=None, download=Tr
         kwargs["download_and_prepare_kwargs"] = {
             "download_config": tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir))
         }
-    builder_kwargs = dict(split=split, data_dir=data_dir, as_supervised=True, with_info=True, download=download,
-                          shuffle_files=False, **kwargs)
+    image_key, label_key = tfds.builder(name, data_dir=data_dir).info.supervised_keys
     try:
-        _, info = tfds.load(name, **{**builder_kwargs, "split": split})
-        image_key, label_key = info.supervised_keys
-        records, _ = tfds.load(name, decoders={image_key: tfds.decode.SkipDecoding()}, **builder_kwargs)
+        records, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, with_info=True,
+                                  download=download, shuffle_files=False,
+                                  decoders={image_key: tfds.decode.SkipDecoding()}, **kwargs)
     except AssertionError as error:  # TFDS reports missing manual downloads this way
         raise FileNotFoundError(
             f"TFDS could not prepare {name!r}: {error}. For imagenet2012 download ILSVRC2012_img_train.tar and "

@@ -38,9 +38,7 @@ def inception_crop(image, seed, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 
         min_object_covered=min_object_covered, aspect_ratio_range=aspect_ratio_range, area_range=area_range,
         max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
     crop = tf.slice(image, begin, size)
-    failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
-    if area_range[1] < 1.0 or area_range[0] >= 1.0:
-        return crop
+    failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))  # DeepMind's test for "no box found"
     return tf.cond(failed, lambda: _center_crop(image, 224.0 / 256.0), lambda: crop)
 
 

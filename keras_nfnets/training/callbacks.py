@@ -1,9 +1,11 @@
 """Callbacks for robust runs: stop on a NaN loss with a diagnosis."""
 
 import math
+import os
 import sys
 
 import keras
+import numpy as np
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -72,15 +74,9 @@ class RandomStateBackup(keras.callbacks.Callback):
 
     @property
     def path(self):
-        import os
-
         return os.path.join(self.backup_dir, "random_state.npz")
 
     def on_train_begin(self, logs=None):
-        import os
-
-        import numpy as np
-
         if not os.path.exists(self.path):
             return
         state = np.load(self.path)
@@ -90,9 +86,5 @@ class RandomStateBackup(keras.callbacks.Callback):
             generator.state.assign(state[name])
 
     def on_epoch_end(self, epoch, logs=None):
-        import os
-
-        import numpy as np
-
         os.makedirs(self.backup_dir, exist_ok=True)
         np.savez(self.path, **{name: keras.ops.convert_to_numpy(g.state.value) for name, g in _seed_generators(self.model)})

@@ -18,7 +18,6 @@ EMA horizon ``1 / (1 − decay)`` keeps the paper's fraction of the run's steps 
 """
 
 import dataclasses
-import math
 import warnings
 from typing import Optional, Tuple
 
@@ -110,12 +109,15 @@ class Recipe:
     loss: keras.losses.Loss
     metrics: list
     callbacks: list
-    augmentation: Augmentation
     hyperparameters: Hyperparameters
     learning_rate: float
     warmup_steps: int
     total_steps: int
     ema_decay: Optional[float]
+
+    @property
+    def augmentation(self):
+        return self.hyperparameters.augmentation()
 
     def summary(self):
         h = self.hyperparameters
@@ -157,12 +159,11 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
         clip_factor=h.clip_factor if clip_factor is _DEFAULT else (clip_factor or None),
         weight_decay=h.weight_decay if weight_decay is None else float(weight_decay),
         label_smoothing=h.label_smoothing if label_smoothing is None else float(label_smoothing),
-        **({} if augmentation is _DEFAULT or augmentation is None else dict(
-            mixup_alpha=augmentation.mixup_alpha, cutmix_alpha=augmentation.cutmix_alpha,
-            randaugment=augmentation.randaugment)),
     )
-    if augmentation is None:
-        h = h.replace(mixup_alpha=0.0, cutmix_alpha=0.0, randaugment=None)
+    if augmentation is not _DEFAULT:
+        augmentation = augmentation or Augmentation()
+        h = h.replace(mixup_alpha=augmentation.mixup_alpha, cutmix_alpha=augmentation.cutmix_alpha,
+                      randaugment=augmentation.randaugment)
     peak = float(learning_rate) if learning_rate is not None else h.base_learning_rate * batch_size / h.base_batch_size
     total_steps = epochs * steps_per_epoch
     warmup = h.warmup_epochs * epochs / h.epochs if warmup_epochs is None else float(warmup_epochs)
@@ -185,10 +186,6 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
     callbacks = [StopOnNaN(clip_factor=h.clip_factor, learning_rate=peak)]
     if ema_decay:
         callbacks.append(ExponentialMovingAverage(ema_decay))
-    return Recipe(optimizer, loss, metrics, callbacks, h.augmentation(), h, peak, warmup_steps, total_steps,
+    return Recipe(optimizer, loss, metrics, callbacks, h, peak, warmup_steps, total_steps,
                   None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6))
 
-
-def steps_for(num_examples, batch_size):
-    """Full batches per epoch (the pipelines drop the remainder)."""
-    return max(1, math.floor(num_examples / batch_size))

@@ -36,33 +36,31 @@ class TrainResult:
     stopped: Optional[str] = None
 
 
-class _Throughput:
-    """Training images per second over every epoch after the first (which includes tracing)."""
+def _throughput_callback(batch_size):
+    """A callback recording ``(images, seconds)`` of every epoch's training steps."""
+    import keras
 
-    def __init__(self, batch_size):
-        import keras
+    class Throughput(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
 
-        outer = self
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start, self._steps = time.perf_counter(), 0
 
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer._start = time.perf_counter()
-                outer._steps = 0
+        def on_train_batch_end(self, batch, logs=None):
+            self._steps += 1
 
-            def on_train_batch_end(self, batch, logs=None):
-                outer._steps += 1
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((self._steps * batch_size, time.perf_counter() - self._start))
 
-            def on_epoch_end(self, epoch, logs=None):
-                outer.epochs.append((outer._steps * batch_size, time.perf_counter() - outer._start))
+        def images_per_second(self):
+            """Over every epoch after the first (which includes tracing)."""
+            timed = self.epochs[1:] or self.epochs
+            seconds = sum(t for _, t in timed)
+            return sum(n for n, _ in timed) / seconds if seconds > 0 else None
 
-        self.callback = Callback()
-        self.epochs = []
-
-    def images_per_second(self):
-        timed = self.epochs[1:] or self.epochs
-        images = sum(n for n, _ in timed)
-        seconds = sum(t for _, t in timed)
-        return images / seconds if seconds > 0 else None
+    return Throughput()
 
 
 def _read_progress(backup_dir):
@@ -150,12 +148,12 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
         callbacks: extra Keras callbacks for ``fit``.
     """
     import keras
-    import tensorflow as tf
 
     from keras_nfnets import data
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.training.callbacks import RandomStateBackup
     from keras_nfnets.training.distribute import make_strategy, set_precision
+    from keras_nfnets.training.ema import ExponentialMovingAverage
     from keras_nfnets.training.recipes import paper_hyperparameters, recipe
 
     if model not in BUILDERS:
@@ -225,15 +223,12 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
 
     eval_ds = data.eval_dataset(eval_source, settings["eval_image_size"], batch_size, crop=settings["eval_crop"],
                                 mean=settings["mean"], std=settings["std"])
-    throughput = _Throughput(batch_size)
-    extra_callbacks = callbacks
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
-                 throughput.callback]
+    throughput = _throughput_callback(batch_size)
     for callback in plan.callbacks:
-        if hasattr(callback, "backup_dir"):
+        if isinstance(callback, ExponentialMovingAverage):
             callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
-        callbacks.append(callback)
-    callbacks.extend(extra_callbacks or [])
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
+                 throughput, *plan.callbacks, *(callbacks or [])]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
     history = {}
@@ -245,16 +240,13 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
             mean=settings["mean"], std=settings["std"], steps_per_epoch=steps)
         if start_epoch:
             print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
-        previous = signal.getsignal(signal.SIGTERM)
-
         def on_sigterm(signum, frame):  # preemption: stop like Ctrl-C, keep what was done
             raise KeyboardInterrupt
 
-        if previous is not None and hasattr(signal, "SIGTERM"):
-            try:
-                signal.signal(signal.SIGTERM, on_sigterm)
-            except ValueError:  # not the main thread
-                previous = None
+        try:
+            previous, installed = signal.signal(signal.SIGTERM, on_sigterm), True
+        except ValueError:  # not the main thread: leave signals alone
+            previous, installed = None, False
         try:
             fit = net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=eval_ds, shuffle=False,
                           callbacks=callbacks, verbose=verbose)
@@ -266,8 +258,8 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
                   "Run the same command again to resume from it.", file=sys.stderr, flush=True)
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            if installed:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
             net.save(os.path.join(output_dir, "model.keras"))
