@@ -5,8 +5,9 @@ channel rounding for NFRegNetB1) and default input size, then loads the converte
 """
 
 from keras_nfnets.models.builder import build_nf_model, validate_application_args
+from keras_nfnets.models.config import bn_resnetv2_config
 from keras_nfnets.models.timm_configs import timm_config
-from keras_nfnets.models.variants import VARIANTS
+from keras_nfnets.models.variants import TIMM_DESIGNED, VARIANTS
 from keras_nfnets.weights.hub import load_pretrained
 from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
 
@@ -87,7 +88,6 @@ def _pretrained_config(builder_name, config):
 
 def _make_builder(builder_name):
     config = VARIANTS[builder_name]
-    is_light = config.name.startswith(("nfnet_l", "eca_nfnet_l"))
 
     def builder(
         *,
@@ -102,9 +102,11 @@ def _make_builder(builder_name):
         drop_rate=None,
         stochastic_depth_rate=None,
     ):
+        validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
+                                  input_shape=input_shape, pooling=pooling, classes=classes,
+                                  classifier_activation=classifier_activation)
         build_config, checkpoint = config, None
         if weights == "imagenet":
-            validate_application_args(weights, include_top, classes, pooling, classifier_activation)
             build_config, checkpoint = _pretrained_config(builder_name, config)
         model = build_nf_model(
             build_config,
@@ -120,12 +122,12 @@ def _make_builder(builder_name):
             stochastic_depth_rate=stochastic_depth_rate,
         )
         if checkpoint is not None:
-            load_pretrained(model, checkpoint, build_config.family)
+            load_pretrained(model, checkpoint, build_config)
         return model
 
     builder.__name__ = builder.__qualname__ = builder_name
     builder.__module__ = __name__
-    reference = _REFERENCES["nfnet_light" if is_light else config.family].format(
+    reference = _REFERENCES["nfnet_light" if builder_name in TIMM_DESIGNED else config.family].format(
         arch=config.name, attention=", ECA attention" if config.attention == "eca" else ", squeeze-excite ×2"
     )
     builder.__doc__ = BASE_DOCSTRING.format(
@@ -203,8 +205,9 @@ def BNResNetV2(
     blocks per stage: (3, 4, 6, 3) is ResNet-50, [50] * 4 the paper's ResNet-600. Other arguments
     as the NF builders; no pretrained weights exist.
     """
-    from keras_nfnets.models.config import bn_resnetv2_config
-
+    validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
+                              input_shape=input_shape, pooling=pooling, classes=classes,
+                              classifier_activation=classifier_activation)
     if weights == "imagenet":
         raise ValueError("No ImageNet weights exist for BNResNetV2. Use `weights=None` or a `.weights.h5` file.")
     depth = 2 + 3 * sum(depths)

@@ -1,10 +1,12 @@
 """Run by the tests in a subprocess (torch/timm and TensorFlow do not share a process well):
 builds timm NF models with seeded random weights, writes their checkpoints, inputs and logits,
-and the tensor shapes of all timm NF model names.
+the tensor shapes of all timm NF model names, and peer parameter counts: timm's own code
+(its config helpers, its NormFreeNet) building DeepMind's layouts where timm can express them.
 
 usage: python timm_reference.py OUT_DIR SIZE NAME [NAME ...]
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -33,6 +35,42 @@ def randomise(model, generator):
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
 
 
+# ResNet depths per stage (He et al.; DeepMind's nf_resnet.py variant table).
+RESNET_DEPTHS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
+                 200: (3, 24, 36, 3), 288: (24, 24, 24, 24)}
+NFNET_DEPTHS = {i: (1 * (i + 1), 2 * (i + 1), 6 * (i + 1), 3 * (i + 1)) for i in range(8)}
+
+
+def peer_parameter_counts():
+    """Builder name -> parameter count of timm's twin of DeepMind's architecture.
+
+    NF-ResNets: timm's ``_nfres_cfg`` with SkipInit on (DeepMind's NF-ResNets have SkipInit and
+    channels that timm's %8 rounding leaves alone). NFNet-F: timm's ``_dm_nfnet_cfg`` (DeepMind's
+    layout; reference §9.2). NF-RegNet-B5: ``_nfreg_cfg`` with ch_div=1, rd_divisor=1 and SkipInit,
+    the only B variant where timm's rounding then equals DeepMind's flooring (reference §9.1).
+    NFNet-L / ECA-NFNet-L: timm's own models.
+    """
+    from timm.models import nfnet
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    configs = {f"NFResNet{d}": dataclasses.replace(nfnet._nfres_cfg(depths), skipinit=True)
+               for d, depths in RESNET_DEPTHS.items()}
+    configs.update({f"NFNetF{i}": nfnet._dm_nfnet_cfg(depths) for i, depths in NFNET_DEPTHS.items()})
+    b5 = nfnet._nfreg_cfg((3, 7, 14, 14), (80, 168, 336, 704))
+    configs["NFRegNetB5"] = dataclasses.replace(b5, ch_div=1, skipinit=True, attn_kwargs=dict(rd_ratio=0.5, rd_divisor=1))
+    counts = {}
+    with torch.device("meta"):
+        for name, cfg in configs.items():
+            counts[name] = count(nfnet.NormFreeNet(cfg))
+        for builder, timm_name in (("NFNetL0", "nfnet_l0"), ("ECANFNetL0", "eca_nfnet_l0"),
+                                   ("ECANFNetL1", "eca_nfnet_l1"), ("ECANFNetL2", "eca_nfnet_l2"),
+                                   ("ECANFNetL3", "eca_nfnet_l3")):
+            counts[builder] = count(timm.create_model(timm_name, pretrained=False))
+    return counts
+
+
 def main():
     out_dir, size, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     torch.set_num_threads(2)
@@ -55,6 +93,8 @@ def main():
         shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
     with open(os.path.join(out_dir, "shapes.json"), "w") as f:
         json.dump(shapes, f)
+    with open(os.path.join(out_dir, "peer_params.json"), "w") as f:
+        json.dump(peer_parameter_counts(), f)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ from keras_nfnets.layers.blocks import (
     SymmetricMaxPooling2D,
     eca_kernel_size,
     nf_block,
-    nf_regnet_block,
-    nf_resnet_block,
-    nfnet_block,
 )
-from keras_nfnets.layers.conv_ops import conv2d, native_grouped_conv_supported
+from keras_nfnets.layers.conv_ops import conv2d, grouped_conv_implementation, native_grouped_conv_supported
 from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
 
 __all__ = [
@@ -41,9 +38,7 @@ __all__ = [
     "estimate_gamma",
     "get_activation_fn",
     "get_gamma",
+    "grouped_conv_implementation",
     "native_grouped_conv_supported",
     "nf_block",
-    "nf_regnet_block",
-    "nf_resnet_block",
-    "nfnet_block",
 ]

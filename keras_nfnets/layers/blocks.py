@@ -2,7 +2,8 @@
 
 The residual block computes ``h + α · f(h / β)`` (paper Eq. 2). ``f`` starts with the
 γ-scaled activation of ``h`` and is a bottleneck of 1×1 and 3×3 Scaled-WS convolutions; the
-three families differ only in where the groups, the extra 3×3 and the attention sit.
+families differ only in where the groups, the extra 3×3 and the attention sit (the model
+config says, ``NFConfig.extra_conv`` and ``NFConfig.attention_position``).
 Block functions take *factories* for convolutions, activations and attention so that they
 stay independent of any model configuration.
 """
@@ -234,17 +235,3 @@ def nf_block(
     out = layers.Rescaling(alpha, name=f"{name}_alpha")(out)
     return layers.Add(name=f"{name}_add")([shortcut, out])
 
-
-def nf_resnet_block(x, **kwargs):
-    """Pre-activation bottleneck (NF-ResNet, paper §4–5.1): 1×1, 3×3 (strided), 1×1, SE on the output."""
-    return nf_block(x, groups=1, extra_conv=False, attention_position="out", **kwargs)
-
-
-def nf_regnet_block(x, **kwargs):
-    """Inverted bottleneck (NF-RegNet, App. C): 1×1 expand, grouped 3×3, SE in the middle, 1×1."""
-    return nf_block(x, extra_conv=False, attention_position="mid", **kwargs)
-
-
-def nfnet_block(x, **kwargs):
-    """NFNet block (NFNet paper §5): 1×1, grouped 3×3, grouped 3×3, 1×1, SE on the output."""
-    return nf_block(x, extra_conv=True, attention_position="out", **kwargs)

@@ -20,14 +20,6 @@ from keras_nfnets.models.config import make_divisible
 MIN_INPUT_SIZE = 32
 POOLINGS = (None, "avg", "max")
 
-# Per family: (grouped 3×3 followed by a second grouped 3×3, attention after the 3×3 rather than at the end)
-_FAMILY_LAYOUT = {
-    "nf_resnet": dict(extra_conv=False, attention_position="out"),
-    "nf_regnet": dict(extra_conv=False, attention_position="mid"),
-    "nfnet": dict(extra_conv=True, attention_position="out"),
-}
-
-
 def block_plan(config):
     """Per-block geometry of ``config``, in order: a list of dicts with the stage and block
     index (1-based), input/mid/output channels, groups, stride, the expected std β of the
@@ -153,40 +145,28 @@ def _stem(x, config, make_conv, make_activation):
     return x
 
 
-def validate_input_shape(input_shape, default_size, include_top, weights):
-    """keras.applications' ``obtain_input_shape`` rules, for channels-last inputs."""
-    if input_shape is None:
-        return (default_size, default_size, 3) if include_top else (None, None, 3)
-    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be a tuple of three integers. Received: input_shape={input_shape}")
-    input_shape = tuple(input_shape)
-    if weights == "imagenet" and input_shape[-1] != 3:
-        raise ValueError(f"The input must have 3 channels; Received `input_shape={input_shape}`")
-    if input_shape[-1] is None:
-        raise ValueError(f"The number of input channels must be known. Received: input_shape={input_shape}")
-    for dim in input_shape[:2]:
-        if dim is not None and dim < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; Received: input_shape={input_shape}"
-            )
-    if include_top and None in input_shape[:2]:
-        raise ValueError(
-            f"If `include_top` is True, you should specify a static `input_shape`. Received: input_shape={input_shape}"
-        )
-    return input_shape
+def validate_application_args(*, weights=None, include_top=True, input_tensor=None, input_shape=None, pooling=None,
+                              classes=1000, classifier_activation="softmax"):
+    """Every keras.applications argument rule, with Keras' messages, checked before anything is built.
 
-
-def validate_application_args(weights, include_top, classes, pooling, classifier_activation):
-    """keras.applications' argument rules and messages (plus a check of ``pooling``)."""
-    if not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+    ``weights`` is ``None``, ``"imagenet"`` (pretrained: 3 input channels, 1000 classes with the
+    top, softmax or no classifier activation) or the path of an existing weights file.
+    """
+    pretrained = isinstance(weights, str) and weights == "imagenet"
+    if not (weights is None or pretrained or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
         raise ValueError(
             "The `weights` argument should be either `None` (random initialization), `imagenet` "
             "(pre-training on ImageNet), or the path to the weights file to be loaded. "
             f"Received: weights={weights}"
         )
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_nfnets models support only the `channels_last` image data format; call "
+            '`keras.config.set_image_data_format("channels_last")` first.'
+        )
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-    if weights == "imagenet" and include_top and classes != 1000:
+    if pretrained and include_top and classes != 1000:
         raise ValueError(
             'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
             f"Received classes={classes}"
@@ -204,6 +184,37 @@ def validate_application_args(weights, include_top, classes, pooling, classifier
             "when using pretrained weights, with `include_top=True`; "
             f"Received: classifier_activation={classifier_activation}"
         )
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        return
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be a tuple of three integers. Received: input_shape={input_shape}")
+    input_shape = tuple(input_shape)
+    if pretrained and input_shape[-1] != 3:
+        raise ValueError(f"The input must have 3 channels; Received `input_shape={input_shape}`")
+    if input_shape[-1] is None:
+        raise ValueError(f"The number of input channels must be known. Received: input_shape={input_shape}")
+    for dim in input_shape[:2]:
+        if dim is not None and dim < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; Received: input_shape={input_shape}"
+            )
+    if include_top and None in input_shape[:2]:
+        raise ValueError(
+            f"If `include_top` is True, you should specify a static `input_shape`. Received: input_shape={input_shape}"
+        )
+
+
+def add_classifier_head(features, classes, *, drop_rate=0.0, init_std=0.0, activation=None):
+    """Global average pool → dropout (if ``drop_rate``) → ``predictions`` Dense with logits in float32
+    (NFNet paper App. A.1: cast before the loss); the kernel is N(0, ``init_std``²), zeros if 0."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    if drop_rate > 0:
+        x = layers.Dropout(drop_rate, name="top_dropout")(x)
+    kernel_init = keras.initializers.RandomNormal(stddev=init_std) if init_std > 0 else "zeros"
+    return layers.Dense(classes, activation=activation, kernel_initializer=kernel_init, name="predictions",
+                        dtype="float32")(x)
 
 
 def build_nf_model(
@@ -223,20 +234,18 @@ def build_nf_model(
     """Build the functional Keras model described by ``config``.
 
     Args follow ``keras.applications``; ``drop_rate`` and ``stochastic_depth_rate`` override
-    the config's values. ``weights`` is ``None`` or the path of a ``.weights.h5`` file (the
-    ``"imagenet"`` preset is resolved by :mod:`keras_nfnets.weights`, not here).
+    the config's values. ``weights`` is ``None`` or the path of a ``.weights.h5`` file: the
+    ``"imagenet"`` preset is resolved by the public builders and :func:`keras_nfnets.from_timm`,
+    which know the checkpoints.
     """
-    validate_application_args(weights, include_top, classes, pooling, classifier_activation)
-    if weights == "imagenet":
+    if isinstance(weights, str) and weights == "imagenet":
         raise ValueError(
-            "build_nf_model loads only weight files; `weights=\"imagenet\"` is resolved by the public "
+            'build_nf_model takes `weights=None` or a weights file; `weights="imagenet"` is resolved by the public '
             "builders (keras_nfnets.NFRegNetB1, ...) and keras_nfnets.from_timm."
         )
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "keras_nfnets models support only the `channels_last` image data format; call "
-            '`keras.config.set_image_data_format("channels_last")` first.'
-        )
+    validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
+                              input_shape=input_shape, pooling=pooling, classes=classes,
+                              classifier_activation=classifier_activation)
     overrides = {}
     if drop_rate is not None:
         overrides["drop_rate"] = float(drop_rate)
@@ -246,7 +255,8 @@ def build_nf_model(
 
     if input_tensor is not None and input_shape is None:
         input_shape = tuple(input_tensor.shape[1:])
-    input_shape = validate_input_shape(input_shape, config.test_size, include_top, weights)
+    if input_shape is None:
+        input_shape = (config.test_size, config.test_size, 3) if include_top else (None, None, 3)
     if input_tensor is None:
         img_input = layers.Input(shape=input_shape, name="input")
     elif not keras.backend.is_keras_tensor(input_tensor):
@@ -257,7 +267,6 @@ def build_nf_model(
     make_conv = _conv_factory(config)
     make_activation = _activation_factory(config)
     make_attention = _attention_factory(config)
-    layout = _FAMILY_LAYOUT[config.family]
 
     x = _stem(img_input, config, make_conv, make_activation)
     for spec in block_plan(config):
@@ -275,26 +284,17 @@ def build_nf_model(
             shortcut_pool=config.shortcut_pool,
             skipinit=config.skipinit,
             stochastic_depth_rate=spec["stochastic_depth_rate"],
+            extra_conv=config.extra_conv,
+            attention_position=config.attention_position,
             name=f"stage{spec['stage']}_block{spec['block']}",
-            **layout,
         )
     if config.final_conv_channels:
         x = make_conv(config.final_conv_channels, 1, name="final_conv")(x)
     x = make_activation(name="final_act")(x)
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if config.drop_rate > 0:
-            x = layers.Dropout(config.drop_rate, name="top_dropout")(x)
-        if config.classifier_init_std > 0:
-            kernel_init = keras.initializers.RandomNormal(stddev=config.classifier_init_std)
-        else:
-            kernel_init = "zeros"
-        # Logits in float32 under mixed precision (NFNet paper App. A.1: cast before the loss).
-        x = layers.Dense(
-            classes, activation=classifier_activation, kernel_initializer=kernel_init, name="predictions",
-            dtype="float32",
-        )(x)
+        x = add_classifier_head(x, classes, drop_rate=config.drop_rate, init_std=config.classifier_init_std,
+                                activation=classifier_activation)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":

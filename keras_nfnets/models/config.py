@@ -8,12 +8,14 @@ NFNets (Brock et al. 2021, §5, Table 1 / App. A).
 import dataclasses
 from typing import Optional, Tuple
 
+from keras_nfnets.data.transforms import EVAL_CROPS
 from keras_nfnets.layers.activations import ELEMENTWISE_ACTIVATIONS
 from keras_nfnets.layers.ws_conv import EPS_MODES, PADDINGS
 
 FAMILIES = ("nf_resnet", "nf_regnet", "nfnet")
 STEMS = ("7x7_pool", "3x3", "deep_quad")
 ATTENTIONS = (None, "se", "eca")
+ATTENTION_POSITIONS = ("out", "mid")
 CONV_TYPES = ("scaled_ws", "plain")
 NORMALIZATIONS = (None, "bn_relu_conv", "relu_bn_conv")
 
@@ -24,8 +26,8 @@ class NFConfig:
 
     Attributes:
         name: variant name (also the default model name).
-        family: ``"nf_resnet"`` (pre-activation bottleneck), ``"nf_regnet"`` (inverted
-            bottleneck, SE in the middle) or ``"nfnet"`` (two grouped 3×3, SE on the output).
+        family: ``"nf_resnet"``, ``"nf_regnet"`` or ``"nfnet"``: which paper's training recipe
+            the variant follows (the architecture is given by the other fields alone).
         depths, widths, strides: blocks, output channels and first-block stride per stage.
         stem: ``"7x7_pool"`` (ResNet: 7×7/2 conv + 3×3/2 max-pool), ``"3x3"`` (RegNet: one
             3×3/2 conv) or ``"deep_quad"`` (NFNet: four 3×3 convs, strides 2,1,1,2).
@@ -37,6 +39,9 @@ class NFConfig:
             multiple of it, as DeepMind); ``None`` for ungrouped convs.
         attention: ``None``, ``"se"`` (squeeze-excite, hidden = ``se_ratio`` × channels) or
             ``"eca"``; ``attention_gain`` is its output rescale (2, paper §4.4).
+        attention_position: ``"out"`` (after the branch's last conv: NF-ResNet, NFNet) or
+            ``"mid"`` (after the grouped 3×3: NF-RegNet, App. C).
+        extra_conv: a second grouped 3×3 after the first (NFNet paper §5.1).
         shortcut_pool: 2×2 average pool before the transition shortcut conv (App. B.4).
         final_conv_channels: width of the 1×1 conv before pooling (0: none).
         activation, gamma: nonlinearity and its γ (``None``: DeepMind's table).
@@ -48,6 +53,9 @@ class NFConfig:
             rate, growing linearly with block index as ``rate · i / num_blocks``.
         classifier_init_std: std of the classifier's normal init (0: zeros, as NF-RegNets).
         train_size, test_size: image sizes used for training and evaluation.
+        eval_crop: the evaluation crop rule of the paper's pipeline for this variant (see
+            :class:`~keras_nfnets.data.EvalTransform`): DeepMind crops NF-ResNets and NF-RegNets
+            with ``"crop_resize"`` and squashes NFNets to size + 32 (``"plus32"``).
         mid_channel_divisor: ``None`` floors the bottleneck width (DeepMind); an integer ``d``
             rounds it to the nearest multiple of ``d`` (timm's ``make_divisible``), before the
             group-width rounding.
@@ -77,6 +85,8 @@ class NFConfig:
     attention: Optional[str] = None
     se_ratio: float = 0.25
     attention_gain: float = 2.0
+    attention_position: str = "out"
+    extra_conv: bool = False
     shortcut_pool: bool = False
     final_conv_channels: int = 0
     activation: str = "relu"
@@ -92,6 +102,7 @@ class NFConfig:
     classifier_init_std: float = 0.01
     train_size: int = 224
     test_size: int = 224
+    eval_crop: str = "crop_resize"
     mid_channel_divisor: Optional[int] = None
     attention_divisor: Optional[int] = None
     gamma_in_conv: bool = False
@@ -116,6 +127,8 @@ class NFConfig:
             fail(f"stem must be one of {STEMS}, got {self.stem!r}.")
         if self.bottleneck_from not in ("in", "out"):
             fail(f"bottleneck_from must be 'in' or 'out', got {self.bottleneck_from!r}.")
+        if self.attention_position not in ATTENTION_POSITIONS:
+            fail(f"attention_position must be one of {ATTENTION_POSITIONS}, got {self.attention_position!r}.")
         if self.attention not in ATTENTIONS:
             fail(f"attention must be one of {ATTENTIONS}, got {self.attention!r}.")
         if self.activation not in ELEMENTWISE_ACTIVATIONS:
@@ -124,6 +137,8 @@ class NFConfig:
             fail(f"conv_type must be one of {CONV_TYPES}, got {self.conv_type!r}.")
         if self.ws_eps_mode not in EPS_MODES:
             fail(f"ws_eps_mode must be one of {EPS_MODES}, got {self.ws_eps_mode!r}.")
+        if self.eval_crop not in EVAL_CROPS:
+            fail(f"eval_crop must be one of {EVAL_CROPS}, got {self.eval_crop!r}.")
         if self.padding not in PADDINGS:
             fail(f"padding must be one of {PADDINGS}, got {self.padding!r}.")
         if not 0.0 <= self.drop_rate < 1.0 or not 0.0 <= self.stochastic_depth_rate < 1.0:
@@ -231,6 +246,7 @@ def nf_regnet_config(variant, **changes):
         first_block_ratio=1.0,
         group_width=8,
         attention="se",
+        attention_position="mid",
         se_ratio=0.5,
         shortcut_pool=True,
         final_conv_channels=1280 * widths[-1] // 440,
@@ -273,6 +289,7 @@ def nfnet_config(variant, **changes):
         bottleneck_ratio=0.5,
         bottleneck_from="out",
         group_width=128,
+        extra_conv=True,
         attention="se",
         se_ratio=0.5,
         shortcut_pool=True,
@@ -283,16 +300,7 @@ def nfnet_config(variant, **changes):
         classifier_init_std=0.01,
         train_size=train_size,
         test_size=test_size,
+        eval_crop="plus32",
     )
     return base.replace(**changes)
 
-
-def get_config(name):
-    """The config of a public variant by builder or config name, e.g. ``"NFRegNetB1"``."""
-    from keras_nfnets.models.variants import VARIANTS
-
-    key = name.lower().replace("-", "_")
-    for builder_name, config in VARIANTS.items():
-        if key in (builder_name.lower(), config.name):
-            return config
-    raise ValueError(f"Unknown NF model {name!r}; available: {', '.join(VARIANTS)}.")

@@ -11,13 +11,17 @@ Each difference is a field of the config, so the one builder reproduces every ch
 
 from keras_nfnets.models.config import (
     NF_REGNET_VARIANTS,
+    NF_REGNET_WIDTH_FACTOR,
     NF_RESNET_DEPTHS,
     NFNET_VARIANTS,
-    NFConfig,
     make_divisible,
+    nf_regnet_config,
+    nf_resnet_config,
+    nfnet_config,
 )
 
-_TIMM_COMMON = dict(
+# What every timm NF model changes with respect to DeepMind's configs (reference §8–9).
+TIMM_CHANGES = dict(
     padding="symmetric",
     ws_eps=1e-5,
     ws_eps_mode="add",
@@ -26,98 +30,65 @@ _TIMM_COMMON = dict(
     zero_init_last_gain=True,
     mid_channel_divisor=8,
     attention_divisor=8,
+    shortcut_pool=True,
     drop_rate=0.0,
     stochastic_depth_rate=0.0,
     classifier_init_std=0.01,
+    eval_crop="center",
 )
 
 
-def _timm_resnet(name, depths, attention=None, se_ratio=1 / 16):
-    return NFConfig(
-        name=name,
-        family="nf_resnet",
-        depths=depths,
-        widths=(256, 512, 1024, 2048),
-        stem="7x7_pool",
-        stem_width=64,
-        bottleneck_ratio=0.25,
-        attention=attention,
-        se_ratio=se_ratio,
-        shortcut_pool=True,
-        activation="relu",
-        **_TIMM_COMMON,
+def _timm_resnet(depth, attention=None):
+    """timm's ``nf_{,se,eca}resnet{depth}``: DeepMind's NF-ResNet with SE/ECA at ratio 1/16."""
+    prefix = {None: "nf_resnet", "se": "nf_seresnet", "eca": "nf_ecaresnet"}[attention]
+    return nf_resnet_config(NF_RESNET_DEPTHS[depth], name=f"{prefix}{depth}", attention=attention, se_ratio=1 / 16,
+                            **TIMM_CHANGES)
+
+
+def _timm_regnet(variant):
+    """timm's ``nf_regnet_{variant}``: widths × 0.75 rounded to multiples of 8 instead of floored."""
+    base_widths = NF_REGNET_VARIANTS[variant][0]
+    widths = tuple(make_divisible(w * NF_REGNET_WIDTH_FACTOR) for w in base_widths)
+    return nf_regnet_config(
+        variant, widths=widths, stem_width=widths[0],
+        final_conv_channels=make_divisible(NF_REGNET_WIDTH_FACTOR * (1280 * base_widths[-1] // 440)),
+        **TIMM_CHANGES,
     )
 
 
-def _timm_regnet(name, variant):
-    base_widths, depths, _, _, _ = NF_REGNET_VARIANTS[variant]
-    return NFConfig(
-        name=name,
-        family="nf_regnet",
-        depths=depths,
-        widths=tuple(make_divisible(w * 0.75) for w in base_widths),
-        strides=(2, 2, 2, 2),
-        stem="3x3",
-        stem_width=make_divisible(base_widths[0] * 0.75),
-        bottleneck_ratio=2.25,
-        bottleneck_from="in",
-        first_block_ratio=1.0,
-        group_width=8,
-        attention="se",
-        se_ratio=0.5,
-        shortcut_pool=True,
-        final_conv_channels=make_divisible(0.75 * (1280 * base_widths[-1] // 440)),
-        activation="silu",
-        **_TIMM_COMMON,
-    )
+def _timm_nfnet(name, depths, feature_multiplier=2.0, **changes):
+    """timm's NFNet layout: DeepMind's NFNet-F with exact GELU and ``feature_multiplier`` × the last
+    width in the final conv; ``changes`` give the lighter variants' widths, groups and activation."""
+    changes = {"activation": "gelu_exact", **TIMM_CHANGES, **changes}
+    config = nfnet_config("F0").replace(name=name, depths=depths, stem_width=128, **changes)
+    return config.replace(final_conv_channels=int(config.widths[-1] * feature_multiplier))
 
 
-def _timm_nfnet(name, depths, widths=(256, 512, 1536, 1536), group_width=128, bottleneck_ratio=0.5,
-                feature_multiplier=2.0, activation="gelu_exact", attention="se", se_ratio=0.5):
-    return NFConfig(
-        name=name,
-        family="nfnet",
-        depths=depths,
-        widths=widths,
-        strides=(1, 2, 2, 2),
-        stem="deep_quad",
-        stem_width=128,
-        bottleneck_ratio=bottleneck_ratio,
-        group_width=group_width,
-        attention=attention,
-        se_ratio=se_ratio,
-        shortcut_pool=True,
-        final_conv_channels=int(widths[-1] * feature_multiplier),
-        activation=activation,
-        **_TIMM_COMMON,
-    )
-
-
-def _dm_nfnet(name, depths):
+def _dm_nfnet(variant):
     """timm's port of DeepMind's NFNets: DeepMind's layout, exact GELU, eps added to the variance."""
-    return _timm_nfnet(name, depths).replace(
+    return _timm_nfnet(f"dm_nfnet_{variant.lower()}", NFNET_VARIANTS[variant][0]).replace(
         padding="same", gamma_in_conv=False, skipinit=True, zero_init_last_gain=False
     )
 
 
-_L_KWARGS = dict(group_width=64, bottleneck_ratio=0.25, activation="silu")
+# timm's lighter NFNets (NFNet-L, ECA-NFNet-L): group width 64, bottleneck 0.25, SiLU.
+_LIGHT = dict(group_width=64, bottleneck_ratio=0.25, activation="silu")
 
 TIMM_CONFIGS = {
-    **{f"dm_nfnet_{v.lower()}": _dm_nfnet(f"dm_nfnet_{v.lower()}", NFNET_VARIANTS[v][0]) for v in list(NFNET_VARIANTS)[:7]},
+    **{f"dm_nfnet_{v.lower()}": _dm_nfnet(v) for v in list(NFNET_VARIANTS)[:7]},
     **{f"nfnet_{v.lower()}": _timm_nfnet(f"nfnet_{v.lower()}", NFNET_VARIANTS[v][0]) for v in NFNET_VARIANTS},
-    "nfnet_l0": _timm_nfnet("nfnet_l0", (1, 2, 6, 3), feature_multiplier=1.5, se_ratio=0.25, **_L_KWARGS),
-    "eca_nfnet_l0": _timm_nfnet("eca_nfnet_l0", (1, 2, 6, 3), feature_multiplier=1.5, attention="eca", **_L_KWARGS),
-    "eca_nfnet_l1": _timm_nfnet("eca_nfnet_l1", (2, 4, 12, 6), attention="eca", **_L_KWARGS),
-    "eca_nfnet_l2": _timm_nfnet("eca_nfnet_l2", (3, 6, 18, 9), attention="eca", **_L_KWARGS),
-    "eca_nfnet_l3": _timm_nfnet("eca_nfnet_l3", (4, 8, 24, 12), attention="eca", **_L_KWARGS),
-    **{f"nf_regnet_{v.lower()}": _timm_regnet(f"nf_regnet_{v.lower()}", v) for v in list(NF_REGNET_VARIANTS)[:6]},
-    **{f"nf_resnet{d}": _timm_resnet(f"nf_resnet{d}", NF_RESNET_DEPTHS[d]) for d in (26, 50, 101)},
-    **{f"nf_seresnet{d}": _timm_resnet(f"nf_seresnet{d}", NF_RESNET_DEPTHS[d], "se") for d in (26, 50, 101)},
-    **{f"nf_ecaresnet{d}": _timm_resnet(f"nf_ecaresnet{d}", NF_RESNET_DEPTHS[d], "eca") for d in (26, 50, 101)},
-    "test_nfnet": _timm_nfnet("test_nfnet", (1, 1, 1, 1), widths=(32, 64, 96, 128), group_width=8,
-                              bottleneck_ratio=0.25, feature_multiplier=1.5, activation="silu", se_ratio=0.25),
+    "nfnet_l0": _timm_nfnet("nfnet_l0", NFNET_VARIANTS["F0"][0], 1.5, se_ratio=0.25, **_LIGHT),
+    "eca_nfnet_l0": _timm_nfnet("eca_nfnet_l0", NFNET_VARIANTS["F0"][0], 1.5, attention="eca", **_LIGHT),
+    "eca_nfnet_l1": _timm_nfnet("eca_nfnet_l1", NFNET_VARIANTS["F1"][0], attention="eca", **_LIGHT),
+    "eca_nfnet_l2": _timm_nfnet("eca_nfnet_l2", NFNET_VARIANTS["F2"][0], attention="eca", **_LIGHT),
+    "eca_nfnet_l3": _timm_nfnet("eca_nfnet_l3", NFNET_VARIANTS["F3"][0], attention="eca", **_LIGHT),
+    **{f"nf_regnet_{v.lower()}": _timm_regnet(v) for v in list(NF_REGNET_VARIANTS)[:6]},
+    **{f"{prefix}{d}": _timm_resnet(d, attention)
+       for attention, prefix in ((None, "nf_resnet"), ("se", "nf_seresnet"), ("eca", "nf_ecaresnet"))
+       for d in (26, 50, 101)},
+    "test_nfnet": _timm_nfnet("test_nfnet", (1, 1, 1, 1), 1.5, widths=(32, 64, 96, 128), group_width=8,
+                              bottleneck_ratio=0.25, activation="silu", se_ratio=0.25),
 }
-
 
 def timm_config(name):
     """The :class:`NFConfig` that reproduces timm's model ``name`` (tag suffixes like ``.ra2_in1k`` allowed)."""

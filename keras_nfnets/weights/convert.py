@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_nfnets.layers.blocks import ECA, SkipInitGain, SqueezeExcite
 from keras_nfnets.layers.ws_conv import GroupConv2D
+from keras_nfnets.models.timm_configs import timm_config
 
 HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
 _BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(.+)$")
@@ -91,13 +92,20 @@ def _layer_prefix(layer_name, attention_key):
     raise CheckpointError(f"Layer {layer_name!r} has no timm counterpart.")
 
 
-def timm_weight_map(model, family):
-    """``[(keras_variable, timm_key, converter)]`` for every weight of ``model``.
+# timm names the attention module by where it sits in the block.
+_TIMM_ATTENTION_KEYS = {"mid": "attn", "out": "attn_last"}
+
+
+def timm_weight_map(model, config):
+    """``[(keras_variable, timm_key, converter)]`` for every weight of ``model``, built from ``config``
+    (an :class:`NFConfig` or a timm model name).
 
     ``converter`` maps the timm array to the Keras layout (OIHW → HWIO kernels, (O,1,1,1) → (O,)
     gains, transposed linear weights).
     """
-    attention_key = "attn" if family == "nf_regnet" else "attn_last"
+    if isinstance(config, str):
+        config = timm_config(config)
+    attention_key = _TIMM_ATTENTION_KEYS[config.attention_position]
     entries = []
     for layer in model.layers:
         if not layer.weights:
@@ -126,7 +134,7 @@ def timm_weight_map(model, family):
     return entries
 
 
-def load_timm_weights(model, checkpoint, family, allow_unused_head=None):
+def load_timm_weights(model, checkpoint, config, allow_unused_head=None):
     """Fill every weight of ``model`` from the timm ``checkpoint`` (see :func:`load_checkpoint`).
 
     ``allow_unused_head`` (default: whether the model has no ``predictions`` layer) lets the
@@ -134,12 +142,12 @@ def load_timm_weights(model, checkpoint, family, allow_unused_head=None):
     naming every missing, unused or misshapen tensor; nothing is assigned unless all fit.
     """
     state = load_checkpoint(checkpoint)
-    for variable, value in match_checkpoint(model, state, family, allow_unused_head):
+    for variable, value in match_checkpoint(model, state, config, allow_unused_head):
         variable.assign(value)
     return model
 
 
-def match_checkpoint(model, state, family, allow_unused_head=None):
+def match_checkpoint(model, state, config, allow_unused_head=None):
     """Pair every weight of ``model`` with its converted tensor from ``state`` (a dict of arrays).
 
     Returns ``[(variable, array)]`` without assigning anything; raises :class:`CheckpointError`
@@ -148,7 +156,7 @@ def match_checkpoint(model, state, family, allow_unused_head=None):
     if allow_unused_head is None:
         allow_unused_head = "predictions" not in {layer.name for layer in model.layers}
     used, missing, misshapen, assignments = set(), [], [], []
-    for variable, key, convert in timm_weight_map(model, family):
+    for variable, key, convert in timm_weight_map(model, config):
         if key not in state:
             missing.append(key)
             continue

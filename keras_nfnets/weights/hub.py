@@ -34,8 +34,9 @@ def download_checkpoint(checkpoint):
         ) from error
 
 
-def load_pretrained(model, checkpoint, family):
-    """Load ``checkpoint`` (a :class:`Checkpoint`) into ``model``, via the converted-weights cache.
+def load_pretrained(model, checkpoint, config):
+    """Load ``checkpoint`` (a :class:`Checkpoint`) into ``model``, built from ``config``, via the
+    converted-weights cache.
 
     The first call downloads and converts (NumPy + safetensors, no torch) and saves
     ``<tag>[_notop].weights.h5`` under :func:`keras_cache_dir`; later calls load that file.
@@ -48,7 +49,7 @@ def load_pretrained(model, checkpoint, family):
             return model
         except Exception:  # a stale or damaged cache file: convert again below
             os.remove(cache_path)
-    load_timm_weights(model, download_checkpoint(checkpoint), family)
+    load_timm_weights(model, download_checkpoint(checkpoint), config)
     os.makedirs(os.path.dirname(cache_path), exist_ok=True)
     model.save_weights(cache_path)
     return model
@@ -77,15 +78,13 @@ def from_timm(name, checkpoint=None, pretrained=True, **applications_kwargs):
             f"timm's {name!r} has no published checkpoint. Pass `checkpoint=` (a .safetensors/.pth file or a "
             "dict of arrays), or `pretrained=False` for random weights."
         )
-    kwargs = dict(include_top=True, pooling=None, classes=1000, classifier_activation="softmax")
-    kwargs.update(applications_kwargs)
-    validate_application_args("imagenet" if loading else None, kwargs["include_top"], kwargs["classes"],
-                              kwargs["pooling"], kwargs["classifier_activation"])
-    model = build_nf_model(config, **kwargs)
+    checked = {k: v for k, v in applications_kwargs.items() if k not in ("name", "drop_rate", "stochastic_depth_rate")}
+    validate_application_args(weights="imagenet" if loading else None, **checked)
+    model = build_nf_model(config, **applications_kwargs)
     if checkpoint is not None:
-        load_timm_weights(model, checkpoint, config.family)
+        load_timm_weights(model, checkpoint, config)
     elif loading:
-        load_pretrained(model, preset, config.family)
+        load_pretrained(model, preset, config)
     return model
 
 

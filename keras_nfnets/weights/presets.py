@@ -7,7 +7,7 @@ All public ImageNet-1k NF checkpoints are timm's (reference §8.2), on the Huggi
 import dataclasses
 from typing import Optional, Tuple
 
-from keras_nfnets.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from keras_nfnets.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,11 +18,8 @@ class Checkpoint:
         tag: timm tag, e.g. ``"nf_regnet_b1.ra2_in1k"``; the architecture is the part before the dot.
         top1: published ImageNet-1k top-1 (%) at ``test_size`` (timm's results).
         train_size, test_size: training and evaluation image sizes.
-        crop: ``"center"`` (resize the short side to size / crop_pct, centre crop), ``"squash"``
-            (resize both sides to size / crop_pct, centre crop) or ``"plus32"`` (DeepMind: resize
-            both sides to size + 32, centre crop).
-        crop_pct: crop fraction for ``"center"``/``"squash"`` at ``test_size``.
-        mean, std: per-channel normalisation of [0, 1] RGB.
+        crop, crop_pct, interpolation, mean, std: timm's evaluation settings of the checkpoint
+            (see :class:`~keras_nfnets.data.EvalTransform`; ``"plus32"`` is DeepMind's rule).
     """
 
     tag: str
@@ -35,6 +32,12 @@ class Checkpoint:
     std: Tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
     filename: str = "model.safetensors"
+
+    def eval_transform(self, size=None):
+        """The :class:`EvalTransform` this checkpoint was evaluated with (at ``size``, default
+        ``test_size``); timm evaluates with PIL, so resizing is antialiased and clipped."""
+        return EvalTransform(size or self.test_size, crop=self.crop, crop_pct=self.crop_pct,
+                             interpolation=self.interpolation, pil_resize=True, mean=self.mean, std=self.std)
 
     @property
     def architecture(self):
