@@ -6,8 +6,7 @@ from importlib import resources
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from keras_nfnets.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def preprocess_input(x, data_format=None):

@@ -43,7 +43,8 @@ def run(family, batch_size, epochs, seed, depths, image_size=32):
     model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
     train_ds = data.train_dataset(train_source, image_size, batch_size, epochs=epochs, seed=seed, flip=False,
                                   area_range=digits["area_range"], mean=digits["mean"], std=digits["std"])
-    test_ds = data.eval_dataset(test_source, image_size, 64, crop="resize", mean=digits["mean"], std=digits["std"])
+    test_ds = data.eval_dataset(test_source, data.EvalTransform(image_size, crop="resize", pil_resize=False,
+                                                                mean=digits["mean"], std=digits["std"]), 64)
     model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=plan.callbacks, verbose=0)
     return model.evaluate(test_ds, verbose=0, return_dict=True)["accuracy"]
 

@@ -16,7 +16,7 @@ from keras_nfnets.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Augmentation,
-    eval_image,
+    EvalTransform,
     inception_crop,
     mix_batch,
     normalize,

@@ -34,7 +34,7 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         seed: makes the run reproducible (``None``: a fresh random seed, parallel order).
         flip, area_range: random flip and the Inception crop's area range.
         augmentation: an :class:`Augmentation` (CutMix/MixUp/RandAugment) or ``None``.
-        mean, std: per-channel normalisation on the 0–255 scale.
+        mean, std: per-channel statistics of [0, 1] RGB used to normalise.
         steps_per_epoch: fewer batches per epoch than the data holds (quick runs).
     """
     import tensorflow as tf
@@ -103,17 +103,18 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
-def eval_dataset(source, image_size, batch_size, *, crop="crop_resize", mean=transforms.IMAGENET_MEAN,
-                 std=transforms.IMAGENET_STD):
-    """Batches of ``(normalised images, one-hot labels)``, every example once, in order."""
+def eval_dataset(source, transform, batch_size):
+    """Batches of ``(images prepared by transform, one-hot labels)``: every example once, in order.
+
+    ``transform`` is an :class:`~keras_nfnets.data.EvalTransform` (size, crop rule, mean/std).
+    """
     import tensorflow as tf
 
-    if crop not in transforms.EVAL_CROPS:
-        raise ValueError(f"Unknown eval crop {crop!r}; choose one of {transforms.EVAL_CROPS}.")
+    if not isinstance(transform, transforms.EvalTransform):
+        raise TypeError(f"`transform` must be an EvalTransform; received {transform!r}.")
 
     def prepare(image, label):
-        image = transforms.normalize(transforms.eval_image(image, image_size, crop), mean, std)
-        return image, tf.one_hot(label, source.num_classes, dtype=tf.float32)
+        return transform(image), tf.one_hot(label, source.num_classes, dtype=tf.float32)
 
     return (source.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options(True)))

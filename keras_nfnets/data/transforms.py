@@ -2,18 +2,96 @@
 
 Per image, stateless and seeded by ``(seed, epoch, index)``: Inception-style random crop
 (``sample_distorted_bounding_box``: min object covered 0.1, aspect 3/4–4/3, area 8–100%,
-10 attempts, centre-crop fallback), random flip, bicubic resize; evaluation: centre crop of
-``S / (S + 32)`` of the short side then bicubic resize (``"crop_resize"``), or squash to
-``S + 32`` then centre crop ``S`` (``"resize_crop_32"``, DeepMind's NFNet evaluation).
-Per batch, Keras core layers: CutMix on one half, MixUp on the other, then RandAugment.
+10 attempts, centre-crop fallback), random flip, bicubic resize. Per batch, Keras core layers:
+CutMix on one half, MixUp on the other, then RandAugment. Evaluation: one
+:class:`EvalTransform` per checkpoint or recipe, used by ``preprocess_image`` and the tf.data
+evaluation pipeline alike.
 """
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-EVAL_CROPS = ("crop_resize", "resize_crop_32", "resize")
+# ImageNet channel statistics of [0, 1] RGB (DeepMind's MEAN_RGB / STDDEV_RGB are these × 255).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EVAL_CROPS = ("center", "squash", "plus32", "crop_resize", "resize")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTransform:
+    """How one evaluation image is made: resize/crop rule, interpolation, normalisation.
+
+    Attributes:
+        size: output side.
+        crop: ``"center"`` (timm: resize the short side to ``floor(size / crop_pct)``, centre
+            crop), ``"squash"`` (timm: resize both sides to ``floor(size / crop_pct)``, centre
+            crop), ``"plus32"`` (DeepMind's NFNets: resize both sides to ``size + 32``, centre
+            crop), ``"crop_resize"`` (DeepMind's NF-ResNets/RegNets: centre crop ``size /
+            (size + 32)`` of the short side, then resize) or ``"resize"`` (both sides to ``size``).
+        crop_pct: the crop fraction of ``"center"`` and ``"squash"``.
+        interpolation: a ``tf.image.resize`` method (checkpoints: ``"bicubic"``).
+        pil_resize: resize as PIL does for timm's evaluation (antialiased, clipped to 0–255);
+            ``False`` resizes as DeepMind's TF pipeline (no antialiasing, overshoot kept).
+        mean, std: per-channel statistics of [0, 1] RGB.
+
+    Calling it maps one ``(H, W, 3)`` image on the 0–255 scale (any dtype, any size, a
+    tensor inside ``tf.data`` too) to a normalised ``(size, size, 3)`` float32 tensor.
+    """
+
+    size: int
+    crop: str = "center"
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    pil_resize: bool = True
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        if self.crop not in EVAL_CROPS:
+            raise ValueError(f"Unknown eval crop {self.crop!r}; choose one of {EVAL_CROPS}.")
+        if int(self.size) < 1 or not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"Need size >= 1 and 0 < crop_pct <= 1; received size={self.size}, "
+                             f"crop_pct={self.crop_pct}.")
+        object.__setattr__(self, "size", int(self.size))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def _resize(self, image, height, width):
+        import tensorflow as tf
+
+        image = tf.image.resize(image, (height, width), method=self.interpolation, antialias=self.pil_resize)
+        return tf.clip_by_value(image, 0.0, 255.0) if self.pil_resize else image
+
+    def __call__(self, image):
+        import tensorflow as tf
+
+        size = self.size
+        image = tf.cast(image, tf.float32)
+        if self.crop == "crop_resize":
+            image = self._resize(_center_crop(image, size / (size + 32.0)), size, size)
+        elif self.crop == "resize":
+            image = self._resize(image, size, size)
+        else:
+            if self.crop == "plus32":
+                height = width = tf.constant(size + 32)
+            else:
+                scaled = tf.constant(math.floor(size / self.crop_pct))
+                height = width = scaled
+                if self.crop == "center":
+                    shape = tf.shape(image)
+                    short = tf.minimum(shape[0], shape[1])
+                    ratio = tf.cast(scaled, tf.float64) / tf.cast(short, tf.float64)
+                    height = tf.maximum(size, tf.cast(tf.round(tf.cast(shape[0], tf.float64) * ratio), tf.int32))
+                    width = tf.maximum(size, tf.cast(tf.round(tf.cast(shape[1], tf.float64) * ratio), tf.int32))
+            image = self._resize(image, height, width)
+            top, left = (height - size) // 2, (width - size) // 2
+            image = image[top:top + size, left:left + size]
+        image = tf.ensure_shape(image, (size, size, 3))
+        return normalize(image, self.mean, self.std)
 
 
 def _center_crop(image, fraction):
@@ -61,25 +139,13 @@ def train_image(image, size, seed, flip=True, area_range=(0.08, 1.0)):
     return resize_bicubic(image, size)
 
 
-def eval_image(image, size, crop="crop_resize"):
-    """One evaluation image (see module docstring for the ``crop`` rules); 0–255 float32."""
-    import tensorflow as tf
-
-    if crop == "crop_resize":
-        return resize_bicubic(_center_crop(image, size / (size + 32.0)), size)
-    if crop == "resize_crop_32":
-        image = tf.image.resize(tf.cast(image, tf.float32), (size + 32, size + 32), method="bicubic")
-        return tf.ensure_shape(image[16:16 + size, 16:16 + size], (size, size, 3))
-    if crop == "resize":
-        return resize_bicubic(image, size)
-    raise ValueError(f"Unknown eval crop {crop!r}; choose one of {EVAL_CROPS}.")
-
-
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """``(x − mean) / std`` per channel on the 0–255 scale (DeepMind's MEAN_RGB / STDDEV_RGB)."""
+    """``(x − 255·mean) / (255·std)`` per channel for images on the 0–255 scale, with ``mean`` and
+    ``std`` the statistics of [0, 1] RGB (DeepMind's MEAN_RGB / STDDEV_RGB)."""
     import tensorflow as tf
 
-    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+    scale = tf.constant(255.0, tf.float32)
+    return (images - tf.constant(mean, tf.float32) * scale) / (tf.constant(std, tf.float32) * scale)
 
 
 @dataclasses.dataclass(frozen=True)
