@@ -1,45 +1,47 @@
 """The ``nfnets`` command line."""
 
 import argparse
-import os
 import sys
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def models_table(names=None, out=None):
-    """Print every variant (or ``names``) with parameters, FLOPs at its test size, and image sizes."""
+def models_table(names=None, out=None, markdown=False):
+    """Print every variant (or ``names``): parameters, FLOPs at its test size (multiply-adds, as the
+    papers count them), image sizes and the ImageNet checkpoint; ``markdown`` prints the README's table."""
     out = out or sys.stdout
     import keras
 
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.models import count_flops, count_params
+    from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
 
     names = list(BUILDERS) if not names else names
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise SystemExit(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(BUILDERS)}")
-    from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
-
-    header = f"{'model':<13} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}  imagenet checkpoint (top-1)"
-    print(header, file=out)
-    print("-" * len(header), file=out)
+    if markdown:
+        print("| model | params (M) | FLOPs (B) | train px | test px | `weights=\"imagenet\"` checkpoint (top-1) |",
+              file=out)
+        print("|---|---:|---:|---:|---:|---|", file=out)
+    else:
+        header = (f"{'model':<13} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}  "
+                  "imagenet checkpoint (top-1)")
+        print(header, file=out)
+        print("-" * len(header), file=out)
     for name in names:
-        builder = BUILDERS[name]
-        config = builder.config
+        config = BUILDERS[name].config
         # Shapes only: variables created in a StatelessScope are never initialised.
         with keras.StatelessScope(initialize_variables=False):
-            model = builder()  # built at its test size
+            model = BUILDERS[name]()  # built at its test size
             params, flops = count_params(model), count_flops(model)
         tag = IMAGENET_PRESETS.get(name)
-        weights = f"{tag} ({CHECKPOINTS[tag].top1:.2f}%)" if tag else "-"
-        print(
-            f"{name:<13} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {config.train_size:>9} {config.test_size:>8}  {weights}",
-            file=out,
-            flush=True,
-        )
+        if markdown:
+            weights = f"`{tag}` {CHECKPOINTS[tag].top1:.2f}%" if tag else "—"
+            print(f"| {name} | {params / 1e6:.3f} | {flops / 1e9:.3f} | {config.train_size} | {config.test_size} | "
+                  f"{weights} |", file=out, flush=True)
+        else:
+            weights = f"{tag} ({CHECKPOINTS[tag].top1:.2f}%)" if tag else "-"
+            print(f"{name:<13} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {config.train_size:>9} "
+                  f"{config.test_size:>8}  {weights}", file=out, flush=True)
         del model
         keras.backend.clear_session()
 
@@ -126,6 +128,27 @@ def _number_or_off(text):
     return float(text)
 
 
+def models_command(args):
+    models_table(args.names, markdown=args.markdown)
+    return 0
+
+
+def predict_command(args):
+    predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
+    return 0
+
+
+def export_command(args):
+    export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
+           image_size=args.image_size)
+    return 0
+
+
+def spp_command(args):
+    spp_figure(args.figure, args.output, depth=args.depth, image_size=args.image_size, batch_size=args.batch_size)
+    return 0
+
+
 def train_command(args, out=None):
     """Run :func:`keras_nfnets.training.train` and print the test metrics and throughput."""
     from keras_nfnets.training import train
@@ -136,7 +159,7 @@ def train_command(args, out=None):
         weights=args.weights, strategy=args.strategy, precision=args.precision, output_dir=args.output_dir,
         seed=args.seed, learning_rate=args.learning_rate, clip_factor=args.clip_factor, ema=args.ema,
         augment=args.augment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
-        manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart, verbose=args.verbose,
+        manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart, verbose=args.progress,
     )
     print(result.settings["recipe"], file=out)
     if result.stopped:
@@ -149,37 +172,68 @@ def train_command(args, out=None):
     return 0
 
 
-def main(argv=None):
+def evaluate_command(args):
+    from keras_nfnets.training import evaluate
+
+    result = evaluate(args.model, args.dataset, split=args.split, image_size=args.image_size,
+                      batch_size=args.batch_size, data_dir=args.data_dir)
+    print(f"{result['dataset']} {result['split']} ({result['examples']} images, {result['image_size']} px): "
+          + ", ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "top5", "loss") if k in result))
+    return 0
+
+
+def build_parser():
+    """The ``nfnets`` argument parser: one sub-command per task, each with its handler as ``func``."""
+    from keras_nfnets.training.distribute import PRECISIONS, STRATEGIES
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines (hidden by default)")
     parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     models = commands.add_parser(
-        "models",
+        "models", parents=[common],
         help="list every variant: parameters, FLOPs (multiply-adds at test size), image sizes, ImageNet checkpoint",
     )
-    models.add_argument("names", nargs="*", help="variants to list (default: all)")
-    pred = commands.add_parser("predict", help="classify images with a pretrained model (top-5 ImageNet classes)")
+    models.add_argument("names", nargs="*", help="builder names to list (default: all)")
+    models.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    models.set_defaults(func=models_command)
+
+    pred = commands.add_parser("predict", parents=[common],
+                               help="classify images with a pretrained model (top-5 ImageNet classes)")
     pred.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
     pred.add_argument("--model", default="NFRegNetB1", help="builder (NFRegNetB1, NFNetF0, ...) or timm name")
-    pred.add_argument("--weights", default="imagenet", help="for builders: imagenet (default) or a .weights.h5 file")
+    pred.add_argument("--weights", default="imagenet",
+                      help="for builders: imagenet (default), a .weights.h5 file, or none (random weights)")
     pred.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
-    pred.add_argument("--top", type=int, default=5)
-    exp = commands.add_parser("export", help="fold weight standardization and export to SavedModel, TFLite or ONNX")
+    pred.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
+    pred.set_defaults(func=predict_command)
+
+    exp = commands.add_parser("export", parents=[common],
+                              help="fold weight standardization and export to SavedModel, TFLite or ONNX")
     exp.add_argument("output", help="output path: a directory (saved_model), .tflite or .onnx file")
     exp.add_argument("--model", required=True, help="builder name, e.g. NFRegNetB0")
     exp.add_argument("--weights", default=None, help="imagenet or a .weights.h5 file (default: random init)")
-    exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True)
-    exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None)
+    exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True,
+                     help="artifact format")
+    exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
+                     help="TFLite only: fp16 weights, int8 weights (dynamic range) or full int8 (default: float32)")
     exp.add_argument("--image-size", type=int, default=None, help="static input size (default: the model's)")
-    spp = commands.add_parser("spp", help="regenerate one of the paper's Signal Propagation Plots")
-    spp.add_argument("output", help="image file (.png, .pdf, .svg)")
-    spp.add_argument("--figure", type=int, choices=[1, 2, 6, 7, 8, 9], required=True)
-    spp.add_argument("--depth", type=int, default=600, help="conv layers of the ResNetV2 (default 600)")
-    spp.add_argument("--image-size", type=int, default=512)
-    spp.add_argument("--batch-size", type=int, default=8)
-    from keras_nfnets.training.distribute import PRECISIONS, STRATEGIES
+    exp.set_defaults(func=export_command)
 
-    tr = commands.add_parser("train", help="train or fine-tune with the paper's recipe (default: NFResNet14 on the "
-                             "embedded digits, ~1.5 min on 2 CPU cores)")
+    spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
+    spp.add_argument("output", help="image file (.png, .pdf, .svg)")
+    spp.add_argument("--figure", type=int, choices=[1, 2, 6, 7, 8, 9], required=True,
+                     help="the paper's figure number (1, 2: BN vs NF; 6, 7: He init / linear; 8: γ; 9: SE)")
+    spp.add_argument("--depth", type=int, default=600, help="conv layers of the ResNetV2 (default 600)")
+    spp.add_argument("--image-size", type=int, default=512, help="input side in pixels (default 512, the paper's)")
+    spp.add_argument("--batch-size", type=int, default=8, help="Gaussian inputs per measurement (default 8)")
+    spp.set_defaults(func=spp_command)
+
+    tr = commands.add_parser("train", parents=[common],
+                             help="train or fine-tune with the paper's recipe (default: NFResNet14 on the embedded "
+                                  "digits, ~1.5 min on 2 CPU cores)")
     tr.add_argument("--model", default="NFResNet14", help="builder name (default NFResNet14)")
     tr.add_argument("--dataset", default="digits",
                     help="digits (embedded), an image folder (class sub-folders), or a TFDS name, e.g. imagenet2012")
@@ -189,9 +243,9 @@ def main(argv=None):
     tr.add_argument("--batch-size", type=int, default=None, help="global batch (default: digits 64, else the paper's)")
     tr.add_argument("--image-size", type=int, default=None, help="training resolution (default: the model's)")
     tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
-    tr.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
     tr.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
-    tr.add_argument("--precision", choices=PRECISIONS, default="float32")
+    tr.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy (default float32)")
     tr.add_argument("--learning-rate", type=float, default=None, help="peak LR (default: paper's, scaled by batch)")
     tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
@@ -199,37 +253,27 @@ def main(argv=None):
                     help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
     tr.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
     tr.add_argument("--output-dir", default=None, help="default runs/<model>_<dataset>")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="seed of data order, crops and initialisation (default 0)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    tr.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras progress: 1 bar, 2 line/epoch")
-    ev = commands.add_parser("evaluate", help="accuracy of a trained run (or .keras file) on a dataset split")
+    tr.add_argument("--progress", type=int, choices=[0, 1, 2], default=1,
+                    help="Keras progress output: 1 a bar (default), 2 a line per epoch, 0 none")
+    tr.set_defaults(func=train_command)
+
+    ev = commands.add_parser("evaluate", parents=[common],
+                             help="accuracy of a trained run (or .keras file) on a dataset split")
     ev.add_argument("model", help="run directory written by nfnets train, or a .keras file")
     ev.add_argument("--dataset", default=None, help="default: the run's dataset")
     ev.add_argument("--split", default=None, help="default: the run's evaluation split")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--image-size", type=int, default=None)
-    ev.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args(argv)
-    _quiet_tensorflow()
-    if args.command == "models":
-        models_table(args.names)
-    elif args.command == "predict":
-        predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
-    elif args.command == "spp":
-        spp_figure(args.figure, args.output, depth=args.depth, image_size=args.image_size, batch_size=args.batch_size)
-    elif args.command == "train":
-        return train_command(args)
-    elif args.command == "evaluate":
-        from keras_nfnets.training import evaluate
+    ev.add_argument("--data-dir", default=None, help="TFDS data directory")
+    ev.add_argument("--image-size", type=int, default=None, help="evaluation resolution (default: the run's)")
+    ev.add_argument("--batch-size", type=int, default=64, help="evaluation batch size (default 64)")
+    ev.set_defaults(func=evaluate_command)
+    return parser
 
-        result = evaluate(args.model, args.dataset, split=args.split, image_size=args.image_size,
-                          batch_size=args.batch_size, data_dir=args.data_dir)
-        print(f"{result['dataset']} {result['split']} ({result['examples']} images, {result['image_size']} px): "
-              + ", ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "top5", "loss") if k in result))
-    elif args.command == "export":
-        export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
-               image_size=args.image_size)
-    return 0
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_nfnets import _compat, graph
 from keras_nfnets.layers.activations import GammaActivation
 from keras_nfnets.layers.blocks import ECA, SkipInitGain, SqueezeExcite, StochasticDepth, SymmetricMaxPooling2D
 from keras_nfnets.layers.conv_ops import symmetric_padding
@@ -163,70 +164,51 @@ def fold_weight_standardization(model):
     feature-map output). Stochastic depth and dropout are dropped (identity at inference).
     The result loads with ``keras.models.load_model`` without importing keras_nfnets.
     """
-    if not isinstance(model, keras.Model) or not hasattr(model, "inputs") or model.inputs is None:
+    if not isinstance(model, keras.Model) or getattr(model, "inputs", None) is None:
         raise TypeError("fold_weight_standardization expects a functional keras.Model (as the builders return).")
-    consumers = {}
-    for layer in model.layers:
-        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-        for tensor in inputs:
-            if tensor is not None:
-                consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
-    for tensor in model.outputs:
-        consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
+    consumers = graph.consumer_counts(model)
+    new_inputs = [layers.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
 
-    values = {}
-    new_inputs = []
-    for tensor in model.inputs:
-        new_input = layers.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
-        new_inputs.append(new_input)
-        values[id(tensor)] = _Value(new_input)
-
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        inbound = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-        args = [values[id(t)] for t in inbound]
+    def fold(layer, args, inbound):
         value = args[0]
         single = consumers.get(id(inbound[0]), 0) == 1
         if isinstance(layer, GroupConv2D):
-            result = _conv(layer, value, consumers.get(id(layer.output), 0))
-        elif isinstance(layer, GammaActivation):
-            result = _activation(layer, value)
-        elif isinstance(layer, (SqueezeExcite, ECA)):
-            result = _channel_attention(layer, value)
-        elif isinstance(layer, (layers.Rescaling, SkipInitGain)) and getattr(layer, "offset", 0.0) == 0.0:
+            return _conv(layer, value, consumers.get(id(layer.output), 0))
+        if isinstance(layer, GammaActivation):
+            return _activation(layer, value)
+        if isinstance(layer, (SqueezeExcite, ECA)):
+            return _channel_attention(layer, value)
+        if isinstance(layer, (layers.Rescaling, SkipInitGain)) and getattr(layer, "offset", 0.0) == 0.0:
             factor = float(layer.skip_gain.numpy()) if isinstance(layer, SkipInitGain) else float(layer.scale)
-            result = _Value(value.tensor, value.scale * factor, value.absorb if single else None)
-        elif isinstance(layer, _PASS_THROUGH):
-            result = _Value(value.tensor, value.scale, value.absorb if single else None)
-        elif isinstance(layer, SymmetricMaxPooling2D):  # max pooling commutes with a scale >= 0
-            result = _symmetric_max_pool(layer, value if value.scale >= 0 else _Value(_materialize(value)))
-        elif isinstance(layer, (layers.AveragePooling2D, layers.GlobalAveragePooling2D, layers.MaxPooling2D,
-                                layers.GlobalMaxPooling2D)):
+            return _Value(value.tensor, value.scale * factor, value.absorb if single else None)
+        if isinstance(layer, _PASS_THROUGH):
+            return _Value(value.tensor, value.scale, value.absorb if single else None)
+        if isinstance(layer, SymmetricMaxPooling2D):  # max pooling commutes with a scale >= 0
+            return _symmetric_max_pool(layer, value if value.scale >= 0 else _Value(_materialize(value)))
+        if isinstance(layer, (layers.AveragePooling2D, layers.GlobalAveragePooling2D, layers.MaxPooling2D,
+                              layers.GlobalMaxPooling2D)):
             if value.scale < 0:
                 value = _Value(_materialize(value))
             clone = layer.__class__.from_config(layer.get_config())
-            result = _Value(clone(value.tensor), value.scale, None)
-        elif isinstance(layer, layers.Add):
-            result = _Value(layers.Add(name=layer.name)([_materialize(v) for v in args]))
-        elif isinstance(layer, layers.Dense):
+            return _Value(clone(value.tensor), value.scale, None)
+        if isinstance(layer, layers.Add):
+            return _Value(layers.Add(name=layer.name)([_materialize(v) for v in args]))
+        if isinstance(layer, layers.Dense):
             dense = layers.Dense.from_config(layer.get_config())
             out = dense(value.tensor)
             dense.set_weights([layer.kernel.numpy() * value.scale, layer.bias.numpy()])
-            result = _Value(out)
-        elif _is_builtin(layer):
+            return _Value(out)
+        if _is_builtin(layer):
             clone = layer.__class__.from_config(layer.get_config())
             out = clone([_materialize(v) for v in args] if len(args) > 1 else _materialize(value))
             clone.set_weights(layer.get_weights())
-            result = _Value(out)
-        else:
-            raise ValueError(
-                f"Cannot fold layer '{layer.name}' of type {type(layer).__name__}: it is neither a keras_nfnets "
-                "layer nor a Keras built-in. Replace it with built-in layers, or export the unfolded model."
-            )
-        values[id(layer.output)] = result
+            return _Value(out)
+        raise ValueError(
+            f"Cannot fold layer '{layer.name}' of type {type(layer).__name__}: it is neither a keras_nfnets "
+            "layer nor a Keras built-in. Replace it with built-in layers, or export the unfolded model."
+        )
 
-    outputs = [_materialize(values[id(t)]) for t in model.outputs]
+    outputs = [_materialize(v) for v in graph.propagate(model, [_Value(t) for t in new_inputs], fold)]
     return keras.Model(
         new_inputs if len(new_inputs) > 1 else new_inputs[0],
         outputs if len(outputs) > 1 else outputs[0],
@@ -241,25 +223,19 @@ def native_grouped_convolutions():
     convertible grouped conv, and a folded model traced here runs its grouped convs at native speed
     (e.g. ``with native_grouped_convolutions(): serve = tf.function(folded)``). Where the device
     has no native grouped kernel, Keras' own path is kept."""
-    from keras.src.backend.tensorflow import nn as tf_nn
-
     import tensorflow as tf
 
-    from keras_nfnets.layers.conv_ops import _current_device_type, native_grouped_conv_supported
+    from keras_nfnets.layers.conv_ops import current_device_type, native_grouped_conv_supported
 
-    original = tf_nn.conv
-    native = native_grouped_conv_supported(_current_device_type())
+    native = native_grouped_conv_supported(current_device_type())
 
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    def conv(original, inputs, kernel, strides, padding, data_format, dilation_rate):
         if native and len(inputs.shape) == 4 and (data_format in (None, "channels_last")):
             return tf.nn.convolution(inputs, kernel, strides, padding.upper(), dilations=dilation_rate)
         return original(inputs, kernel, strides, padding, data_format, dilation_rate)
 
-    tf_nn.conv = conv
-    try:
+    with _compat.keras_tensorflow_conv(conv):
         yield
-    finally:
-        tf_nn.conv = original
 
 
 def _serving_function(folded, input_name):
@@ -311,11 +287,9 @@ def export_tflite(model, path, quantization=None, representative_data=None, inpu
                 "Full-integer int8 quantization needs a static input size (calibration fixes the ranges); build "
                 "the model with a concrete `input_shape`."
             )
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     folded = fold_weight_standardization(model)
     _, concrete = _serving_function(folded, input_name)
-    frozen = convert_variables_to_constants_v2(concrete)  # every weight becomes a constant
+    frozen = _compat.freeze_concrete_function(concrete)  # every weight becomes a constant
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     flatbuffer = _convert(converter, quantization, representative_data)
     with open(path, "wb") as f:
@@ -351,10 +325,7 @@ def _convert(converter, quantization, representative_data):
 
 def tflite_op_names(path):
     """The set of operator names in a ``.tflite`` file."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=os.fspath(path))
-    return {op["op_name"] for op in interpreter._get_ops_details()}
+    return _compat.tflite_op_names(path)
 
 
 def export_onnx(model, path, opset=17, input_name="images"):

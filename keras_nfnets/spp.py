@@ -15,6 +15,8 @@ from typing import List
 
 import numpy as np
 
+from keras_nfnets import graph
+
 _BLOCK_OUTPUT = re.compile(r"^(stage(\d+)_block(\d+))_add$")
 
 
@@ -38,10 +40,6 @@ def _channel_stats(tensor):
     mean = ops.mean(x, axis=axes)
     var = ops.var(x, axis=axes)
     return float(ops.mean(mean**2)), float(ops.mean(var))
-
-
-def _producer(tensor):
-    return tensor._keras_history.operation
 
 
 def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0):
@@ -73,11 +71,9 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
         if not match:
             continue
         block_outputs[id(layer.output)] = match.group(1)
-        branch = layer.input[1]  # Add([shortcut, α·branch])
-        alpha = _producer(branch)
-        branch = alpha.input
-        while isinstance(_producer(branch), (SkipInitGain, StochasticDepth)):
-            branch = _producer(branch).input
+        branch = graph.producer(layer.input[1]).input  # Add([shortcut, α·branch]): the input of α
+        while isinstance(graph.producer(branch), (SkipInitGain, StochasticDepth)):
+            branch = graph.producer(branch).input
         branch_ends[id(branch)] = match.group(1)
     if not block_outputs:
         raise ValueError(
@@ -85,17 +81,9 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
             "needs a model built by keras_nfnets (build_nf_model or a public builder)."
         )
 
-    consumers = {}
-    for layer in model.layers:
-        for tensor in layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]:
-            consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
-    values = {id(model.input): keras.ops.convert_to_tensor(inputs)}
     stats, residual = {}, {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        inbound = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-        args = [values[id(t)] for t in inbound]
+
+    def measure(layer, args, inbound):
         training = isinstance(layer, keras.layers.BatchNormalization)
         output = layer(args if len(args) > 1 else args[0], training=training)
         key = id(layer.output)
@@ -103,11 +91,9 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
             stats[block_outputs[key]] = _channel_stats(output)
         if key in branch_ends:
             residual[branch_ends[key]] = _channel_stats(output)[1]
-        values[key] = output
-        for tensor in inbound:  # free what no later layer needs
-            consumers[id(tensor)] -= 1
-            if consumers[id(tensor)] == 0:
-                del values[id(tensor)]
+        return output
+
+    graph.propagate(model, [keras.ops.convert_to_tensor(inputs)], measure, release=True)
 
     names = [layer.name[: -len("_add")] for layer in model.layers if id(layer.output) in block_outputs]
     stages = [int(_BLOCK_OUTPUT.match(f"{n}_add").group(2)) for n in names]

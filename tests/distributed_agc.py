@@ -17,14 +17,15 @@ if sys.argv[1:] == ["train"]:  # (one MirroredStrategy per process: their collec
     # A complete `train` run under --strategy mirrored on the two logical CPUs.
     import tempfile  # noqa: E402
 
-    from keras_nfnets.training import train  # noqa: E402
+    from keras_nfnets.training import evaluate, train  # noqa: E402
 
     with tempfile.TemporaryDirectory() as run_dir:
         run = train("NFResNet14", "digits", strategy="mirrored", epochs=1, steps_per_epoch=3, batch_size=16,
                     image_size=32, output_dir=run_dir, verbose=0, tensorboard=False)
+        single = evaluate(run_dir)  # the saved model, evaluated outside the strategy
 
     print(json.dumps({"replicas": run.settings["replicas"], "loss": run.history["loss"][-1],
-                      "accuracy": run.metrics["accuracy"]}))
+                      "accuracy": run.metrics["accuracy"], "single_device_accuracy": single["accuracy"]}))
     sys.exit(0)
 
 from keras_nfnets.training import SGDAGC, adaptive_grad_clip  # noqa: E402

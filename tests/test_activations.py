@@ -88,3 +88,15 @@ def test_fused_kernel_under_mixed_precision():
     y = layer(np.ones((2, 3), "float32"))
     assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
     np.testing.assert_allclose(np.asarray(y, "float32"), GAMMA["silu"] * 0.7310586, rtol=1e-2)
+
+
+def test_eager_calls_at_new_sizes_do_not_retrace_or_warn(capfd):
+    """A plain forward pass, called eagerly at several input sizes (as SPP and users do), prints no
+    TensorFlow retracing warnings: the fused kernels trace once with relaxed shapes."""
+    import keras_nfnets
+
+    model = keras_nfnets.NFRegNetB0(include_top=False)
+    capfd.readouterr()
+    for size in (32, 40, 48, 56, 64, 72, 80):
+        model(np.zeros((1, size, size, 3), "float32"))
+    assert "retracing" not in capfd.readouterr().err

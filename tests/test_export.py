@@ -67,6 +67,7 @@ def test_folding_is_exact(family, size, include_top):
     assert relative(folded(x), model(x)) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nf_resnet26", "nf_ecaresnet26", "test_nfnet", "dm_nfnet_f0"])
 def test_folding_timm_twins(name):
     """Symmetric padding, the −∞-padded max-pool, γ in the convs, ECA, exact GELU."""
@@ -93,6 +94,7 @@ def test_scalars_are_absorbed_not_left_as_layers():
     )
 
 
+@pytest.mark.slow
 def test_folded_keras_file_loads_without_keras_nfnets(tmp_path):
     model = randomise(build_nf_model(FAMILIES["nfnet"], input_shape=(64, 64, 3), classifier_activation=None))
     folded = fold_weight_standardization(model)
@@ -121,6 +123,7 @@ def images():
     return exporting.sample_images(16, 64, seed=7)
 
 
+@pytest.mark.slow
 def test_saved_model_round_trip(export_model, images, tmp_path):
     import tensorflow as tf
 
@@ -132,26 +135,41 @@ def test_saved_model_round_trip(export_model, images, tmp_path):
     assert relative(list(serve(images=tf.constant(images[:3])).values())[0].numpy(), export_model(images[:3])) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantization,bound", [(None, 1e-4), ("float16", 1e-2)])
 def test_tflite_float_parity_and_builtin_ops(export_model, images, tmp_path, quantization, bound):
     path = tmp_path / "model.tflite"
     ops = exporting.export_tflite(export_model, path, quantization=quantization)
-    assert "CONV_2D" in ops and not any(op.startswith("Flex") for op in ops)
+    assert {"CONV_2D", "ADD", "MEAN"} <= ops  # the flatbuffer holds the network's own ops
     check = exporting.verify_export(export_model, path, images)
     print(quantization, check)
     assert check["relative_diff"] < bound
 
 
-@pytest.mark.parametrize("quantization", ["dynamic", "int8"])
-def test_tflite_quantized_agrees_on_top1(export_model, images, tmp_path, quantization):
+# Measured (NFRegNetB0, 64 px, 16 images): dynamic 1.6e-2 of the logit scale and 15/16 top-1
+# agreement, int8 7.6e-2 and 15/16; the bounds leave about 2-3x headroom.
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization,bound", [("dynamic", 0.05), ("int8", 0.15)])
+def test_tflite_quantized_stays_close_and_agrees_on_top1(export_model, images, tmp_path, quantization, bound):
     path = tmp_path / "model.tflite"
     calibration = [exporting.sample_images(16, 64, seed=8)]
     exporting.export_tflite(export_model, path, quantization=quantization, representative_data=calibration)
     check = exporting.verify_export(export_model, path, images)
     print(quantization, check)
-    assert check["top1_agreement"] >= 0.75
+    assert check["relative_diff"] < bound
+    assert check["top1_agreement"] >= 13 / 16
 
 
+@pytest.mark.slow
+def test_export_refuses_a_flatbuffer_that_needs_the_flex_delegate(export_model, tmp_path, monkeypatch):
+    from keras_nfnets import _compat
+
+    monkeypatch.setattr(_compat, "tflite_op_names", lambda path: {"CONV_2D", "FlexConv2D"})
+    with pytest.raises(RuntimeError, match=r"non-built-in ops \['FlexConv2D'\]"):
+        exporting.export_tflite(export_model, tmp_path / "model.tflite")
+
+
+@pytest.mark.slow
 def test_grouped_convs_stay_native_in_tflite(export_model, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -165,6 +183,7 @@ def test_grouped_convs_stay_native_in_tflite(export_model, tmp_path):
     assert grouped and all(shapes[op["inputs"][1]][3] == 8 for op in grouped)  # NF-RegNet group width 8
 
 
+@pytest.mark.slow
 def test_onnx_parity(export_model, images, tmp_path):
     pytest.importorskip("tf2onnx")
     path = tmp_path / "model.onnx"
@@ -191,6 +210,7 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         exporting.export_tflite(model, tmp_path / "m.tflite", quantization="int4")
 
 
+@pytest.mark.slow
 def test_export_command_prints_parity(tmp_path, capsys):
     from keras_nfnets.cli import main
 

@@ -42,11 +42,17 @@ def test_decode_predictions():
 
 
 def test_models_command_prints_counts(capsys):
+    """The table's figures against the published ones: NF paper Table 3 (B0: 8.6M, 0.44B, 192/224 px),
+    DeepMind's README (F0: 71.5M, 12.38B, 192/256 px) and timm's top-1 of dm_nfnet_f0 (83.468%)."""
     assert main(["models", "NFRegNetB0", "NFNetF0"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:9] == ["model", "params", "(M)", "FLOPs", "(B)", "train", "px", "test", "px"]
-    assert out[2].split() == ["NFRegNetB0", "8.595", "0.444", "192", "224", "-"]
-    assert out[3].split() == ["NFNetF0", "71.489", "12.384", "192", "256", "dm_nfnet_f0.dm_in1k", "(83.47%)"]
+    b0, f0 = out[2].split(), out[3].split()
+    assert b0[0] == "NFRegNetB0" and b0[3:] == ["192", "224", "-"]
+    assert float(b0[1]) == pytest.approx(8.6, abs=0.05) and float(b0[2]) == pytest.approx(0.44, abs=0.005)
+    assert f0[0] == "NFNetF0" and f0[3:6] == ["192", "256", "dm_nfnet_f0.dm_in1k"]
+    assert float(f0[1]) == pytest.approx(71.489, abs=5e-4) and float(f0[2]) == pytest.approx(12.38, abs=0.005)
+    assert float(f0[6].strip("(%)")) == pytest.approx(83.468, abs=0.005)
 
 
 def test_models_command_rejects_unknown_names():
@@ -54,13 +60,43 @@ def test_models_command_rejects_unknown_names():
         main(["models", "ResNet50"])
 
 
+@pytest.mark.slow
 def test_console_script_entry_point_runs():
     result = subprocess.run(
         [sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet26"], capture_output=True, text=True, timeout=300,
         env=REPO_ENV,
     )
     assert result.returncode == 0, result.stderr
-    assert "NFResNet26" in result.stdout and "15.995" in result.stdout
+    assert result.stdout.splitlines()[2].split()[0] == "NFResNet26"
+
+
+@pytest.mark.slow
+def test_cli_hides_tensorflow_start_up_logs_unless_asked(tmp_path):
+    """No oneDNN / CUDA / CPU-feature lines on a plain run; --verbose lets TensorFlow's own stderr through."""
+    env = {k: v for k, v in REPO_ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet14"], capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.strip() == "", quiet.stderr
+    verbose = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet14", "--verbose"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    plain = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_logical_devices()"],
+                           capture_output=True, text=True, timeout=300, env=env)
+    for marker in ("oneDNN", "cpu_feature_guard"):  # what this TensorFlow build logs at start-up
+        assert (marker in verbose.stderr) == (marker in plain.stderr), marker
+
+
+def test_every_cli_option_has_help():
+    from keras_nfnets.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(commands.choices) == {"models", "predict", "export", "spp", "train", "evaluate"}
+    for name, sub in commands.choices.items():
+        assert sub.get_default("func") is not None, name
+        for action in sub._actions:
+            assert action.help, f"nfnets {name} {'/'.join(action.option_strings) or action.dest} has no help"
 
 
 def test_public_api_is_reachable():
@@ -78,13 +114,13 @@ def test_constant_image_maps_to_its_normalised_colour(model_name):
     transform = eval_transform(model_name)
     colour = np.array([124.0, 116.0, 104.0], "float32")
     out = preprocess_image(np.broadcast_to(colour, (300, 420, 3)), model_name)
-    assert out.shape == (transform.test_size, transform.test_size, 3)
+    assert out.shape == (transform.size, transform.size, 3)
     expected = (colour / 255 - np.array(transform.mean)) / np.array(transform.std)
     np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), atol=1e-4)
 
 
 def test_deepmind_rule_squashes_to_size_plus_32_and_crops_the_centre():
-    assert eval_transform("NFNetF0").crop == "plus32" and eval_transform("NFNetF0").test_size == 256
+    assert eval_transform("NFNetF0").crop == "plus32" and eval_transform("NFNetF0").size == 256
     image = np.random.default_rng(0).uniform(0, 255, (288, 288, 3)).astype("float32")  # already S + 32
     out = preprocess_image(image, "NFNetF0")
     mean, std = np.array(eval_transform("NFNetF0").mean), np.array(eval_transform("NFNetF0").std)
@@ -112,6 +148,7 @@ def test_preprocess_image_errors(tmp_path):
         preprocess_image(np.zeros((10, 10)))
 
 
+@pytest.mark.slow
 def test_predict_command_prints_top5(tmp_path, timm_reference, capsys):
     import tensorflow as tf
 
@@ -122,3 +159,27 @@ def test_predict_command_prints_top5(tmp_path, timm_reference, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{image}:" and len(lines) == 6
     assert lines[1].strip().startswith("1. ") and lines[1].strip().endswith(")") and "%" in lines[1]
+
+
+@pytest.mark.slow
+def test_readme_model_table_is_the_generated_one():
+    import io
+    import pathlib
+
+    from keras_nfnets.cli import models_table
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("<!-- models-table:start -->\n")[1].split("<!-- models-table:end -->")[0]
+    generated = io.StringIO()
+    models_table(markdown=True, out=generated)
+    assert table.strip() == generated.getvalue().strip(), "regenerate it with `nfnets models --markdown`"
+
+
+def test_readme_links_resolve():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parents[1]
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"

@@ -233,6 +233,7 @@ def test_classifier_init():
     assert np.std(nfnet_kernel) == pytest.approx(0.01, rel=0.05)
 
 
+@pytest.mark.slow
 def test_ablation_switches():
     deep = nf_resnet_config([50] * 4, name="nf_resnet600")
     model = symbolic(lambda: build_nf_model(deep, include_top=False))

@@ -11,6 +11,9 @@ NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 NAMES = ["01_quickstart.ipynb", "02_signal_propagation.ipynb", "03_fine_tune.ipynb", "04_deploy_tflite.ipynb"]
 
 
+pytestmark = pytest.mark.slow
+
+
 def test_every_notebook_is_listed():
     assert sorted(f for f in os.listdir(NOTEBOOKS) if f.endswith(".ipynb")) == NAMES
 

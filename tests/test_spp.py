@@ -28,12 +28,14 @@ def figures():
     return out
 
 
+@pytest.mark.slow
 def test_shapes_and_stage_ends(figures):
     result = figures[2]["NF, Scaled WS"]
     assert len(result.block_names) == 32 and result.block_names[0] == "stage1_block1"
     assert result.stage_ends == [7, 15, 23, 31]
 
 
+@pytest.mark.slow
 def test_scaled_ws_removes_the_mean_shift(figures):
     """§4.1: He-init NF: squared channel mean grows and overtakes the variance; Scaled WS keeps it small."""
     he, ws = figures[2]["NF, He init"], figures[2]["NF, Scaled WS"]
@@ -43,6 +45,7 @@ def test_scaled_ws_removes_the_mean_shift(figures):
     print("he sq mean / var (last):", he.avg_sq_mean[-1], he.avg_var[-1], "ws:", ws.avg_sq_mean[-1], ws.avg_var[-1])
 
 
+@pytest.mark.slow
 def test_variance_grows_by_alpha_squared_and_resets(figures):
     """§4, §4.5 (α = 1 here, no SkipInit): Var grows ≈ α² per block in a stage, ≈ 1 + α² after a transition."""
     ws = figures[2]["NF, Scaled WS"]
@@ -63,18 +66,21 @@ def test_small_alpha_growth():
     np.testing.assert_allclose(result.avg_var[6:12], expected, rtol=0.08)
 
 
+@pytest.mark.slow
 def test_residual_variance_is_one_with_correct_gamma(figures):
     ws, wrong = figures[8]["NF, Scaled WS, correct γ"], figures[8]["NF, Scaled WS, γ = √2"]
     assert np.mean(ws.residual_avg_var[EARLY]) == pytest.approx(1.0, abs=0.2)
     assert np.mean(wrong.residual_avg_var[EARLY]) < 0.5  # Figure 8: attenuated
 
 
+@pytest.mark.slow
 def test_unmodified_squeeze_excite_attenuates(figures):
     plain, doubled = figures[9]["NF, unmodified SE"], figures[9]["NF, SE ×2"]
     assert np.mean(plain.residual_avg_var[EARLY]) < 0.5
     assert np.mean(doubled.residual_avg_var[EARLY]) == pytest.approx(1.0, abs=0.2)
 
 
+@pytest.mark.slow
 def test_batchnorm_orderings(figures):
     """§3: BN-ReLU-Conv's branch variance ≈ 0.68 (= 2·Var(ReLU(z)) with He init) and it shows the
     mean shift; ReLU-BN-Conv has zero channel means and a depth-independent branch variance
@@ -87,11 +93,13 @@ def test_batchnorm_orderings(figures):
     assert np.mean(relu_bn.residual_avg_var[EARLY]) == pytest.approx(2.0, abs=0.2)
 
 
+@pytest.mark.slow
 def test_linear_networks_stay_centred(figures):
     for result in figures[7].values():
         assert np.all(result.avg_sq_mean < 0.1 * result.avg_var)
 
 
+@pytest.mark.slow
 def test_plot_writes_three_panels(figures, tmp_path):
     results = list(figures[2].values())
     fig = plot_signal_propagation(results, tmp_path / "spp.png", labels=list(figures[2]), log_scale=True)
@@ -106,6 +114,7 @@ def test_not_an_nf_model():
         signal_propagation(keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs)))
 
 
+@pytest.mark.slow
 def test_spp_command(tmp_path, capsys):
     from keras_nfnets.cli import main
 
@@ -114,6 +123,7 @@ def test_spp_command(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and (tmp_path / "fig8.png").exists()
 
 
+@pytest.mark.slow
 def test_a_600_layer_net_fits_in_memory():
     """Figure setting: ResNetV2-600 (200 blocks), batch 8 at 64 px, evaluated block by block."""
     config = figure_models(2, 600)[2][1]

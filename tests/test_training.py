@@ -101,6 +101,7 @@ def test_nesterov_momentum_matches_deepmind_form():
     np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_agc_after_the_all_reduce_under_mirrored_strategy():
     result = subprocess.run([sys.executable, os.path.join(HERE, "distributed_agc.py")], capture_output=True,
                             text=True, timeout=600, env=REPO_ENV)
@@ -113,13 +114,16 @@ def test_agc_after_the_all_reduce_under_mirrored_strategy():
     assert figures["classifier_vs_per_replica"] < 1e-5 * figures["update_size"]
 
 
+@pytest.mark.slow
 def test_train_with_mirrored_strategy_on_two_logical_cpus():
     result = subprocess.run([sys.executable, os.path.join(HERE, "distributed_agc.py"), "train"], capture_output=True,
                             text=True, timeout=600, env=REPO_ENV)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["replicas"] == 2  # both replicas used, a finite loss, evaluation ran
-    assert np.isfinite(figures["loss"]) and 0.0 <= figures["accuracy"] <= 1.0
+    assert figures["replicas"] == 2  # both replicas used, a finite loss
+    assert np.isfinite(figures["loss"])
+    # the mirrored evaluation of the final weights equals a one-device evaluation of the saved model
+    assert figures["accuracy"] == pytest.approx(figures["single_device_accuracy"], abs=1e-6)
 
 
 def test_schedule_values():
@@ -130,6 +134,7 @@ def test_schedule_values():
         warmup_cosine_decay(0.1, total_steps=10, warmup_steps=10)
 
 
+@pytest.mark.slow
 def test_fit_with_agc_and_serialisation():
     import keras_nfnets
 

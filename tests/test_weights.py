@@ -43,6 +43,7 @@ def test_pth_file_and_array_dict_load_too(timm_reference):
     assert _relative_error(from_timm("test_nfnet", checkpoint=arrays, **kwargs), reference) < 1e-4
 
 
+@pytest.mark.slow
 @needs_timm
 def test_name_and_shape_mapping_for_all_timm_models(timm_reference):
     shapes = json.loads((timm_reference / "shapes.json").read_text())
@@ -52,7 +53,7 @@ def test_name_and_shape_mapping_for_all_timm_models(timm_reference):
         state = {key: np.broadcast_to(np.zeros((), "float32"), shape) for key, shape in tensors.items()}
         with keras.StatelessScope(initialize_variables=False):
             model = from_timm(name, pretrained=False, input_shape=(SIZE, SIZE, 3))
-            pairs = match_checkpoint(model, state, TIMM_CONFIGS[name].family)
+            pairs = match_checkpoint(model, state, TIMM_CONFIGS[name])
         assert len(pairs) == len(model.weights) == len(tensors), name
 
 
@@ -71,30 +72,35 @@ def test_include_top_false_uses_the_backbone(timm_reference):
 # ---------------------------------------------------------------------------------------------
 # Strictness: every failure names the tensors, and nothing is loaded.
 @pytest.fixture(scope="module")
-def small_state():
-    model = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
+def small_state(timm_reference):
+    """A test_nfnet state dict in timm's own names and shapes (listed by timm itself), every tensor
+    filled with values no other tensor has."""
+    shapes = json.loads((timm_reference / "shapes.json").read_text())["test_nfnet"]
     rng = np.random.default_rng(0)
-
-    def timm_layout(key, value):  # Keras layout -> timm layout
-        if value.ndim == 4:
-            return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        if key.endswith(".gain"):
-            return value.reshape(-1, 1, 1, 1)
-        if key == "head.fc.weight":
-            return value.T
-        if ".fc" in key and key.endswith(".weight"):
-            return value.T[:, :, None, None]  # SE 1x1 convs
-        return value
-
-    return {  # contiguous: safetensors.numpy writes raw memory, whatever the strides
-        key: np.ascontiguousarray(timm_layout(key, rng.standard_normal(variable.shape).astype("float32")))
-        for variable, key, _ in keras_nfnets.weights.timm_weight_map(model, "nfnet")
-    }
+    return {key: rng.standard_normal(shape).astype("float32") + index * 100.0 for index, (key, shape)
+            in enumerate(sorted(shapes.items()))}
 
 
-def test_round_trip_of_a_synthetic_state(small_state):
+def test_round_trip_of_a_synthetic_state_places_every_tensor(small_state):
+    """Every checkpoint tensor lands, whole, in exactly one Keras weight (compared as value sets, so
+    whatever the layout conversion), and every Keras weight gets one."""
     model = from_timm("test_nfnet", checkpoint=small_state, input_shape=(SIZE, SIZE, 3))
-    assert np.allclose(model.get_layer("stem_conv1").kernel.numpy().transpose(3, 2, 0, 1), small_state["stem.conv1.weight"])
+    by_offset = {int(np.round(np.median(value) / 100.0)): key for key, value in sorted(small_state.items())}
+    used = set()
+    for weight in model.weights:
+        values = np.asarray(weight.numpy(), "float32").ravel()
+        key = by_offset[int(np.round(np.median(values) / 100.0))]
+        assert key not in used, f"{weight.path} and another weight both came from {key}"
+        used.add(key)
+        np.testing.assert_array_equal(np.sort(values), np.sort(small_state[key].ravel()), err_msg=weight.path)
+    assert used == set(small_state)
+    # and the layout conversion of a few kinds, by hand: OIHW conv, (O,1,1,1) gain, (out, in) linear, SE 1x1 conv
+    np.testing.assert_array_equal(model.get_layer("stem_conv1").kernel.numpy(),
+                                  small_state["stem.conv1.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("final_conv").gain.numpy(), small_state["final_conv.gain"].ravel())
+    np.testing.assert_array_equal(model.get_layer("predictions").kernel.numpy(), small_state["head.fc.weight"].T)
+    fc1 = small_state["stages.0.0.attn_last.fc1.weight"]
+    np.testing.assert_array_equal(model.get_layer("stage1_block1_attention").fc1.kernel.numpy(), fc1[:, :, 0, 0].T)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +117,7 @@ def test_bad_checkpoints_are_errors_and_load_nothing(small_state, corrupt, match
     model = from_timm("test_nfnet", pretrained=False, input_shape=(SIZE, SIZE, 3))
     before = [w.numpy().copy() for w in model.weights]
     with pytest.raises(CheckpointError, match=match):
-        keras_nfnets.load_timm_weights(model, state, "nfnet")
+        keras_nfnets.load_timm_weights(model, state, "test_nfnet")
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
 
 
@@ -155,6 +161,7 @@ def test_docstrings_state_checkpoint_and_accuracy():
 
 
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @needs_timm
 def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
     """NFRegNetB1(weights="imagenet") with HF_HUB_OFFLINE=1 and a Hub cache holding a local checkpoint."""
@@ -194,6 +201,7 @@ def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
         assert np.abs(output - logits).max() / np.abs(logits).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_imagenet_weights_without_network_fail_clearly(tmp_path):
     script = "import keras_nfnets; keras_nfnets.NFRegNetB1(weights='imagenet')"
     env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
@@ -217,6 +225,7 @@ def test_timm_twins_have_timms_parameter_counts(name):
         assert keras_nfnets.count_params(model) / 1e6 == pytest.approx(TIMM_PARAMS_M[name], abs=0.006)
 
 
+@pytest.mark.slow
 def test_convert_tool_writes_loadable_weights(small_state, tmp_path):
     from safetensors.numpy import save_file
 

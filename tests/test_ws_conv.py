@@ -4,7 +4,13 @@ import tensorflow as tf
 from keras import ops
 
 import keras
-from keras_nfnets.layers import GroupConv2D, ScaledWSConv2D, conv2d
+from keras_nfnets.layers import (
+    GroupConv2D,
+    ScaledWSConv2D,
+    conv2d,
+    grouped_conv_implementation,
+    native_grouped_conv_supported,
+)
 
 
 def numpy_ws(kernel, gain, eps, eps_mode, gamma=1.0):
@@ -147,18 +153,59 @@ def test_variance_preserved_at_initialisation(activation_gamma):
     assert np.mean(channel_means**2) < 0.05
 
 
-def test_fast_grouped_paths_agree_with_keras_conv():
+def _conv2d_ops(implementation, groups):
+    """The Conv2D ops in the traced graph of a grouped conv2d: 1 for the native path, one per group split."""
+    x = tf.TensorSpec((2, 9, 9, 24), tf.float32)
+    k = tf.TensorSpec((3, 3, 24 // groups, 24), tf.float32)
+    fn = tf.function(lambda a, b: conv2d(a, b, groups=groups, implementation=implementation))
+    return sum(op.type == "Conv2D" for op in fn.get_concrete_function(x, k).graph.get_operations())
+
+
+def test_native_grouped_kernel_is_probed_and_auto_takes_it_on_x86():
+    """x86 TensorFlow builds run grouped convs with oneDNN: auto must take the native path there."""
+    import platform
+
+    supported = native_grouped_conv_supported("CPU")
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert supported
+    assert grouped_conv_implementation("auto") == ("native" if supported else "split")
+    assert _conv2d_ops("auto", 8) == (1 if supported else 8)
+    assert _conv2d_ops("split", 8) == 8 and _conv2d_ops("native", 8) == 1
+    with pytest.raises(ValueError, match="implementation"):
+        grouped_conv_implementation("fast")
+
+
+def test_a_build_without_a_grouped_kernel_is_detected_and_auto_splits(monkeypatch):
+    """Where TensorFlow's Conv2D rejects grouped inputs (builds without a grouped CPU kernel) the
+    probe says no and ``auto`` takes the per-group path."""
+    real_conv2d = tf.nn.conv2d
+
+    def conv2d_without_groups(inputs, filters, *args, **kwargs):
+        if inputs.shape[-1] != filters.shape[2]:
+            raise tf.errors.UnimplementedError(None, None, "Grouped convolution is not supported")
+        return real_conv2d(inputs, filters, *args, **kwargs)
+
+    native_grouped_conv_supported.cache_clear()
+    monkeypatch.setattr(tf.nn, "conv2d", conv2d_without_groups)
+    try:
+        assert native_grouped_conv_supported("CPU") is False
+        assert grouped_conv_implementation("auto") == "split"
+        assert _conv2d_ops("auto", 8) == 8
+    finally:
+        monkeypatch.undo()
+        native_grouped_conv_supported.cache_clear()
+
+
+@pytest.mark.parametrize("implementation", ["native", "split"])
+def test_each_grouped_path_matches_a_numpy_convolution(implementation):
+    if implementation == "native" and not native_grouped_conv_supported("CPU"):
+        pytest.skip("this TensorFlow build has no grouped CPU kernel")
     rng = np.random.default_rng(6)
-    x = tf.constant(rng.standard_normal((2, 9, 9, 24)).astype("float32"))
-    k = tf.constant(rng.standard_normal((3, 3, 3, 24)).astype("float32"))
-    reference = ops.convert_to_numpy(ops.conv(x, k, strides=2, padding="same"))
-    for implementation in ("auto", "native", "split"):
-        try:
-            y = conv2d(x, k, strides=(2, 2), padding="same", groups=8, implementation=implementation)
-        except Exception as error:  # native is absent on CPUs without oneDNN
-            assert implementation == "native", error
-            continue
-        np.testing.assert_allclose(ops.convert_to_numpy(y), reference, rtol=1e-5, atol=1e-5)
+    x = rng.standard_normal((2, 9, 9, 24)).astype("float32")
+    k = rng.standard_normal((3, 3, 3, 24)).astype("float32")
+    y = conv2d(tf.constant(x), tf.constant(k), strides=(2, 2), padding="symmetric", groups=8,
+               implementation=implementation)
+    np.testing.assert_allclose(ops.convert_to_numpy(y), numpy_grouped_conv(x, k, 8, stride=2), rtol=1e-4, atol=1e-4)
 
 
 def test_split_and_native_gradients_agree():
@@ -166,19 +213,23 @@ def test_split_and_native_gradients_agree():
     x = tf.constant(rng.standard_normal((2, 6, 6, 16)).astype("float32"))
     k = tf.Variable(rng.standard_normal((3, 3, 4, 16)).astype("float32"))
     grads = {}
-    for implementation in ("auto", "split"):
+    for implementation in ("native", "split"):
+        assert _conv2d_ops(implementation, 4) == (1 if implementation == "native" else 4)
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(conv2d(x, k, groups=4, implementation=implementation) ** 2)
         grads[implementation] = [g.numpy() for g in tape.gradient(loss, [x, k])]
-    for a, b in zip(grads["auto"], grads["split"]):
+    for a, b in zip(grads["native"], grads["split"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_plain_group_conv_is_fast_path_and_he_initialised():
+def test_plain_group_conv_takes_the_native_path_and_is_he_initialised():
     layer = GroupConv2D(64, 3, groups=8)
     y = layer(np.ones((1, 8, 8, 64), "float32"))
     assert y.shape == (1, 8, 8, 64)
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec((1, 8, 8, 64), tf.float32)).graph
+    convs = sum(op.type == "Conv2D" for op in graph.get_operations())
+    assert convs == (1 if grouped_conv_implementation() == "native" else 8)
     fan_in = 3 * 3 * 8
     assert abs(np.std(layer.kernel.numpy()) - np.sqrt(2.0 / fan_in)) < 0.2 * np.sqrt(2.0 / fan_in)
 

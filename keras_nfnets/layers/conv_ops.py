@@ -5,8 +5,8 @@ XLA-compiled function; on CPU its backward pass is two orders of magnitude
 slower than a dense convolution. TensorFlow's own ``Conv2D`` op runs grouped
 convolutions natively on GPU (cuDNN) and on x86 CPUs with oneDNN, so we call it
 directly there, and fall back to one convolution per group (identical numerics)
-where the native kernel is missing (CPUs without oneDNN, e.g. some ARM builds
-or ``TF_ENABLE_ONEDNN_OPTS=0``). On other Keras backends ``keras.ops.conv`` is used.
+where a build has no grouped kernel for the device (a probe decides once per process).
+On other Keras backends ``keras.ops.conv`` is used.
 """
 
 import functools
@@ -48,13 +48,24 @@ def native_grouped_conv_supported(device_type):
         return False
 
 
-def _current_device_type():
+def current_device_type():
     import tensorflow as tf
 
     return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
 IMPLEMENTATIONS = ("auto", "native", "split")
+
+
+def grouped_conv_implementation(implementation="auto"):
+    """The grouped-conv path :func:`conv2d` takes on the TensorFlow backend: ``"native"`` (one
+    Conv2D op) or ``"split"`` (one Conv2D per group); ``"auto"`` picks native where the current
+    device has a grouped kernel."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}; received {implementation!r}.")
+    if implementation == "auto":
+        return "native" if native_grouped_conv_supported(current_device_type()) else "split"
+    return implementation
 
 
 def conv2d(
@@ -81,11 +92,8 @@ def conv2d(
 
     import tensorflow as tf
 
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}; received {implementation!r}.")
+    implementation = grouped_conv_implementation(implementation)
     tf_padding = padding.upper()
-    if implementation == "auto":
-        implementation = "native" if native_grouped_conv_supported(_current_device_type()) else "split"
     if groups == 1 or implementation == "native":
         return tf.nn.conv2d(inputs, kernel, strides=strides, padding=tf_padding, dilations=dilation_rate)
     input_groups = tf.split(inputs, groups, axis=-1)

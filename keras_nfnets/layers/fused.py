@@ -21,9 +21,11 @@ def xla_fused(fn):
     XLA-compiled function (the backward is the vector-Jacobian product of ``fn``)."""
     import tensorflow as tf
 
-    forward = tf.function(fn, jit_compile=True, autograph=False)
+    # reduce_retracing: one trace with relaxed shapes serves every input size (XLA still compiles
+    # one kernel per concrete shape), so eager calls at new sizes do not retrace (nor warn).
+    forward = tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
 
-    @tf.function(jit_compile=True, autograph=False)
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
     def backward(args, dy):
         with tf.GradientTape() as tape:
             tape.watch(args)

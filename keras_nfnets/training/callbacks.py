@@ -7,6 +7,8 @@ import sys
 import keras
 import numpy as np
 
+from keras_nfnets import _compat
+
 
 class StopOnNaN(keras.callbacks.Callback):
     """Stop training at the first non-finite loss and say what most likely went wrong.
@@ -51,7 +53,7 @@ class StopOnNaN(keras.callbacks.Callback):
 def _seed_generators(model):
     """The Keras seed generators of ``model``'s layers (dropout, stochastic depth, ...)."""
     found, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.all_sublayers(model):
         for value in vars(layer).values():
             if isinstance(value, keras.random.SeedGenerator) and id(value) not in seen:
                 seen.add(id(value))

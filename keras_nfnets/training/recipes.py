@@ -74,7 +74,8 @@ NFNET = Hyperparameters(
 BN_RESNET = NF_RESNET.replace(family="bn_resnet", source="NF paper §5.1 (BatchNorm baseline)")
 
 # NFNet-F0…F7 RandAugment magnitudes (DeepMind's ``cutmix_mixup_randaugment_405/410/415``).
-NFNET_RANDAUGMENT_MAGNITUDE = {"F0": 5, "F1": 10, "F2": 10, "F3": 15, "F4": 15, "F5": 15, "F6": 15, "F7": 15}
+NFNET_RANDAUGMENT_MAGNITUDE = {"NFNetF0": 5, "NFNetF1": 10, "NFNetF2": 10, "NFNetF3": 15, "NFNetF4": 15,
+                               "NFNetF5": 15, "NFNetF6": 15, "NFNetF7": 15}
 
 
 def paper_hyperparameters(model_name):
@@ -85,15 +86,14 @@ def paper_hyperparameters(model_name):
     by_family = {"nf_resnet": NF_RESNET, "nf_regnet": NF_REGNET, "nfnet": NFNET, "bn_resnet": BN_RESNET}
     if model_name in by_family:
         return by_family[model_name]
-    if model_name.startswith("BNResNetV2"):
+    if model_name == "BNResNetV2":
         return BN_RESNET
     if model_name not in VARIANTS:
         raise ValueError(f"No recipe for {model_name!r}. Use a builder name ({', '.join(VARIANTS)}), "
                          f"'BNResNetV2', or a family ({', '.join(by_family)}).")
     config = VARIANTS[model_name]
-    if model_name.startswith("NFNetF"):
-        magnitude = NFNET_RANDAUGMENT_MAGNITUDE[model_name[len("NFNet"):]]
-        return NFNET.replace(randaugment=(4, magnitude))
+    if model_name in NFNET_RANDAUGMENT_MAGNITUDE:
+        return NFNET.replace(randaugment=(4, NFNET_RANDAUGMENT_MAGNITUDE[model_name]))
     if config.family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
         return NFNET.replace(source=NFNET.source + "; F0 settings for timm's L variants")
     return by_family[config.family]

@@ -19,8 +19,9 @@ DEFAULT_DATASET = "digits"
 # constant whose zero-padded borders dominate an unnormalised net's first activations).
 DATASET_DEFAULTS = {
     "digits": dict(image_size=32, batch_size=64, epochs=15, flip=False, area_range=(0.6, 1.0), eval_crop="resize",
-                   augmentation=None, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)),
+                   augmentation=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
 }
+AUGMENT_CHOICES = ("default", "paper", "none")
 
 
 @dataclasses.dataclass
@@ -71,66 +72,149 @@ def _read_progress(backup_dir):
         return int(json.load(f)["epoch"])
 
 
-def _pipeline_settings(model_name, dataset, config, weights, image_size, eval_image_size):
-    """Image sizes, crop rule and normalisation for a model/dataset pair."""
-    from keras_nfnets.preprocessing import eval_transform
-
-    defaults = DATASET_DEFAULTS.get(dataset, {})
-    mean = defaults.get("mean", transforms.IMAGENET_MEAN)
-    std = defaults.get("std", transforms.IMAGENET_STD)
-    if weights == "imagenet":
-        checkpoint = eval_transform(model_name)
-        mean = tuple(255.0 * m for m in checkpoint.mean)
-        std = tuple(255.0 * s for s in checkpoint.std)
-        train_size, test_size = checkpoint.train_size, checkpoint.test_size
-    else:
-        train_size, test_size = config.train_size, config.test_size
-    size = image_size or defaults.get("image_size") or train_size
-    return dict(
-        image_size=int(size),
-        eval_image_size=int(eval_image_size or (image_size or defaults.get("image_size") or test_size)),
-        eval_crop=defaults.get("eval_crop", "resize_crop_32" if config.family == "nfnet" else "crop_resize"),
-        flip=defaults.get("flip", True),
-        area_range=tuple(defaults.get("area_range", (0.08, 1.0))),
-        mean=tuple(float(m) for m in mean),
-        std=tuple(float(s) for s in std),
-    )
-
-
-def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
-    """``model_name`` with ``num_classes`` logits. ``weights="imagenet"`` loads the pretrained
-    backbone (``include_top=False``) and adds a new dropout + ``predictions`` layer."""
-    import keras
-
+def _check_arguments(model_name, augment, counts):
     from keras_nfnets.applications import BUILDERS
 
     if model_name not in BUILDERS:
         raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(BUILDERS)}.")
+    if augment not in AUGMENT_CHOICES:
+        raise ValueError(f"`augment` must be one of {AUGMENT_CHOICES}; received {augment!r}.")
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
+
+
+def pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_image_size=None):
+    """Training image size, flip, crop area, normalisation and the evaluation transform for a
+    model/dataset pair: the dataset's defaults (digits), else the checkpoint's evaluation when
+    fine-tuning ``weights="imagenet"``, else the model's sizes and the paper's evaluation crop."""
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.weights.presets import checkpoint_for
+
+    config = BUILDERS[model_name].config
+    defaults = DATASET_DEFAULTS.get(dataset, {})
+    checkpoint = checkpoint_for(model_name) if weights == "imagenet" else None
+    if checkpoint is not None:
+        evaluation, train_size = checkpoint.eval_transform(), checkpoint.train_size
+    else:
+        evaluation = transforms.EvalTransform(config.test_size, crop=config.eval_crop, pil_resize=False)
+        train_size = config.train_size
+    if "mean" in defaults:
+        evaluation = evaluation.replace(mean=defaults["mean"], std=defaults["std"])
+    if "eval_crop" in defaults:
+        evaluation = evaluation.replace(crop=defaults["eval_crop"])
+    size = int(image_size or defaults.get("image_size") or train_size)
+    evaluation = evaluation.replace(size=int(eval_image_size or image_size or defaults.get("image_size")
+                                             or evaluation.size))
+    return dict(image_size=size, flip=defaults.get("flip", True), area_range=tuple(defaults.get("area_range", (0.08, 1.0))),
+                mean=evaluation.mean, std=evaluation.std, eval_transform=evaluation)
+
+
+def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
+    """``model_name`` with ``num_classes`` logits. With ``weights`` (``"imagenet"`` or a file) the
+    pretrained backbone gets a new, zero-initialised head (:func:`add_classifier_head`) unless the
+    classes already fit its ImageNet head."""
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.models.builder import add_classifier_head
+
+    import keras
+
     builder = BUILDERS[model_name]
     shape = (image_size, image_size, 3)
     if weights in (None, "none"):
         return builder(input_shape=shape, classes=num_classes, classifier_activation=None, drop_rate=drop_rate)
     if weights == "imagenet" and num_classes == 1000:
         return builder(weights="imagenet", input_shape=shape, classifier_activation=None)
-    backbone = builder(weights=weights, include_top=False, pooling="avg", input_shape=shape)
+    backbone = builder(weights=weights, include_top=False, input_shape=shape)
     rate = builder.config.drop_rate if drop_rate is None else drop_rate
-    x = backbone.output
-    if rate:
-        x = keras.layers.Dropout(rate, name="top_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, kernel_initializer="zeros", name="predictions", dtype="float32")(x)
-    return keras.Model(backbone.input, outputs, name=backbone.name)
+    logits = add_classifier_head(backbone.output, num_classes, drop_rate=rate, init_std=0.0)
+    return keras.Model(backbone.input, logits, name=backbone.name)
 
 
-def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_size=None, image_size=None,
+def _augmentation(augment, dataset, paper):
+    if augment == "none" or (augment == "default" and "augmentation" in DATASET_DEFAULTS.get(dataset, {})):
+        return None
+    return paper.augmentation()
+
+
+def _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides):
+    """The classifier and the paper's recipe (scaled to the run), compiled under ``distribution``."""
+    from keras_nfnets.training.recipes import paper_hyperparameters, recipe
+
+    paper = paper_hyperparameters(model_name)
+    with distribution.scope():
+        model = build_classifier(model_name, settings["classes"], settings["image_size"], weights, drop_rate)
+        learning_rate = overrides.pop("learning_rate")
+        if learning_rate is None and weights not in (None, "none"):  # fine-tuning: a tenth of the recipe's LR
+            learning_rate = paper.base_learning_rate * settings["batch_size"] / paper.base_batch_size / 10.0
+        plan = recipe(model_name, settings["batch_size"], settings["epochs"], settings["steps_per_epoch"],
+                      settings["classes"], learning_rate=learning_rate,
+                      augmentation=_augmentation(settings["augment"], settings["dataset"], paper), **overrides)
+        model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
+    return model, plan
+
+
+def _tensorboard_available():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard):
+    """Per-epoch backups (weights, optimizer, EMA state, random states), the recipe's callbacks,
+    throughput, TensorBoard when it is installed, and the caller's."""
+    import keras
+
+    from keras_nfnets.training.callbacks import RandomStateBackup
+    from keras_nfnets.training.ema import ExponentialMovingAverage
+
+    for callback in plan.callbacks:
+        if isinstance(callback, ExponentialMovingAverage):
+            callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
+                 throughput, *plan.callbacks, *(extra or [])]
+    if tensorboard and _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
+    elif tensorboard:
+        print('TensorBoard logs skipped: the tensorboard package is missing (pip install "keras-nfnets[train]").',
+              file=sys.stderr, flush=True)
+    return callbacks
+
+
+def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, verbose):
+    """``model.fit``; SIGTERM (preemption) stops like Ctrl-C, which saves the current weights."""
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous, installed = signal.signal(signal.SIGTERM, on_sigterm), True
+    except ValueError:  # not the main thread: leave signals alone
+        previous, installed = None, False
+    try:
+        fit = model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
+                        validation_data=eval_ds, shuffle=False, callbacks=callbacks, verbose=verbose)
+        return {k: [float(v) for v in values] for k, values in fit.history.items()}
+    except KeyboardInterrupt:
+        path = os.path.join(output_dir, "interrupted.weights.h5")
+        model.save_weights(path)
+        print(f"\nInterrupted: weights saved to {path}; the last completed epoch is in {backup_dir}. "
+              "Run the same command again to resume from it.", file=sys.stderr, flush=True)
+        raise
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_size=None, image_size=None,
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
           steps_per_epoch=None, data_dir=None, manual_dir=None, tpu=None, resume=True, tensorboard=True,
           verbose="auto", drop_rate=None, callbacks=None):
-    """Train ``model`` on ``dataset`` with the paper's recipe and ``model.fit``.
+    """Train the builder ``model_name`` on ``dataset`` with the paper's recipe and ``model.fit``.
 
     Args:
-        model: builder name (default ``NFResNet14``); dataset: ``"digits"`` (embedded), an image
-            folder, or a TFDS name (``"imagenet2012"`` with ``manual_dir``).
+        model_name: builder name (default ``NFResNet14``); dataset: ``"digits"`` (embedded), an
+            image folder, or a TFDS name (``"imagenet2012"`` with ``manual_dir``).
         epochs, batch_size (global), image_size, eval_image_size: default to the dataset's
             (digits: 15 epochs, batch 64, 32 px) or else the paper's batch/epochs and the model's
             train/test sizes.
@@ -145,94 +229,74 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
         augment: ``"default"`` (the paper's, none for digits), ``"paper"``, or ``"none"``.
         steps_per_epoch: cap the steps of each epoch (quick runs, benchmarks).
         resume: continue from ``output_dir/backup`` if present (else start over).
+        tensorboard: write TensorBoard logs (skipped, with a note, when tensorboard is missing).
         callbacks: extra Keras callbacks for ``fit``.
     """
     import keras
 
     from keras_nfnets import data
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.training.callbacks import RandomStateBackup
     from keras_nfnets.training.distribute import make_strategy, set_precision
-    from keras_nfnets.training.ema import ExponentialMovingAverage
-    from keras_nfnets.training.recipes import paper_hyperparameters, recipe
+    from keras_nfnets.training.recipes import paper_hyperparameters
 
-    if model not in BUILDERS:
-        raise ValueError(f"Unknown model {model!r}; choose one of {', '.join(BUILDERS)}.")
-    if augment not in ("default", "paper", "none"):
-        raise ValueError(f"`augment` must be 'default', 'paper' or 'none'; received {augment!r}.")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size),
-                        ("steps_per_epoch", steps_per_epoch)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
-    paper = paper_hyperparameters(model)
+    # 1. arguments and settings
+    _check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
+                                               steps_per_epoch=steps_per_epoch))
+    paper = paper_hyperparameters(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
     batch_size = int(batch_size or defaults.get("batch_size") or paper.batch_size)
-    output_dir = output_dir or os.path.join("runs", f"{model}_{os.path.basename(os.path.normpath(dataset))}")
+    output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
     backup_dir = os.path.join(output_dir, "backup")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
 
+    # 2. data
     train_split, eval_split = data.default_splits(dataset, data_dir)
     train_source = data.load_source(dataset, train_split, data_dir=data_dir, manual_dir=manual_dir)
     eval_source = data.load_source(dataset, eval_split, data_dir=data_dir, manual_dir=manual_dir)
-    settings = _pipeline_settings(model, dataset, BUILDERS[model].config, weights, image_size, eval_image_size)
+    settings = pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
 
+    # 3. strategy and steps
     distribution = make_strategy(strategy, tpu)
     replicas = distribution.num_replicas_in_sync
     if batch_size % replicas:
         raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
-    steps = train_source.num_examples // batch_size
-    if steps_per_epoch:
-        steps = min(steps, int(steps_per_epoch))
+    steps = min(train_source.num_examples // batch_size, steps_per_epoch or train_source.num_examples)
     if steps < 1:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_source.num_examples} training images.")
+    settings.update(model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
+                    class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
+                    steps_per_epoch=steps, precision=precision, strategy=strategy, replicas=replicas, seed=seed,
+                    eval_split=eval_split, augment=augment)
 
-    if augment == "none" or (augment == "default" and "augmentation" in defaults):
-        augmentation = None
-    else:
-        augmentation = paper.augmentation()
-    fine_tune = weights is not None and weights != "none"
+    # 4. model and recipe
     set_precision(precision)
-    with distribution.scope():
-        net = build_classifier(model, train_source.num_classes, settings["image_size"], weights, drop_rate)
-        base_lr = None if learning_rate is None else float(learning_rate)
-        if base_lr is None and fine_tune:
-            base_lr = paper.base_learning_rate * batch_size / paper.base_batch_size / 10.0
-        plan = recipe(
-            model, batch_size, epochs, steps, train_source.num_classes, learning_rate=base_lr,
-            augmentation=augmentation,
-            **({} if clip_factor == "paper" else {"clip_factor": clip_factor}),
-            **({} if weight_decay is None else {"weight_decay": weight_decay}),
-            **({} if ema == "paper" else {"ema": ema}),
-        )
-        net.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
+    overrides = dict(learning_rate=None if learning_rate is None else float(learning_rate))
+    if clip_factor != "paper":
+        overrides["clip_factor"] = clip_factor
+    if weight_decay is not None:
+        overrides["weight_decay"] = weight_decay
+    if ema != "paper":
+        overrides["ema"] = ema
+    model, plan = _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides)
+    settings["recipe"] = plan.summary()
 
+    # 5. progress, run record, callbacks
     if not resume and os.path.isdir(backup_dir):
         import shutil
 
         shutil.rmtree(backup_dir)
     start_epoch = _read_progress(backup_dir)
-    settings.update(model=model, dataset=dataset, weights=weights, classes=train_source.num_classes,
-                    class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
-                    steps_per_epoch=steps, precision=precision, strategy=strategy, replicas=replicas, seed=seed,
-                    recipe=plan.summary(), eval_split=eval_split)
     os.makedirs(output_dir, exist_ok=True)
+    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
     with open(os.path.join(output_dir, "run.json"), "w") as f:
-        json.dump(settings, f, indent=2)
-
-    eval_ds = data.eval_dataset(eval_source, settings["eval_image_size"], batch_size, crop=settings["eval_crop"],
-                                mean=settings["mean"], std=settings["std"])
+        json.dump(record, f, indent=2)
+    eval_ds = data.eval_dataset(eval_source, settings["eval_transform"], batch_size)
     throughput = _throughput_callback(batch_size)
-    for callback in plan.callbacks:
-        if isinstance(callback, ExponentialMovingAverage):
-            callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
-                 throughput, *plan.callbacks, *(callbacks or [])]
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
-    history = {}
-    stopped = None
+    fit_callbacks = _callbacks(plan, output_dir, backup_dir, throughput, callbacks, tensorboard)
+
+    # 6. fit (or reload a finished run), save, evaluate
+    history, stopped = {}, None
     if start_epoch < epochs:
         train_ds = data.train_dataset(
             train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=start_epoch, seed=seed,
@@ -240,42 +304,23 @@ def train(model=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_si
             mean=settings["mean"], std=settings["std"], steps_per_epoch=steps)
         if start_epoch:
             print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
-        def on_sigterm(signum, frame):  # preemption: stop like Ctrl-C, keep what was done
-            raise KeyboardInterrupt
-
-        try:
-            previous, installed = signal.signal(signal.SIGTERM, on_sigterm), True
-        except ValueError:  # not the main thread: leave signals alone
-            previous, installed = None, False
-        try:
-            fit = net.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=eval_ds, shuffle=False,
-                          callbacks=callbacks, verbose=verbose)
-            history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-        except KeyboardInterrupt:
-            path = os.path.join(output_dir, "interrupted.weights.h5")
-            net.save_weights(path)
-            print(f"\nInterrupted: weights saved to {path}; the last completed epoch is in {backup_dir}. "
-                  "Run the same command again to resume from it.", file=sys.stderr, flush=True)
-            raise
-        finally:
-            if installed:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        history = _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
-            net.save(os.path.join(output_dir, "model.keras"))
+            model.save(os.path.join(output_dir, "model.keras"))
     else:
         print(f"{output_dir}: all {epochs} epochs were already done; evaluating the saved model.", flush=True)
         final = os.path.join(output_dir, "model.keras")
         if os.path.exists(final):
-            net = keras.saving.load_model(final)
-            net.compile(loss=plan.loss, metrics=plan.metrics)
+            model = keras.saving.load_model(final)
+            model.compile(loss=plan.loss, metrics=plan.metrics)
         else:
-            net.load_weights(os.path.join(backup_dir, "latest.weights.h5"))
-    metrics = net.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
+            model.load_weights(os.path.join(backup_dir, "latest.weights.h5"))
+    metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
     metrics = {k: float(v) for k, v in metrics.items()}
     with open(os.path.join(output_dir, "history.json"), "w") as f:
         json.dump({"history": history, "test": metrics, "stopped": stopped}, f, indent=2)
-    return TrainResult(net, history, metrics, output_dir, settings, throughput.images_per_second(), stopped)
+    return TrainResult(model, history, metrics, output_dir, record, throughput.images_per_second(), stopped)
 
 
 def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64, crop=None, data_dir=None,
@@ -309,13 +354,17 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
     split = split or (settings.get("eval_split") if dataset == settings.get("dataset") else None) or \
         data.default_splits(dataset, data_dir)[1]
     source = data.load_source(dataset, split, data_dir=data_dir, manual_dir=manual_dir)
-    size = int(image_size or settings.get("eval_image_size") or model.input.shape[1] or 224)
     classes = model.output.shape[-1]
     if classes != source.num_classes:
         raise ValueError(f"The model predicts {classes} classes but {dataset!r} has {source.num_classes}.")
-    eval_ds = data.eval_dataset(source, size, batch_size, crop=crop or settings.get("eval_crop", "crop_resize"),
-                                mean=tuple(settings.get("mean", transforms.IMAGENET_MEAN)),
-                                std=tuple(settings.get("std", transforms.IMAGENET_STD)))
+    if "eval_transform" in settings:
+        transform = transforms.EvalTransform(**settings["eval_transform"])
+    else:
+        transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
+    changes = {k: v for k, v in dict(size=image_size, crop=crop).items() if v is not None}
+    transform = transform.replace(**changes)
+    size = transform.size
+    eval_ds = data.eval_dataset(source, transform, batch_size)
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
