@@ -50,19 +50,28 @@ PEER_COUNTED = ["NFResNet14", "NFResNet26", "NFResNet50", "NFResNet101", "NFResN
 DERIVED_ONLY = ["NFRegNetB6", "NFRegNetB7", "NFRegNetB8"]
 
 
+# Building the largest variants (even shapes only) takes seconds each: those run in the slow set.
+LARGE = {"NFResNet200", "NFResNet288", "NFRegNetB6", "NFRegNetB7", "NFRegNetB8", "ECANFNetL2", "ECANFNetL3",
+         *(f"NFNetF{i}" for i in range(2, 8))}
+
+
+def by_size(names):
+    return [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name for name in names]
+
+
 def test_every_variant_has_a_published_or_peer_count_or_is_listed_as_derived():
     covered = set(PUBLISHED_PARAMS_M) | set(PEER_COUNTED) | set(DERIVED_ONLY)
     assert covered == set(VARIANTS), set(VARIANTS) ^ covered
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+@pytest.mark.parametrize("name", by_size(sorted(PUBLISHED_PARAMS_M)))
 def test_parameter_count_matches_published(name):
     published, precision = PUBLISHED_PARAMS_M[name]
     assert count_params(symbolic(BUILDERS[name])) / 1e6 == pytest.approx(published, abs=precision)
 
 
 @needs_timm
-@pytest.mark.parametrize("name", PEER_COUNTED)
+@pytest.mark.parametrize("name", by_size(PEER_COUNTED))
 def test_parameter_count_equals_timms_count_of_the_same_layout(name, timm_reference):
     peer = json.loads((timm_reference / "peer_params.json").read_text())
     assert count_params(symbolic(BUILDERS[name])) == peer[name]
@@ -81,7 +90,7 @@ PUBLISHED_FLOPS_B = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_FLOPS_B))
+@pytest.mark.parametrize("name", by_size(sorted(PUBLISHED_FLOPS_B)))
 def test_flops_match_published(name):
     published, tolerance = PUBLISHED_FLOPS_B[name]
     assert count_flops(symbolic(BUILDERS[name])) / 1e9 == pytest.approx(published, abs=tolerance)

@@ -218,7 +218,8 @@ TIMM_PARAMS_M = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TIMM_PARAMS_M))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("dm_nfnet_f6", "nfnet_f7", "eca_nfnet_l3")
+                                  else n for n in sorted(TIMM_PARAMS_M)])
 def test_timm_twins_have_timms_parameter_counts(name):
     with keras.StatelessScope(initialize_variables=False):
         model = from_timm(name, pretrained=False)

@@ -84,7 +84,7 @@ def _check_arguments(model_name, augment, counts):
             raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
 
 
-def pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_image_size=None):
+def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_image_size=None):
     """Training image size, flip, crop area, normalisation and the evaluation transform for a
     model/dataset pair: the dataset's defaults (digits), else the checkpoint's evaluation when
     fine-tuning ``weights="imagenet"``, else the model's sizes and the paper's evaluation crop."""
@@ -205,6 +205,50 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def _steps_per_epoch(source, batch_size, cap, replicas):
+    if batch_size % replicas:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
+    steps = min(source.num_examples // batch_size, cap or source.num_examples)
+    if steps < 1:
+        raise ValueError(f"batch_size {batch_size} exceeds the {source.num_examples} training images.")
+    return steps
+
+
+def _write_run_record(output_dir, backup_dir, settings, resume):
+    """Create ``output_dir``, drop the backup unless resuming, write ``run.json``; returns the record."""
+    if not resume and os.path.isdir(backup_dir):
+        import shutil
+
+        shutil.rmtree(backup_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
+    with open(os.path.join(output_dir, "run.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def _reload_finished(model, plan, output_dir, backup_dir):
+    """The final model of a finished run (``model.keras``, else the last backup's weights)."""
+    import keras
+
+    final = os.path.join(output_dir, "model.keras")
+    if os.path.exists(final):
+        model = keras.saving.load_model(final)
+        model.compile(loss=plan.loss, metrics=plan.metrics)
+    else:
+        model.load_weights(os.path.join(backup_dir, "latest.weights.h5"))
+    return model
+
+
+def _evaluate_and_record(model, eval_ds, output_dir, history, stopped):
+    """Test metrics (none when training stopped on a NaN), written with the history to ``history.json``."""
+    metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
+    metrics = {k: float(v) for k, v in metrics.items()}
+    with open(os.path.join(output_dir, "history.json"), "w") as f:
+        json.dump({"history": history, "test": metrics, "stopped": stopped}, f, indent=2)
+    return metrics
+
+
 def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_size=None, image_size=None,
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
@@ -254,20 +298,15 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     train_split, eval_split = data.default_splits(dataset, data_dir)
     train_source = data.load_source(dataset, train_split, data_dir=data_dir, manual_dir=manual_dir)
     eval_source = data.load_source(dataset, eval_split, data_dir=data_dir, manual_dir=manual_dir)
-    settings = pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
+    settings = _pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
 
     # 3. strategy and steps
     distribution = make_strategy(strategy, tpu)
-    replicas = distribution.num_replicas_in_sync
-    if batch_size % replicas:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
-    steps = min(train_source.num_examples // batch_size, steps_per_epoch or train_source.num_examples)
-    if steps < 1:
-        raise ValueError(f"batch_size {batch_size} exceeds the {train_source.num_examples} training images.")
+    steps = _steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
     settings.update(model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
                     class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
-                    steps_per_epoch=steps, precision=precision, strategy=strategy, replicas=replicas, seed=seed,
-                    eval_split=eval_split, augment=augment)
+                    steps_per_epoch=steps, precision=precision, strategy=strategy,
+                    replicas=distribution.num_replicas_in_sync, seed=seed, eval_split=eval_split, augment=augment)
 
     # 4. model and recipe
     set_precision(precision)
@@ -281,16 +320,9 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     model, plan = _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides)
     settings["recipe"] = plan.summary()
 
-    # 5. progress, run record, callbacks
-    if not resume and os.path.isdir(backup_dir):
-        import shutil
-
-        shutil.rmtree(backup_dir)
+    # 5. run record, progress so far, callbacks
+    record = _write_run_record(output_dir, backup_dir, settings, resume)
     start_epoch = _read_progress(backup_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
-    with open(os.path.join(output_dir, "run.json"), "w") as f:
-        json.dump(record, f, indent=2)
     eval_ds = data.eval_dataset(eval_source, settings["eval_transform"], batch_size)
     throughput = _throughput_callback(batch_size)
     fit_callbacks = _callbacks(plan, output_dir, backup_dir, throughput, callbacks, tensorboard)
@@ -310,16 +342,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
             model.save(os.path.join(output_dir, "model.keras"))
     else:
         print(f"{output_dir}: all {epochs} epochs were already done; evaluating the saved model.", flush=True)
-        final = os.path.join(output_dir, "model.keras")
-        if os.path.exists(final):
-            model = keras.saving.load_model(final)
-            model.compile(loss=plan.loss, metrics=plan.metrics)
-        else:
-            model.load_weights(os.path.join(backup_dir, "latest.weights.h5"))
-    metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
-    metrics = {k: float(v) for k, v in metrics.items()}
-    with open(os.path.join(output_dir, "history.json"), "w") as f:
-        json.dump({"history": history, "test": metrics, "stopped": stopped}, f, indent=2)
+        model = _reload_finished(model, plan, output_dir, backup_dir)
+    metrics = _evaluate_and_record(model, eval_ds, output_dir, history, stopped)
     return TrainResult(model, history, metrics, output_dir, record, throughput.images_per_second(), stopped)
 
 
