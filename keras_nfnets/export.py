@@ -290,7 +290,7 @@ def export_tflite(model, path, quantization=None, representative_data=None, inpu
     folded = fold_weight_standardization(model)
     _, concrete = _serving_function(folded, input_name)
     frozen = _compat.freeze_concrete_function(concrete)  # every weight becomes a constant
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], trackable_obj=folded)
     flatbuffer = _convert(converter, quantization, representative_data)
     with open(path, "wb") as f:
         f.write(flatbuffer)
@@ -320,7 +320,15 @@ def _convert(converter, quantization, representative_data):
 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    import warnings
+
+    from keras_nfnets._startup import stderr_silenced
+
+    # Quiet: the calibrator prints its settings to stderr and warns that float inputs carry no
+    # quantization statistics (they are float by design); conversion errors still raise.
+    with warnings.catch_warnings(), stderr_silenced():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return converter.convert()
 
 
 def tflite_op_names(path):

@@ -219,3 +219,15 @@ def test_export_command_prints_parity(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NFRegNetB0 -> " in out and "top-1 agreement" in out and "CONV_2D" in out
     assert os.path.getsize(tmp_path / "b0.tflite") > 1e6
+
+
+@pytest.mark.slow
+def test_tflite_export_prints_no_warnings(export_model, tmp_path, capfd):
+    """The documented export path is quiet: no converter deprecation warning, no calibration chatter."""
+    capfd.readouterr()
+    exporting.export_tflite(export_model, tmp_path / "fp32.tflite")
+    exporting.export_tflite(export_model, tmp_path / "int8.tflite", quantization="int8",
+                            representative_data=[exporting.sample_images(4, 64, seed=3)])
+    err = capfd.readouterr().err
+    for noise in ("trackable_obj", "Statistics for quantized inputs", "fully_quantize"):
+        assert noise not in err, err[-2000:]
