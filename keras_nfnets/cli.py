@@ -128,6 +128,27 @@ def _number_or_off(text):
     return float(text)
 
 
+def _positive_int(text):
+    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def models_command(args):
     models_table(args.names, markdown=args.markdown)
     return 0
@@ -207,7 +228,7 @@ def build_parser():
     pred.add_argument("--weights", default="imagenet",
                       help="for builders: imagenet (default), a .weights.h5 file, or none (random weights)")
     pred.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
-    pred.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
+    pred.add_argument("--top", type=_positive_int, default=5, help="how many classes to print per image (default 5)")
     pred.set_defaults(func=predict_command)
 
     exp = commands.add_parser("export", parents=[common],
@@ -219,16 +240,16 @@ def build_parser():
                      help="artifact format")
     exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
                      help="TFLite only: fp16 weights, int8 weights (dynamic range) or full int8 (default: float32)")
-    exp.add_argument("--image-size", type=int, default=None, help="static input size (default: the model's)")
+    exp.add_argument("--image-size", type=_positive_int, default=None, help="static input size (default: the model's)")
     exp.set_defaults(func=export_command)
 
     spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
     spp.add_argument("output", help="image file (.png, .pdf, .svg)")
     spp.add_argument("--figure", type=int, choices=[1, 2, 6, 7, 8, 9], required=True,
                      help="the paper's figure number (1, 2: BN vs NF; 6, 7: He init / linear; 8: γ; 9: SE)")
-    spp.add_argument("--depth", type=int, default=600, help="conv layers of the ResNetV2 (default 600)")
-    spp.add_argument("--image-size", type=int, default=512, help="input side in pixels (default 512, the paper's)")
-    spp.add_argument("--batch-size", type=int, default=8, help="Gaussian inputs per measurement (default 8)")
+    spp.add_argument("--depth", type=_positive_int, default=600, help="conv layers of the ResNetV2 (default 600)")
+    spp.add_argument("--image-size", type=_positive_int, default=512, help="input side in pixels (default 512, the paper's)")
+    spp.add_argument("--batch-size", type=_positive_int, default=8, help="Gaussian inputs per measurement (default 8)")
     spp.set_defaults(func=spp_command)
 
     tr = commands.add_parser("train", parents=[common],
@@ -239,19 +260,19 @@ def build_parser():
                     help="digits (embedded), an image folder (class sub-folders), or a TFDS name, e.g. imagenet2012")
     tr.add_argument("--data-dir", default=None, help="TFDS data directory")
     tr.add_argument("--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar for imagenet2012")
-    tr.add_argument("--epochs", type=int, default=None, help="default: digits 15, else the paper's")
-    tr.add_argument("--batch-size", type=int, default=None, help="global batch (default: digits 64, else the paper's)")
-    tr.add_argument("--image-size", type=int, default=None, help="training resolution (default: the model's)")
+    tr.add_argument("--epochs", type=_positive_int, default=None, help="default: digits 15, else the paper's")
+    tr.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (default: digits 64, else the paper's)")
+    tr.add_argument("--image-size", type=_positive_int, default=None, help="training resolution (default: the model's)")
     tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
     tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
     tr.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
     tr.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy (default float32)")
-    tr.add_argument("--learning-rate", type=float, default=None, help="peak LR (default: paper's, scaled by batch)")
+    tr.add_argument("--learning-rate", type=_positive_float, default=None, help="peak LR (default: paper's, scaled by batch)")
     tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
     tr.add_argument("--augment", choices=["default", "paper", "none"], default="default",
                     help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
-    tr.add_argument("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
+    tr.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch (quick runs)")
     tr.add_argument("--output-dir", default=None, help="default runs/<model>_<dataset>")
     tr.add_argument("--seed", type=int, default=0, help="seed of data order, crops and initialisation (default 0)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
@@ -265,15 +286,29 @@ def build_parser():
     ev.add_argument("--dataset", default=None, help="default: the run's dataset")
     ev.add_argument("--split", default=None, help="default: the run's evaluation split")
     ev.add_argument("--data-dir", default=None, help="TFDS data directory")
-    ev.add_argument("--image-size", type=int, default=None, help="evaluation resolution (default: the run's)")
-    ev.add_argument("--batch-size", type=int, default=64, help="evaluation batch size (default 64)")
+    ev.add_argument("--image-size", type=_positive_int, default=None, help="evaluation resolution (default: the run's)")
+    ev.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size (default 64)")
     ev.set_defaults(func=evaluate_command)
     return parser
 
 
 def main(argv=None):
+    """Run one sub-command. Errors end in one line naming the fix (``--verbose`` shows the
+    traceback); Ctrl-C ends quietly after the command's own message (exit 130)."""
+    from keras_nfnets.weights import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, CheckpointError) as error:
+        if args.verbose:
+            raise
+        print(f"nfnets {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

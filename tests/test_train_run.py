@@ -203,7 +203,7 @@ def test_fit_steps_under_each_precision(tmp_path, precision):
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
@@ -216,13 +216,33 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert os.path.exists(tmp_path / "b" / "interrupted.weights.h5")
     progress = json.load(open(tmp_path / "b" / "backup" / "training_metadata.json"))
     assert progress["epoch"] == 2
+    interrupted_history = json.load(open(tmp_path / "b" / "history.json"))["history"]
+    assert len(interrupted_history["loss"]) == 2  # the finished epochs are on disk despite the interrupt
     keras.backend.clear_session()
     resumed = train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **settings)
-    assert len(resumed.history["loss"]) == 1  # only the last epoch ran
+    # the history is merged across the resume: all three epochs, equal to the uninterrupted run's
+    assert len(resumed.history["loss"]) == 3
+    for key in straight.history:
+        np.testing.assert_allclose(resumed.history[key], straight.history[key], rtol=1e-4, err_msg=key)
+    saved = json.load(open(tmp_path / "b" / "history.json"))
+    assert saved["history"] == resumed.history and saved["test"] == resumed.metrics
+    assert not os.path.exists(tmp_path / "b" / "interrupted.weights.h5")  # superseded by model.keras
     for a, b in zip(straight.model.weights, resumed.model.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value),
                                    rtol=1e-5, atol=1e-6, err_msg=a.path)
     assert resumed.metrics["accuracy"] == pytest.approx(straight.metrics["accuracy"])
+
+    # a finished run is never rewritten: other settings are refused, the same ones are a no-op
+    files = {name: (tmp_path / "b" / name).read_bytes() for name in ("history.json", "run.json", "model.keras")}
+    with pytest.raises(ValueError, match=r"--epochs: 3 in the checkpoint, 5 now; --batch-size: 16 in the checkpoint, "
+                                         r"8 now\)\. .*--restart"):
+        train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **dict(settings, batch_size=8, epochs=5))
+    with pytest.raises(ValueError, match=r"the recipe \(--learning-rate, --clip-factor, --ema\): .*EMA 0\.9.*EMA 0\.5"):
+        train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **dict(settings, ema=0.5))
+    again = train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **settings)
+    assert again.history == resumed.history and again.metrics == resumed.metrics
+    assert "already finished its 3 epochs" in capsys.readouterr().out
+    assert files == {name: (tmp_path / "b" / name).read_bytes() for name in files}
     assert os.listdir(tmp_path / "a" / "logs")  # TensorBoard wrote event files
 
 
@@ -260,6 +280,40 @@ def test_evaluate_a_run_and_bad_arguments(tmp_path):
         set_precision("float8")
     with pytest.raises(ValueError, match="positive integer"):
         train("NFResNet14", "digits", strategy="auto", output_dir=str(tmp_path / "x"), **dict(QUICK, batch_size=0))
+    with pytest.raises(ValueError, match="`learning_rate` must be a positive number"):
+        train("NFResNet14", "digits", output_dir=str(tmp_path / "y"), learning_rate=-1.0, **QUICK)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--learning-rate", "-1"], "argument --learning-rate: must be a positive number, got -1"),
+    (["train", "--batch-size", "0"], "argument --batch-size: must be a positive integer, got 0"),
+    (["train", "--epochs", "ten"], "argument --epochs: expected a positive integer, got 'ten'"),
+    (["spp", "out.png", "--figure", "2", "--depth", "0"], "argument --depth: must be a positive integer"),
+])
+def test_cli_rejects_non_positive_values_naming_the_flag(argv, message, capsys):
+    from keras_nfnets.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line_and_ctrl_c_is_quiet(monkeypatch, capsys):
+    from keras_nfnets import cli
+
+    assert cli.main(["train", "--model", "ResNet50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nfnets train: error: Unknown model 'ResNet50'") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError):
+        cli.main(["train", "--model", "ResNet50", "--verbose"])  # --verbose: the real exception
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train_command", interrupted)  # the parser is built after this, with it
+    assert cli.main(["train"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
 
 
 @pytest.mark.slow

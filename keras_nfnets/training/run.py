@@ -64,6 +64,69 @@ def _throughput_callback(batch_size):
     return Throughput()
 
 
+def _write_json(path, value):
+    """Write JSON through a temporary file and a rename: a crash never leaves half a file."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(temporary, path)
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _history_callback(path, start_epoch):
+    """A callback keeping ``history.json`` epoch by epoch: the epochs before ``start_epoch`` (a
+    resumed run's earlier epochs) are kept from the file, later ones replaced by this run's."""
+    import keras
+
+    class HistoryRecord(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            earlier = (_read_json(path) or {}).get("history", {})
+            self.history = {k: list(v[:start_epoch]) for k, v in earlier.items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                values = self.history.setdefault(key, [])
+                del values[epoch:]
+                values.append(float(value))
+            _write_json(path, {"history": self.history, "test": {}, "stopped": None})
+
+    return HistoryRecord()
+
+
+# Settings a run cannot change when it resumes, with the command-line flag that sets each.
+RESUME_SETTINGS = {
+    "model": "--model", "dataset": "--dataset", "weights": "--weights", "epochs": "--epochs",
+    "batch_size": "--batch-size", "image_size": "--image-size", "steps_per_epoch": "--steps-per-epoch",
+    "precision": "--precision", "seed": "--seed", "augment": "--augment",
+    "recipe": "the recipe (--learning-rate, --clip-factor, --ema)",
+}
+
+
+def _check_resumable(output_dir, backup_dir, settings):
+    """Refuse to continue a checkpointed run under other settings than it was started with."""
+    previous = _read_json(os.path.join(output_dir, "run.json"))
+    if previous is None or not os.path.isdir(backup_dir):
+        return
+    normalised = json.loads(json.dumps({k: settings.get(k) for k in RESUME_SETTINGS}, default=str))
+    changed = [f"{flag}: {previous.get(key)!r} in the checkpoint, {normalised[key]!r} now"
+               for key, flag in RESUME_SETTINGS.items() if key != "recipe" and previous.get(key) != normalised[key]]
+    if not changed and previous.get("recipe") != normalised["recipe"]:  # only an LR / AGC / EMA override changed
+        changed = [f"{RESUME_SETTINGS['recipe']}: {previous.get('recipe')!r} in the checkpoint, "
+                   f"{normalised['recipe']!r} now"]
+    if changed:
+        raise ValueError(
+            f"{output_dir} holds a run started with other settings ({'; '.join(changed)}). Resume it with its "
+            "original settings, start it over with --restart (resume=False), or use another --output-dir."
+        )
+
+
 def _read_progress(backup_dir):
     path = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.exists(path):
@@ -72,7 +135,7 @@ def _read_progress(backup_dir):
         return int(json.load(f)["epoch"])
 
 
-def _check_arguments(model_name, augment, counts):
+def _check_arguments(model_name, augment, counts, learning_rate=None):
     from keras_nfnets.applications import BUILDERS
 
     if model_name not in BUILDERS:
@@ -82,6 +145,9 @@ def _check_arguments(model_name, augment, counts):
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
+    if learning_rate is not None and not float(learning_rate) > 0:
+        raise ValueError(f"`learning_rate` must be a positive number (or None for the recipe's); received "
+                         f"{learning_rate!r}.")
 
 
 def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_image_size=None):
@@ -172,7 +238,7 @@ def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard):
         if isinstance(callback, ExponentialMovingAverage):
             callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
-                 throughput, *plan.callbacks, *(extra or [])]
+                 throughput, *plan.callbacks, *extra]
     if tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
     elif tensorboard:
@@ -191,9 +257,8 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
     except ValueError:  # not the main thread: leave signals alone
         previous, installed = None, False
     try:
-        fit = model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
-                        validation_data=eval_ds, shuffle=False, callbacks=callbacks, verbose=verbose)
-        return {k: [float(v) for v in values] for k, values in fit.history.items()}
+        model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
+                  validation_data=eval_ds, shuffle=False, callbacks=callbacks, verbose=verbose)
     except KeyboardInterrupt:
         path = os.path.join(output_dir, "interrupted.weights.h5")
         model.save_weights(path)
@@ -222,8 +287,7 @@ def _write_run_record(output_dir, backup_dir, settings, resume):
         shutil.rmtree(backup_dir)
     os.makedirs(output_dir, exist_ok=True)
     record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
-    with open(os.path.join(output_dir, "run.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    _write_json(os.path.join(output_dir, "run.json"), record)
     return record
 
 
@@ -244,8 +308,7 @@ def _evaluate_and_record(model, eval_ds, output_dir, history, stopped):
     """Test metrics (none when training stopped on a NaN), written with the history to ``history.json``."""
     metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
     metrics = {k: float(v) for k, v in metrics.items()}
-    with open(os.path.join(output_dir, "history.json"), "w") as f:
-        json.dump({"history": history, "test": metrics, "stopped": stopped}, f, indent=2)
+    _write_json(os.path.join(output_dir, "history.json"), {"history": history, "test": metrics, "stopped": stopped})
     return metrics
 
 
@@ -284,7 +347,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 
     # 1. arguments and settings
     _check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
-                                               steps_per_epoch=steps_per_epoch))
+                                               steps_per_epoch=steps_per_epoch), learning_rate)
     paper = paper_hyperparameters(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
@@ -320,15 +383,23 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     model, plan = _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides)
     settings["recipe"] = plan.summary()
 
-    # 5. run record, progress so far, callbacks
+    # 5. what an earlier run left: refuse other settings, stop if finished; then the run record
+    if resume:
+        _check_resumable(output_dir, backup_dir, settings)
+        finished = _finished_run(output_dir, backup_dir, epochs)
+        if finished is not None:
+            return finished
     record = _write_run_record(output_dir, backup_dir, settings, resume)
     start_epoch = _read_progress(backup_dir)
     eval_ds = data.eval_dataset(eval_source, settings["eval_transform"], batch_size)
     throughput = _throughput_callback(batch_size)
-    fit_callbacks = _callbacks(plan, output_dir, backup_dir, throughput, callbacks, tensorboard)
+    history = _history_callback(os.path.join(output_dir, "history.json"), start_epoch)
+    # the history first: at an epoch's end it is written before the backup, so a resume never finds
+    # a backed-up epoch missing from history.json (an extra one is dropped)
+    fit_callbacks = [history, *_callbacks(plan, output_dir, backup_dir, throughput, callbacks or [], tensorboard)]
 
-    # 6. fit (or reload a finished run), save, evaluate
-    history, stopped = {}, None
+    # 6. fit (or reload a run whose final save is missing), save, evaluate
+    stopped = None
     if start_epoch < epochs:
         train_ds = data.train_dataset(
             train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=start_epoch, seed=seed,
@@ -336,15 +407,35 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
             mean=settings["mean"], std=settings["std"], steps_per_epoch=steps)
         if start_epoch:
             print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
-        history = _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
+        _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
             model.save(os.path.join(output_dir, "model.keras"))
+            interrupted = os.path.join(output_dir, "interrupted.weights.h5")
+            if os.path.exists(interrupted):  # superseded by the finished model
+                os.remove(interrupted)
     else:
-        print(f"{output_dir}: all {epochs} epochs were already done; evaluating the saved model.", flush=True)
         model = _reload_finished(model, plan, output_dir, backup_dir)
-    metrics = _evaluate_and_record(model, eval_ds, output_dir, history, stopped)
-    return TrainResult(model, history, metrics, output_dir, record, throughput.images_per_second(), stopped)
+    metrics = _evaluate_and_record(model, eval_ds, output_dir, history.history, stopped)
+    return TrainResult(model, history.history, metrics, output_dir, record, throughput.images_per_second(), stopped)
+
+
+def _finished_run(output_dir, backup_dir, epochs):
+    """A :class:`TrainResult` read from disk when the run in ``output_dir`` already trained all
+    ``epochs`` and was saved and evaluated (nothing is rewritten), else ``None``."""
+    import keras
+
+    final = os.path.join(output_dir, "model.keras")
+    record = _read_json(os.path.join(output_dir, "history.json")) or {}
+    if _read_progress(backup_dir) < epochs or not os.path.exists(final) or not record.get("test"):
+        return None
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
+    print(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
+          "Pass --restart (resume=False) to train it again.", flush=True)
+    import keras_nfnets  # noqa: F401  (registers the custom layers)
+
+    return TrainResult(keras.saving.load_model(final), record.get("history", {}), record["test"], output_dir,
+                       _read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
 
 
 def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64, crop=None, data_dir=None,
