@@ -82,6 +82,7 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
         raise SystemExit(f"Unknown model {model_name!r}. Available: {', '.join(BUILDERS)}")
     if quantization is not None and fmt != "tflite":
         raise SystemExit("--quantization applies only to --format tflite")
+    exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
     kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
     model = BUILDERS[model_name](weights=weights, **kwargs)
     size = model.input.shape[1]
@@ -101,6 +102,10 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
         f"top-1 agreement {check.get('top1_agreement', float('nan')):.0%} on {len(samples)} sample images",
         file=out,
     )
+    if not check["informative"]:
+        print("warning: the model's outputs do not depend on its input (random weights with a zero-initialised "
+              "classifier), so this check proves nothing; export with --weights imagenet or a trained "
+              ".weights.h5 to check parity.", file=out)
     return check
 
 

@@ -252,11 +252,48 @@ def _serving_function(folded, input_name):
     return serve, concrete
 
 
+# What each format needs beyond the core install (import name -> pip name), checked before any work.
+FORMAT_REQUIREMENTS = {
+    "saved_model": {},
+    "tflite": {"ai_edge_litert": "ai-edge-litert"},
+    "onnx": {"tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime"},
+}
+FORMAT_SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+
+
+def check_export_target(path, fmt):
+    """Before any slow work: the format's optional packages are installed, ``path`` fits the
+    format (``.tflite`` / ``.onnx`` file, a directory for ``saved_model``), and its parent
+    directory exists (created if missing, for every format) and is writable. Returns the path."""
+    import importlib.util
+
+    if fmt not in FORMAT_REQUIREMENTS:
+        raise ValueError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMAT_REQUIREMENTS)}.")
+    missing = [pip for module, pip in FORMAT_REQUIREMENTS[fmt].items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ImportError(f"{fmt} export needs {', '.join(missing)}: pip install \"keras-nfnets[export]\"")
+    path = os.fspath(path)
+    suffix = FORMAT_SUFFIXES.get(fmt)
+    if suffix and not path.endswith(suffix):
+        raise ValueError(f"A {fmt} export is a {suffix} file; received {path!r}.")
+    if fmt == "saved_model" and os.path.isfile(path):
+        raise ValueError(f"A SavedModel is a directory, but {path!r} is a file; choose another path.")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"Cannot create the output directory {parent!r}: {error.strerror}.") from error
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"Cannot write to {parent!r}; choose an output path in a writable directory.")
+    return path
+
+
 def export_saved_model(model, path, input_name="images"):
     """Fold, then write a TensorFlow SavedModel with a ``serving_default`` signature taking
     ``input_name`` (dynamic batch). Returns the folded model."""
     import tensorflow as tf
 
+    path = check_export_target(path, "saved_model")
     folded = fold_weight_standardization(model)
     serve, concrete = _serving_function(folded, input_name)
     module = tf.Module()
@@ -287,6 +324,7 @@ def export_tflite(model, path, quantization=None, representative_data=None, inpu
                 "Full-integer int8 quantization needs a static input size (calibration fixes the ranges); build "
                 "the model with a concrete `input_shape`."
             )
+    path = check_export_target(path, "tflite")
     folded = fold_weight_standardization(model)
     _, concrete = _serving_function(folded, input_name)
     frozen = _compat.freeze_concrete_function(concrete)  # every weight becomes a constant
@@ -338,11 +376,9 @@ def tflite_op_names(path):
 
 def export_onnx(model, path, opset=17, input_name="images"):
     """Fold, then convert to ONNX with tf2onnx. Returns the folded model."""
-    try:
-        import tf2onnx
-    except ImportError as error:
-        raise ImportError("ONNX export needs tf2onnx: pip install 'keras-nfnets[export]'") from error
+    path = check_export_target(path, "onnx")
     import tensorflow as tf
+    import tf2onnx
 
     folded = fold_weight_standardization(model)
     spec = (tf.TensorSpec((None,) + tuple(folded.input.shape[1:]), tf.float32, name=input_name),)
@@ -400,11 +436,15 @@ def sample_images(count, size, seed=0):
 
 def verify_export(model, path, inputs):
     """Compare an exported artifact with the Keras ``model`` on ``inputs``: max abs difference,
-    difference relative to the output scale, and top-1 agreement."""
+    difference relative to the output scale, and top-1 agreement. ``informative`` is False when the
+    model's outputs do not depend on the input (e.g. random weights with a zero-initialised
+    classifier): equal outputs then prove nothing about the network."""
     expected = keras.ops.convert_to_numpy(model(np.asarray(inputs, "float32"), training=False))
     actual = run_exported(path, inputs)
     diff = float(np.abs(actual - expected).max())
-    result = dict(max_abs_diff=diff, relative_diff=diff / max(float(np.abs(expected).max()), 1e-12))
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    spread = float(np.abs(expected - expected[:1]).max())
+    result = dict(max_abs_diff=diff, relative_diff=diff / scale, informative=spread > 1e-6 * scale)
     if expected.ndim == 2:
         result["top1_agreement"] = float(np.mean(actual.argmax(-1) == expected.argmax(-1)))
     return result

@@ -115,6 +115,14 @@ PANELS = (
 )
 
 
+def require_matplotlib():
+    """Plots need matplotlib (the ``plots`` extra): checked before any slow measurement."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError('Signal Propagation Plots need matplotlib: pip install "keras-nfnets[plots]"')
+
+
 def plot_signal_propagation(results, path=None, labels=None, log_scale=False, colors=None, title=None):
     """The paper's three-panel SPP figure: one line per model, black dots at stage ends.
 
@@ -124,6 +132,7 @@ def plot_signal_propagation(results, path=None, labels=None, log_scale=False, co
         labels: legend labels (default: the model names).
         log_scale: semilog y axes (Figure 6).
     """
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -199,6 +208,8 @@ def figure(number, path=None, depth=600, image_size=512, batch_size=8, seed=0):
 
     from keras_nfnets.models.builder import build_nf_model
 
+    if path is not None:
+        require_matplotlib()
     results, labels, colors = [], [], []
     for label, config, color in figure_models(number, depth):
         keras.utils.set_random_seed(seed)

@@ -142,3 +142,18 @@ def test_bn_resnetv2_builder():
     assert model.name == "bn_resnetv2_50" and model.output.shape == (None, 10)
     with pytest.raises(ValueError, match="normalization"):
         keras_nfnets.BNResNetV2(order="conv_bn_relu")
+
+
+def test_spp_without_matplotlib_fails_before_measuring(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from keras_nfnets import spp
+    from keras_nfnets.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    monkeypatch.setattr(spp, "signal_propagation", lambda *a, **k: pytest.fail("measured before checking"))
+    assert main(["spp", str(tmp_path / "f.png"), "--figure", "2", "--depth", "24", "--image-size", "32"]) == 2
+    assert 'need matplotlib: pip install "keras-nfnets[plots]"' in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists()
