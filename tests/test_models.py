@@ -186,6 +186,15 @@ def test_keras_file_round_trip_with_safe_mode(tmp_path):
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
 
 
+def test_a_truncated_weights_file_is_named_in_the_error(tmp_path):
+    model = NFResNet26(input_shape=(64, 64, 3))
+    path = tmp_path / "nf.weights.h5"
+    model.save_weights(str(path))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"Cannot load the weights file '.*nf\.weights\.h5' into 'nf_resnet26'.*truncated"):
+        NFResNet26(input_shape=(64, 64, 3), weights=str(path))
+
+
 def test_weights_path_loads(tmp_path):
     model = NFResNet26(input_shape=(64, 64, 3))
     _randomise_skip_gains(model)
@@ -280,7 +289,7 @@ def test_config_validation():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(weights="no_such_file.weights.h5"), "The `weights` argument should be either"),
+        (dict(weights="no_such_file.weights.h5"), r"The `weights` argument should be either.*no file exists at that path"),
         (dict(weights="imagenet", classes=10), "`classes` should be 1000"),
         (dict(weights="imagenet", classifier_activation="relu"), "Only `None` and `softmax`"),
         (dict(weights="imagenet"), "No ImageNet weights exist for NFRegNetB0"),

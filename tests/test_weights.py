@@ -207,7 +207,26 @@ def test_imagenet_weights_without_network_fail_clearly(tmp_path):
     env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
-    assert "Could not get timm/nf_regnet_b1.ra2_in1k/model.safetensors from the Hugging Face Hub" in result.stderr
+    assert ("HF_HUB_OFFLINE is set and timm/nf_regnet_b1.ra2_in1k/model.safetensors is not in the Hugging Face Hub "
+            "cache") in result.stderr
+    assert "set HF_HUB_OFFLINE=1" not in result.stderr  # it is set: do not suggest it
+    for alternative in ("weights='model.weights.h5'", "from_timm('nf_regnet_b1', checkpoint=", "--weights none"):
+        assert alternative in result.stderr
+
+
+def test_offline_hub_is_not_contacted(tmp_path, monkeypatch):
+    """With HF_HUB_OFFLINE the Hub client's download (and its retries) is never called."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from keras_nfnets.weights import download_checkpoint
+    from keras_nfnets.weights.presets import CHECKPOINTS
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **k: pytest.fail("contacted the Hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(OSError, match="not in the Hugging Face Hub cache"):
+        download_checkpoint(CHECKPOINTS["nf_regnet_b1.ra2_in1k"])
 
 
 # timm's parameter counts (timm results csv / reference §10–11) for the twins without parity runs

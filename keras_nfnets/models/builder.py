@@ -153,11 +153,12 @@ def validate_application_args(*, weights=None, include_top=True, input_tensor=No
     top, softmax or no classifier activation) or the path of an existing weights file.
     """
     pretrained = isinstance(weights, str) and weights == "imagenet"
-    if not (weights is None or pretrained or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+    if not (weights is None or pretrained or (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))):
+        missing = isinstance(weights, (str, os.PathLike))
         raise ValueError(
             "The `weights` argument should be either `None` (random initialization), `imagenet` "
             "(pre-training on ImageNet), or the path to the weights file to be loaded. "
-            f"Received: weights={weights}"
+            f"Received: weights={weights}" + (", and no file exists at that path." if missing else "")
         )
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
@@ -204,6 +205,17 @@ def validate_application_args(*, weights=None, include_top=True, input_tensor=No
         raise ValueError(
             f"If `include_top` is True, you should specify a static `input_shape`. Received: input_shape={input_shape}"
         )
+
+
+def load_weights_file(model, path):
+    """``model.load_weights(path)`` with an error that names the file and the likely cause."""
+    try:
+        model.load_weights(path)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load the weights file {os.fspath(path)!r} into {model.name!r}: {error}. The file is truncated, "
+            "not a Keras .weights.h5 file, or was saved from another architecture or number of classes."
+        ) from error
 
 
 def add_classifier_head(features, classes, *, drop_rate=0.0, init_std=0.0, activation=None):
@@ -303,5 +315,5 @@ def build_nf_model(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name or config.name)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights_file(model, weights)
     return model

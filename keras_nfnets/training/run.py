@@ -127,6 +127,26 @@ def _check_resumable(output_dir, backup_dir, settings):
         )
 
 
+def load_keras_file(path):
+    """A model saved by :func:`train` (or any ``.keras`` file), with errors that name the file."""
+    import zipfile
+
+    import keras
+
+    import keras_nfnets  # noqa: F401  (registers the custom layers)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No trained model at {path!r}; pass a run directory or a .keras file.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a complete .keras file (a .keras file is a zip archive): it is truncated "
+                         "or of another format; save the model again or point to another file.")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:
+        raise ValueError(f"Cannot load {path!r} as a Keras model: {error}") from error
+
+
 def _read_progress(backup_dir):
     path = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.exists(path):
@@ -293,14 +313,14 @@ def _write_run_record(output_dir, backup_dir, settings, resume):
 
 def _reload_finished(model, plan, output_dir, backup_dir):
     """The final model of a finished run (``model.keras``, else the last backup's weights)."""
-    import keras
+    from keras_nfnets.models.builder import load_weights_file
 
     final = os.path.join(output_dir, "model.keras")
     if os.path.exists(final):
-        model = keras.saving.load_model(final)
+        model = load_keras_file(final)
         model.compile(loss=plan.loss, metrics=plan.metrics)
     else:
-        model.load_weights(os.path.join(backup_dir, "latest.weights.h5"))
+        load_weights_file(model, os.path.join(backup_dir, "latest.weights.h5"))
     return model
 
 
@@ -423,8 +443,6 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 def _finished_run(output_dir, backup_dir, epochs):
     """A :class:`TrainResult` read from disk when the run in ``output_dir`` already trained all
     ``epochs`` and was saved and evaluated (nothing is rewritten), else ``None``."""
-    import keras
-
     final = os.path.join(output_dir, "model.keras")
     record = _read_json(os.path.join(output_dir, "history.json")) or {}
     if _read_progress(backup_dir) < epochs or not os.path.exists(final) or not record.get("test"):
@@ -432,9 +450,7 @@ def _finished_run(output_dir, backup_dir, epochs):
     summary = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     print(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
           "Pass --restart (resume=False) to train it again.", flush=True)
-    import keras_nfnets  # noqa: F401  (registers the custom layers)
-
-    return TrainResult(keras.saving.load_model(final), record.get("history", {}), record["test"], output_dir,
+    return TrainResult(load_keras_file(final), record.get("history", {}), record["test"], output_dir,
                        _read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
 
 
@@ -457,12 +473,7 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
         if os.path.exists(os.path.join(run_dir, "run.json")):
             with open(os.path.join(run_dir, "run.json")) as f:
                 settings = json.load(f)
-        file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
-        if not os.path.exists(file):
-            raise FileNotFoundError(f"No trained model at {file!r}; pass a run directory or a .keras file.")
-        import keras_nfnets  # noqa: F401  (registers the custom layers)
-
-        model = keras.saving.load_model(file)
+        model = load_keras_file(os.path.join(path, "model.keras") if os.path.isdir(path) else path)
     dataset = dataset or settings.get("dataset")
     if dataset is None:
         raise ValueError("Which dataset? Pass dataset= (or --dataset).")

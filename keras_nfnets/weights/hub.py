@@ -16,21 +16,37 @@ def keras_cache_dir():
     return os.path.join(root, "models", "keras_nfnets")
 
 
+def _offline_alternatives(checkpoint):
+    return (f"Offline alternatives: a local Keras weights file (weights='model.weights.h5', --weights FILE), the "
+            f"timm checkpoint file (keras_nfnets.from_timm('{checkpoint.architecture}', checkpoint='model.safetensors'); "
+            f"nfnets predict --model {checkpoint.architecture} --checkpoint FILE), or random weights (weights=None, "
+            "--weights none).")
+
+
 def download_checkpoint(checkpoint):
     """Local path of ``checkpoint``'s safetensors file, through ``huggingface_hub`` (its cache,
-    ``HF_HUB_OFFLINE`` and token handling)."""
+    ``HF_HUB_OFFLINE`` and token handling). With ``HF_HUB_OFFLINE`` set only the cache is read:
+    a missing file fails at once, naming the offline alternatives."""
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     except ImportError as error:
         raise ImportError(
             "Pretrained weights need huggingface_hub and safetensors: pip install 'keras-nfnets[hub]'"
         ) from error
+    where = f"{checkpoint.repo_id}/{checkpoint.filename}"
+    if constants.HF_HUB_OFFLINE:
+        cached = try_to_load_from_cache(repo_id=checkpoint.repo_id, filename=checkpoint.filename)
+        if isinstance(cached, str):
+            return cached
+        raise OSError(f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face Hub cache. "
+                      + _offline_alternatives(checkpoint))
     try:
         return hf_hub_download(repo_id=checkpoint.repo_id, filename=checkpoint.filename)
     except Exception as error:
         raise OSError(
-            f"Could not get {checkpoint.repo_id}/{checkpoint.filename} from the Hugging Face Hub ({error}). "
-            "Check the network, or set HF_HUB_OFFLINE=1 with the file already in the Hub cache."
+            f"Could not get {where} from the Hugging Face Hub ({type(error).__name__}). Check the network; "
+            "offline, set HF_HUB_OFFLINE=1 to read only the Hub cache without retries. "
+            + _offline_alternatives(checkpoint)
         ) from error
 
 
