@@ -193,7 +193,8 @@ def train_command(args, out=None):
         return 1
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     speed = f"{result.images_per_second:.1f} images/s" if result.images_per_second else "n/a"
-    print(f"{args.model} on {args.dataset} ({result.settings['eval_split']} split): {metrics}; "
+    print(f"{args.model} on {args.dataset} ({result.settings['eval_split']} split): {metrics} (loss: cross-entropy "
+          f"with label smoothing {result.settings.get('label_smoothing', 0):g}); "
           f"training throughput {speed}; saved to {result.output_dir}/model.keras", file=out)
     return 0
 
@@ -204,7 +205,8 @@ def evaluate_command(args):
     result = evaluate(args.model, args.dataset, split=args.split, image_size=args.image_size,
                       batch_size=args.batch_size, data_dir=args.data_dir)
     print(f"{result['dataset']} {result['split']} ({result['examples']} images, {result['image_size']} px): "
-          + ", ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "top5", "loss") if k in result))
+          + ", ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "top5", "loss") if k in result)
+          + f" (loss: cross-entropy with label smoothing {result['label_smoothing']:g}, as in training)")
     return 0
 
 

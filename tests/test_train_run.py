@@ -272,6 +272,7 @@ def test_evaluate_a_run_and_bad_arguments(tmp_path):
     run = train("NFResNet14", "digits", output_dir=str(tmp_path), **QUICK)
     result = evaluate(str(tmp_path))
     assert result["examples"] == 360 and result["accuracy"] == pytest.approx(run.metrics["accuracy"])
+    assert result["loss"] == pytest.approx(run.metrics["loss"], rel=1e-4)  # the same loss train reported
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes((tmp_path / "model.keras").read_bytes()[:20000])
     with pytest.raises(ValueError, match=r"truncated\.keras' is not a complete \.keras file"):

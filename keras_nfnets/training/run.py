@@ -401,7 +401,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     if ema != "paper":
         overrides["ema"] = ema
     model, plan = _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides)
-    settings["recipe"] = plan.summary()
+    settings.update(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
 
     # 5. what an earlier run left: refuse other settings, stop if finished; then the run record
     if resume:
@@ -460,7 +460,8 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
 
     ``model``: a run directory written by :func:`train` (uses its ``model.keras`` and settings),
     a ``.keras`` file, or a Keras model. The dataset, image size, crop and normalisation default
-    to the run's.
+    to the run's; the loss is the run's (cross-entropy with its label smoothing), as ``train``
+    reports it.
     """
     import keras
 
@@ -495,8 +496,11 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
     if classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
     softmax = getattr(model.layers[-1], "activation", None) is keras.activations.softmax
-    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=not softmax), metrics=metrics)
+    smoothing = float(settings.get("label_smoothing", 0.0))  # the run's loss, as train reported it
+    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=not softmax, label_smoothing=smoothing),
+                  metrics=metrics)
     result = model.evaluate(eval_ds, verbose=verbose, return_dict=True)
     result = {k: float(v) for k, v in result.items()}
-    result.update(dataset=dataset, split=split, examples=source.num_examples, image_size=size)
+    result.update(dataset=dataset, split=split, examples=source.num_examples, image_size=size,
+                  label_smoothing=smoothing)
     return result
