@@ -46,8 +46,61 @@ def models_table(names=None, out=None, markdown=False):
         keras.backend.clear_session()
 
 
+def trained_model(path):
+    """``(model, class_names, EvalTransform)`` of a run directory written by ``nfnets train`` or a
+    ``.keras`` file (the run's class names and evaluation transform when its ``run.json`` is
+    there); ``None`` when ``path`` is neither."""
+    import json
+    import os
+
+    from keras_nfnets.data.transforms import EvalTransform
+    from keras_nfnets.training.run import load_keras_file
+
+    if not path or not isinstance(path, str):
+        return None
+    if os.path.isdir(path):
+        run_dir, file = path, os.path.join(path, "model.keras")
+    elif path.endswith(".keras"):
+        run_dir, file = os.path.dirname(path), path
+    else:
+        return None
+    model = load_keras_file(file)
+    settings = {}
+    if os.path.isfile(os.path.join(run_dir, "run.json")):
+        with open(os.path.join(run_dir, "run.json")) as f:
+            settings = json.load(f)
+    classes = model.output.shape[-1]
+    names = settings.get("class_names") or [f"class {i}" for i in range(classes)]
+    if len(names) != classes:
+        raise ValueError(f"{run_dir}/run.json names {len(names)} classes but the model predicts {classes}.")
+    if "eval_transform" in settings:
+        transform = EvalTransform(**settings["eval_transform"])
+    else:
+        transform = EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
+    return model, list(names), transform
+
+
+def _is_trained_path(path):
+    import os
+
+    return isinstance(path, str) and (os.path.isdir(path) or path.endswith(".keras"))
+
+
+def _probabilities(model, batch):
+    import numpy as np
+
+    outputs = np.asarray(model.predict(batch, verbose=0), "float64")
+    activation = getattr(model.layers[-1], "activation", None)
+    if getattr(activation, "__name__", "") != "softmax":  # trained models end in logits
+        outputs = np.exp(outputs - outputs.max(-1, keepdims=True))
+        outputs /= outputs.sum(-1, keepdims=True)
+    return outputs
+
+
 def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=None):
-    """Print the top-``top`` ImageNet classes with probabilities for each image."""
+    """Print the ``top`` classes with probabilities for each image: ImageNet's for pretrained
+    builders and timm names, the run's own for a run directory or ``.keras`` file (as ``--model``
+    or ``--weights``)."""
     import numpy as np
 
     import keras_nfnets
@@ -55,21 +108,29 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
     from keras_nfnets.preprocessing import preprocess_image
 
     out = out or sys.stdout
-    if model_name in BUILDERS:
-        if checkpoint is not None:
-            raise SystemExit("--checkpoint is for timm model names; builders take --weights imagenet|FILE.weights.h5")
-        model = BUILDERS[model_name](weights=None if weights == "none" else weights)
-    elif model_name.split(".")[0] in keras_nfnets.TIMM_CONFIGS:
-        model = keras_nfnets.from_timm(model_name, checkpoint=checkpoint)
+    trained = trained_model(model_name) or trained_model(weights)
+    if trained is not None:
+        model, names, transform = trained
+        batch = np.stack([preprocess_image(path, transform=transform) for path in images])
+        probabilities = _probabilities(model, batch)
+        rows = [[(None, names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in probabilities]
     else:
-        raise SystemExit(f"Unknown model {model_name!r}. Builders: {', '.join(BUILDERS)}; or a timm NF model name.")
-    size = model.input.shape[1]
-    batch = np.stack([preprocess_image(path, model_name, size=size) for path in images])
-    probabilities = np.asarray(model.predict(batch, verbose=0))
-    for path, row in zip(images, keras_nfnets.decode_predictions(probabilities, top=top)):
+        if model_name in BUILDERS:
+            if checkpoint is not None:
+                raise ValueError("--checkpoint is for timm model names; builders take --weights imagenet|FILE")
+            model = BUILDERS[model_name](weights=None if weights == "none" else weights)
+        elif model_name.split(".")[0] in keras_nfnets.TIMM_CONFIGS:
+            model = keras_nfnets.from_timm(model_name, checkpoint=checkpoint)
+        else:
+            raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
+                             "model name, a run directory of nfnets train or a .keras file.")
+        size = model.input.shape[1]
+        batch = np.stack([preprocess_image(path, model_name, size=size) for path in images])
+        rows = keras_nfnets.decode_predictions(np.asarray(model.predict(batch, verbose=0)), top=top)
+    for path, row in zip(images, rows):
         print(f"{path}:", file=out)
         for rank, (wnid, name, score) in enumerate(row, start=1):
-            print(f"  {rank}. {name:<28} {score:7.2%}  ({wnid})", file=out)
+            print(f"  {rank}. {name:<28} {score:7.2%}" + (f"  ({wnid})" if wnid else ""), file=out)
 
 
 def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, out=None):
@@ -78,13 +139,21 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     from keras_nfnets.applications import BUILDERS
 
     out = out or sys.stdout
-    if model_name not in BUILDERS:
-        raise SystemExit(f"Unknown model {model_name!r}. Available: {', '.join(BUILDERS)}")
+    is_run = _is_trained_path(model_name) or _is_trained_path(weights)
+    if not is_run and model_name not in BUILDERS:
+        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a run directory "
+                         "of nfnets train or a .keras file.")
     if quantization is not None and fmt != "tflite":
-        raise SystemExit("--quantization applies only to --format tflite")
+        raise ValueError("--quantization applies only to --format tflite")
     exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
-    kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
-    model = BUILDERS[model_name](weights=weights, **kwargs)
+    if is_run:
+        model = (trained_model(model_name) or trained_model(weights))[0]
+        if image_size is not None and model.input.shape[1] != image_size:
+            raise ValueError(f"--image-size {image_size} differs from the trained model's input size "
+                             f"{model.input.shape[1]}; leave it out to export the model as trained.")
+    else:
+        kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
+        model = BUILDERS[model_name](weights=weights, **kwargs)
     size = model.input.shape[1]
     samples = exporting.sample_images(8, size, seed=1)
     if fmt == "saved_model":
@@ -231,9 +300,12 @@ def build_parser():
     pred = commands.add_parser("predict", parents=[common],
                                help="classify images with a pretrained model (top-5 ImageNet classes)")
     pred.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
-    pred.add_argument("--model", default="NFRegNetB1", help="builder (NFRegNetB1, NFNetF0, ...) or timm name")
+    pred.add_argument("--model", default="NFRegNetB1",
+                      help="builder (NFRegNetB1, NFNetF0, ...), timm name, or a trained run directory / .keras file "
+                           "(then the run's class names)")
     pred.add_argument("--weights", default="imagenet",
-                      help="for builders: imagenet (default), a .weights.h5 file, or none (random weights)")
+                      help="for builders: imagenet (default), a .weights.h5 file, none (random weights), or a "
+                           "trained run directory / .keras file")
     pred.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
     pred.add_argument("--top", type=_positive_int, default=5, help="how many classes to print per image (default 5)")
     pred.set_defaults(func=predict_command)
@@ -241,8 +313,10 @@ def build_parser():
     exp = commands.add_parser("export", parents=[common],
                               help="fold weight standardization and export to SavedModel, TFLite or ONNX")
     exp.add_argument("output", help="output path: a directory (saved_model), .tflite or .onnx file")
-    exp.add_argument("--model", required=True, help="builder name, e.g. NFRegNetB0")
-    exp.add_argument("--weights", default=None, help="imagenet or a .weights.h5 file (default: random init)")
+    exp.add_argument("--model", required=True,
+                     help="builder name, e.g. NFRegNetB0, or a trained run directory / .keras file")
+    exp.add_argument("--weights", default=None,
+                     help="imagenet, a .weights.h5 file, or a trained run directory / .keras file (default: random)")
     exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True,
                      help="artifact format")
     exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,

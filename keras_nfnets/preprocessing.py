@@ -25,7 +25,7 @@ def eval_transform(model_name, size=None):
     return EvalTransform(size or config.test_size, crop=config.eval_crop, pil_resize=config.eval_crop == "center")
 
 
-def preprocess_image(image, model_name="NFRegNetB1", size=None):
+def preprocess_image(image, model_name="NFRegNetB1", size=None, transform=None):
     """Prepare one image for ``model_name`` exactly as its checkpoint was evaluated.
 
     Args:
@@ -33,6 +33,8 @@ def preprocess_image(image, model_name="NFRegNetB1", size=None):
         model_name: builder or timm name; selects the size, crop rule and mean/std (see
             :func:`eval_transform`).
         size: output size (default: the checkpoint's test size).
+        transform: an :class:`EvalTransform` to use instead of ``model_name``'s (e.g. a trained
+            run's, from its ``run.json``).
 
     Returns:
         a ``(size, size, 3)`` float32 NumPy array, normalised.
@@ -49,4 +51,8 @@ def preprocess_image(image, model_name="NFRegNetB1", size=None):
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3 or image.shape[-1] != 3:
         raise ValueError(f"Expected an (H, W, 3) RGB image; received shape {tuple(image.shape)}.")
-    return eval_transform(model_name, size)(image).numpy()
+    if transform is None:
+        transform = eval_transform(model_name, size)
+    elif size is not None:
+        transform = transform.replace(size=size)
+    return transform(image).numpy()

@@ -348,3 +348,30 @@ def test_default_cli_run_reaches_95_percent_on_digits(tmp_path):
     evaluated = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "evaluate", "runs/NFResNet14_digits"],
                                cwd=tmp_path, capture_output=True, text=True, timeout=300, env=REPO_ENV)
     assert evaluated.returncode == 0 and "accuracy 0.9" in evaluated.stdout
+
+
+@pytest.mark.slow
+def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys):
+    """`nfnets predict` / `nfnets export` take a run directory or its .keras file: the run's class
+    names, its evaluation transform, its input size."""
+    from keras_nfnets.cli import main
+
+    run = train("NFResNet14", "digits", output_dir=str(tmp_path / "run"), **dict(QUICK, epochs=1))
+    x_test = data.load_source("digits", "test")
+    image, label = next(iter(x_test.dataset))
+    path = tmp_path / "digit.png"
+    tf.io.write_file(str(path), tf.io.encode_png(image))
+    capsys.readouterr()
+    assert main(["predict", str(path), "--model", str(tmp_path / "run"), "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}:" and len(lines) == 4
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(run.model(
+        data.EvalTransform(**run.settings["eval_transform"])(image)[None])))[0]
+    best = int(np.argmax(expected))
+    assert lines[1].split()[:3] == ["1.", str(best), f"{expected[best]:.2%}"]
+    assert main(["predict", str(path), "--weights", str(tmp_path / "run" / "model.keras"), "--top", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1] == str(best)
+    assert main(["export", str(tmp_path / "digits.tflite"), "--model", str(tmp_path / "run"), "--format", "tflite"]) == 0
+    out = capsys.readouterr().out
+    relative = float(out.split("of the output scale")[0].rsplit("(", 1)[1])
+    assert relative < 1e-4 and "proves nothing" not in out
