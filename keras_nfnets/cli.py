@@ -11,37 +11,44 @@ def models_table(names=None, out=None, markdown=False):
     import keras
 
     from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.models import count_flops, count_params
-    from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
+    from keras_nfnets.models import TIMM_CONFIGS, count_flops, count_params
+    from keras_nfnets.weights import from_timm
+    from keras_nfnets.weights.presets import checkpoint_for
 
     names = list(BUILDERS) if not names else names
-    unknown = [n for n in names if n not in BUILDERS]
+    unknown = [n for n in names if n not in BUILDERS and n.split(".")[0] not in TIMM_CONFIGS]
     if unknown:
-        raise SystemExit(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(BUILDERS)}")
+        raise SystemExit(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(BUILDERS)}, or any timm NF "
+                         f"name ({', '.join(sorted(TIMM_CONFIGS))})")
     if markdown:
         print("| model | params (M) | FLOPs (B) | train px | test px | `weights=\"imagenet\"` checkpoint (top-1) |",
               file=out)
         print("|---|---:|---:|---:|---:|---|", file=out)
     else:
-        header = (f"{'model':<13} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}  "
+        width = max(13, *(len(n) for n in names))
+        header = (f"{'model':<{width}} {'params (M)':>11} {'FLOPs (B)':>10} {'train px':>9} {'test px':>8}  "
                   "imagenet checkpoint (top-1)")
         print(header, file=out)
         print("-" * len(header), file=out)
     for name in names:
-        config = BUILDERS[name].config
+        build = BUILDERS[name] if name in BUILDERS else (lambda: from_timm(name, pretrained=False))
         # Shapes only: variables created in a StatelessScope are never initialised.
         with keras.StatelessScope(initialize_variables=False):
-            model = BUILDERS[name]()  # built at its test size
+            model = build()  # built at its test size
             params, flops = count_params(model), count_flops(model)
-        tag = IMAGENET_PRESETS.get(name)
+        size = model.input.shape[1]
+        checkpoint = checkpoint_for(name)
+        train_size = BUILDERS[name].config.train_size if name in BUILDERS else (
+            checkpoint.train_size if checkpoint else TIMM_CONFIGS[name.split(".")[0]].train_size)
+        tag = checkpoint.tag if checkpoint else None
         if markdown:
-            weights = f"`{tag}` {CHECKPOINTS[tag].top1:.2f}%" if tag else "—"
-            print(f"| {name} | {params / 1e6:.3f} | {flops / 1e9:.3f} | {config.train_size} | {config.test_size} | "
-                  f"{weights} |", file=out, flush=True)
+            weights = f"`{tag}` {checkpoint.top1:.2f}%" if tag else "—"
+            print(f"| {name} | {params / 1e6:.3f} | {flops / 1e9:.3f} | {train_size} | {size} | {weights} |",
+                  file=out, flush=True)
         else:
-            weights = f"{tag} ({CHECKPOINTS[tag].top1:.2f}%)" if tag else "-"
-            print(f"{name:<13} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {config.train_size:>9} "
-                  f"{config.test_size:>8}  {weights}", file=out, flush=True)
+            weights = f"{tag} ({checkpoint.top1:.2f}%)" if tag else "-"
+            print(f"{name:<{width}} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {train_size:>9} {size:>8}  {weights}",
+                  file=out, flush=True)
         del model
         keras.backend.clear_session()
 
@@ -293,7 +300,7 @@ def build_parser():
         "models", parents=[common],
         help="list every variant: parameters, FLOPs (multiply-adds at test size), image sizes, ImageNet checkpoint",
     )
-    models.add_argument("names", nargs="*", help="builder names to list (default: all)")
+    models.add_argument("names", nargs="*", help="builder or timm NF names to list (default: all builders)")
     models.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
     models.set_defaults(func=models_command)
 

@@ -108,11 +108,12 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
     )
 
 
-PANELS = (
-    ("avg_sq_mean", "Average Channel Squared Mean"),
-    ("avg_var", "Average Channel Variance"),
-    ("residual_avg_var", "Residual Average Channel Variance"),
+PANELS = (  # field, panel title, y-axis label
+    ("avg_sq_mean", "Average Channel Squared Mean", "mean over channels of (channel mean)²"),
+    ("avg_var", "Average Channel Variance", "mean over channels of channel variance"),
+    ("residual_avg_var", "Residual Average Channel Variance", "channel variance at the end of the branch"),
 )
+STAGE_END_LABEL = "last block of a stage (the next block is a transition)"
 
 
 def require_matplotlib():
@@ -124,7 +125,8 @@ def require_matplotlib():
 
 
 def plot_signal_propagation(results, path=None, labels=None, log_scale=False, colors=None, title=None):
-    """The paper's three-panel SPP figure: one line per model, black dots at stage ends.
+    """The paper's three-panel SPP figure: one line per model, black dots at stage ends; axes
+    labelled, the legend (with the dots explained) below the panels, outside the data.
 
     Args:
         results: a :class:`SignalPropagation` or a list of them (overlaid).
@@ -143,22 +145,27 @@ def plot_signal_propagation(results, path=None, labels=None, log_scale=False, co
     labels = labels or [r.name for r in results]
     if len(labels) != len(results):
         raise ValueError(f"Got {len(labels)} labels for {len(results)} results.")
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for index, (result, label) in enumerate(zip(results, labels)):
         color = colors[index] if colors else None
         depth = np.arange(1, len(result.block_names) + 1)
-        for axis, (field, heading) in zip(axes, PANELS):
+        for axis, (field, heading, ylabel) in zip(axes, PANELS):
             values = getattr(result, field)
-            (line,) = axis.plot(depth, values, label=label, color=color, linewidth=1.5)
-            axis.scatter(depth[result.stage_ends], values[result.stage_ends], color="black", s=14, zorder=3)
+            axis.plot(depth, values, label=label, color=color, linewidth=1.5)
+            axis.scatter(depth[result.stage_ends], values[result.stage_ends], color="black", s=14, zorder=3,
+                         label=STAGE_END_LABEL if index == 0 else None)
             axis.set_title(heading)
             axis.set_xlabel("Residual block")
+            axis.set_ylabel(ylabel)
             if log_scale:
                 axis.set_yscale("log")
-    axes[0].legend()
+    handles, names = axes[0].get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda i: names[i] == STAGE_END_LABEL)  # models first, the dots last
+    handles, names = [handles[i] for i in order], [names[i] for i in order]
+    figure.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend below the panels
     if path is not None:
         figure.savefig(path, dpi=110)
     return figure

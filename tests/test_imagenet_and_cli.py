@@ -55,6 +55,16 @@ def test_models_command_prints_counts(capsys):
     assert float(f0[6].strip("(%)")) == pytest.approx(83.468, abs=0.005)
 
 
+def test_models_command_accepts_the_timm_names_predict_accepts(capsys):
+    """timm names and tags, with timm's published parameter counts (reference §10) and checkpoints."""
+    assert main(["models", "nfnet_l0", "nf_regnet_b1.ra2_in1k"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows[0][0] == "nfnet_l0" and float(rows[0][1]) == pytest.approx(35.07, abs=0.005)
+    assert rows[0][3:6] == ["224", "288", "nfnet_l0.ra2_in1k"]
+    assert rows[1][0] == "nf_regnet_b1.ra2_in1k" and float(rows[1][1]) == pytest.approx(10.22, abs=0.005)
+    assert rows[1][3:5] == ["256", "288"]
+
+
 def test_models_command_rejects_unknown_names():
     with pytest.raises(SystemExit, match="Unknown model"):
         main(["models", "ResNet50"])

@@ -104,6 +104,13 @@ def test_plot_writes_three_panels(figures, tmp_path):
     results = list(figures[2].values())
     fig = plot_signal_propagation(results, tmp_path / "spp.png", labels=list(figures[2]), log_scale=True)
     assert len(fig.axes) == 3 and (tmp_path / "spp.png").stat().st_size > 10_000
+    assert all(axis.get_ylabel() and axis.get_xlabel() == "Residual block" for axis in fig.axes)
+    assert all(axis.get_legend() is None for axis in fig.axes) and len(fig.legends) == 1  # outside the panels
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[:len(results)] == list(figures[2]) and any("last block of a stage" in t for t in texts)
+    fig.canvas.draw()  # the legend sits below every panel's data area
+    legend_top = fig.legends[0].get_window_extent().y1
+    assert all(legend_top <= axis.get_window_extent().y0 for axis in fig.axes)
     with pytest.raises(ValueError, match="labels"):
         plot_signal_propagation(results, labels=["one"])
 
