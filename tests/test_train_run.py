@@ -375,3 +375,27 @@ def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys):
     out = capsys.readouterr().out
     relative = float(out.split("of the output scale")[0].rsplit("(", 1)[1])
     assert relative < 1e-4 and "proves nothing" not in out
+
+
+def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypatch):
+    from keras_nfnets.training.run import load_keras_file, save_model_atomically
+
+    model = keras_nfnets.NFResNet14(input_shape=(32, 32, 3), classes=3)
+    path = str(tmp_path / "model.keras")
+    save_model_atomically(model, path)
+    before = (tmp_path / "model.keras").read_bytes()
+
+    def crash_midway(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 torn")  # the start of a zip, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_model_atomically(model, path)
+    assert (tmp_path / "model.keras").read_bytes() == before and os.listdir(tmp_path) == ["model.keras"]
+    monkeypatch.undo()
+    assert load_keras_file(path).count_params() == model.count_params()
+    (tmp_path / "torn.keras").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(ValueError, match="not a complete .keras file"):
+        load_keras_file(str(tmp_path / "torn.keras"))

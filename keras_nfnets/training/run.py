@@ -127,6 +127,18 @@ def _check_resumable(output_dir, backup_dir, settings):
         )
 
 
+def save_model_atomically(model, path):
+    """``model.save(path)`` through a temporary ``.keras`` file renamed into place: a crash while
+    saving leaves the previous file (or none), never a torn one."""
+    temporary = f"{path[:-len('.keras')]}.partial.keras"
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def load_keras_file(path):
     """A model saved by :func:`train` (or any ``.keras`` file), with errors that name the file."""
     import zipfile
@@ -430,7 +442,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
-            model.save(os.path.join(output_dir, "model.keras"))
+            save_model_atomically(model, os.path.join(output_dir, "model.keras"))
             interrupted = os.path.join(output_dir, "interrupted.weights.h5")
             if os.path.exists(interrupted):  # superseded by the finished model
                 os.remove(interrupted)
