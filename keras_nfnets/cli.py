@@ -55,42 +55,20 @@ def models_table(names=None, out=None, markdown=False):
 
 def trained_model(path):
     """``(model, class_names, EvalTransform)`` of a run directory written by ``nfnets train`` or a
-    ``.keras`` file (the run's class names and evaluation transform when its ``run.json`` is
-    there); ``None`` when ``path`` is neither."""
-    import json
+    ``.keras`` file (see :func:`keras_nfnets.training.run.load_run`); ``None`` when ``path`` is
+    neither."""
     import os
 
-    from keras_nfnets.data.transforms import EvalTransform
-    from keras_nfnets.training.run import load_keras_file
+    from keras_nfnets.training.run import load_run
 
-    if not path or not isinstance(path, str):
+    if not isinstance(path, str) or not (os.path.isdir(path) or path.endswith(".keras")):
         return None
-    if os.path.isdir(path):
-        run_dir, file = path, os.path.join(path, "model.keras")
-    elif path.endswith(".keras"):
-        run_dir, file = os.path.dirname(path), path
-    else:
-        return None
-    model = load_keras_file(file)
-    settings = {}
-    if os.path.isfile(os.path.join(run_dir, "run.json")):
-        with open(os.path.join(run_dir, "run.json")) as f:
-            settings = json.load(f)
+    model, settings, transform = load_run(path)
     classes = model.output.shape[-1]
     names = settings.get("class_names") or [f"class {i}" for i in range(classes)]
     if len(names) != classes:
-        raise ValueError(f"{run_dir}/run.json names {len(names)} classes but the model predicts {classes}.")
-    if "eval_transform" in settings:
-        transform = EvalTransform(**settings["eval_transform"])
-    else:
-        transform = EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
+        raise ValueError(f"The run.json of {path} names {len(names)} classes but the model predicts {classes}.")
     return model, list(names), transform
-
-
-def _is_trained_path(path):
-    import os
-
-    return isinstance(path, str) and (os.path.isdir(path) or path.endswith(".keras"))
 
 
 def _probabilities(model, batch):
@@ -146,15 +124,15 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     from keras_nfnets.applications import BUILDERS
 
     out = out or sys.stdout
-    is_run = _is_trained_path(model_name) or _is_trained_path(weights)
-    if not is_run and model_name not in BUILDERS:
-        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a run directory "
-                         "of nfnets train or a .keras file.")
     if quantization is not None and fmt != "tflite":
         raise ValueError("--quantization applies only to --format tflite")
     exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
-    if is_run:
-        model = (trained_model(model_name) or trained_model(weights))[0]
+    trained = trained_model(model_name) or trained_model(weights)
+    if trained is None and model_name not in BUILDERS:
+        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a run directory "
+                         "of nfnets train or a .keras file.")
+    if trained is not None:
+        model = trained[0]
         if image_size is not None and model.input.shape[1] != image_size:
             raise ValueError(f"--image-size {image_size} differs from the trained model's input size "
                              f"{model.input.shape[1]}; leave it out to export the model as trained.")

@@ -159,12 +159,24 @@ def load_keras_file(path):
         raise ValueError(f"Cannot load {path!r} as a Keras model: {error}") from error
 
 
+def load_run(path):
+    """``(model, settings, EvalTransform)`` of a run directory written by :func:`train` or a
+    ``.keras`` file; ``settings`` is the run's ``run.json`` when it is there (else ``{}``) and the
+    transform the run's evaluation transform (else DeepMind's crop at the model's input size)."""
+    path = os.fspath(path)
+    run_dir, file = (path, os.path.join(path, "model.keras")) if os.path.isdir(path) else (os.path.dirname(path), path)
+    model = load_keras_file(file)
+    settings = _read_json(os.path.join(run_dir, "run.json")) or {}
+    if "eval_transform" in settings:
+        transform = transforms.EvalTransform(**settings["eval_transform"])
+    else:
+        transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
+    return model, settings, transform
+
+
 def _read_progress(backup_dir):
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f)["epoch"])
+    metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
+    return 0 if metadata is None else int(metadata["epoch"])
 
 
 def _check_arguments(model_name, augment, counts, learning_rate=None):
@@ -205,7 +217,7 @@ def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_
     evaluation = evaluation.replace(size=int(eval_image_size or image_size or defaults.get("image_size")
                                              or evaluation.size))
     return dict(image_size=size, flip=defaults.get("flip", True), area_range=tuple(defaults.get("area_range", (0.08, 1.0))),
-                mean=evaluation.mean, std=evaluation.std, eval_transform=evaluation)
+                eval_transform=evaluation)
 
 
 def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
@@ -436,7 +448,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         train_ds = data.train_dataset(
             train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=start_epoch, seed=seed,
             flip=settings["flip"], area_range=settings["area_range"], augmentation=plan.augmentation,
-            mean=settings["mean"], std=settings["std"], steps_per_epoch=steps)
+            mean=settings["eval_transform"].mean, std=settings["eval_transform"].std, steps_per_epoch=steps)
         if start_epoch:
             print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
         _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
@@ -479,14 +491,9 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
 
     from keras_nfnets import data
 
-    settings = {}
+    settings, transform = {}, None
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-        if os.path.exists(os.path.join(run_dir, "run.json")):
-            with open(os.path.join(run_dir, "run.json")) as f:
-                settings = json.load(f)
-        model = load_keras_file(os.path.join(path, "model.keras") if os.path.isdir(path) else path)
+        model, settings, transform = load_run(model)
     dataset = dataset or settings.get("dataset")
     if dataset is None:
         raise ValueError("Which dataset? Pass dataset= (or --dataset).")
@@ -496,9 +503,7 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
     classes = model.output.shape[-1]
     if classes != source.num_classes:
         raise ValueError(f"The model predicts {classes} classes but {dataset!r} has {source.num_classes}.")
-    if "eval_transform" in settings:
-        transform = transforms.EvalTransform(**settings["eval_transform"])
-    else:
+    if transform is None:  # a model object
         transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
     changes = {k: v for k, v in dict(size=image_size, crop=crop).items() if v is not None}
     transform = transform.replace(**changes)
