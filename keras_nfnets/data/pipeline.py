@@ -22,11 +22,28 @@ def _options(deterministic):
     return options
 
 
+def _shard(input_context):
+    """``(pipelines, this pipeline's index, replicas fed by each pipeline)`` of a
+    ``tf.distribute.InputContext`` (one pipeline feeding one replica without one)."""
+    if input_context is None:
+        return 1, 0, 1
+    pipelines = input_context.num_input_pipelines
+    return pipelines, input_context.input_pipeline_id, input_context.num_replicas_in_sync // pipelines
+
+
 def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, seed=None, flip=True,
                   area_range=(0.08, 1.0), augmentation=None, mean=transforms.IMAGENET_MEAN,
-                  std=transforms.IMAGENET_STD, shuffle_buffer=SHUFFLE_BUFFER, steps_per_epoch=None):
+                  std=transforms.IMAGENET_STD, shuffle_buffer=SHUFFLE_BUFFER, steps_per_epoch=None,
+                  input_context=None):
     """Batches of ``(normalised float32 images, one-hot float32 labels)`` for epochs
     ``start_epoch … epochs − 1``, ``source.num_examples // batch_size`` full batches each.
+
+    With ``input_context`` (a ``tf.distribute.InputContext``, as
+    ``strategy.distribute_datasets_from_function`` passes it), this is one input pipeline's shard
+    of the same run: pipeline ``k`` of ``K`` takes the positions ``k, k + K, k + 2K, …`` of each
+    epoch's order and yields per-replica batches, so every step's global batch holds exactly the
+    examples (and crops) of the undistributed run's step, and each example is used once per epoch
+    across all workers.
 
     Args:
         source: a :class:`~keras_nfnets.data.Source`.
@@ -36,6 +53,7 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         augmentation: an :class:`Augmentation` (CutMix/MixUp/RandAugment) or ``None``.
         mean, std: per-channel statistics of [0, 1] RGB used to normalise.
         steps_per_epoch: fewer batches per epoch than the data holds (quick runs).
+        input_context: shard for one input pipeline of a distributed run (see above).
     """
     import tensorflow as tf
 
@@ -47,16 +65,21 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
                          f"{source.name!r}; use a batch size <= {source.num_examples}.")
     if not 0 <= start_epoch < epochs:
         raise ValueError(f"Need 0 <= start_epoch < epochs; received {start_epoch}, {epochs}.")
+    pipelines, pipeline, replicas = _shard(input_context)
+    if batch_size % (pipelines * replicas):
+        raise ValueError(f"batch_size {batch_size} must be divisible by the {pipelines * replicas} replicas.")
+    replica_batch = batch_size // (pipelines * replicas)
     deterministic = seed is not None
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     num_classes = source.num_classes
 
     def shuffled(order_seed):
-        """One epoch's order, from the seed alone (no shuffle state to save or restore)."""
+        """``(position, example)`` in one epoch's order, from the seed alone (no shuffle state to
+        save or restore), only the positions of this pipeline's shard."""
         n = source.num_examples
         if source.lookup is not None:  # random access: an exact permutation of all examples
-            return tf.data.Dataset.range(n).map(
-                lambda i: source.lookup(tf.random.experimental.index_shuffle(i, order_seed, n - 1)),
+            return tf.data.Dataset.range(pipeline, n, pipelines).map(
+                lambda i: (i, source.lookup(tf.random.experimental.index_shuffle(i, order_seed, n - 1))),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Streaming: sort windows of compact records (encoded images) by stateless random keys.
         window = min(shuffle_buffer, n)
@@ -68,9 +91,12 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
             return tf.nest.map_structure(lambda t: tf.gather(t, tf.argsort(keys)), record)
 
         ordered = records.enumerate().batch(window).map(sort_window, num_parallel_calls=tf.data.AUTOTUNE,
-                                                         deterministic=True).unbatch()
+                                                         deterministic=True).unbatch().enumerate()
+        if pipelines > 1:  # every worker reads the compact records, each decodes only its own
+            ordered = ordered.shard(pipelines, pipeline)
         if source.records is not None:
-            ordered = ordered.map(source.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ordered = ordered.map(lambda i, record: (i, source.decode(record)), num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
         return ordered
 
     def one_epoch(epoch):
@@ -84,9 +110,9 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
                                            flip=flip, area_range=area_range)
             return image, tf.one_hot(label, num_classes, dtype=tf.float32)
 
-        return (shuffled(order_seed).enumerate()
+        return (shuffled(order_seed)
                 .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-                .batch(batch_size, drop_remainder=True).take(steps))
+                .batch(replica_batch, drop_remainder=True).take(steps * replicas))
 
     dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
     if augmentation is not None and augmentation.enabled:
@@ -103,10 +129,12 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
-def eval_dataset(source, transform, batch_size):
+def eval_dataset(source, transform, batch_size, input_context=None):
     """Batches of ``(images prepared by transform, one-hot labels)``: every example once, in order.
 
     ``transform`` is an :class:`~keras_nfnets.data.EvalTransform` (size, crop rule, mean/std).
+    With ``input_context`` (a ``tf.distribute.InputContext``): this pipeline's share, every
+    ``K``-th example from its index, in per-replica batches.
     """
     import tensorflow as tf
 
@@ -116,5 +144,7 @@ def eval_dataset(source, transform, batch_size):
     def prepare(image, label):
         return transform(image), tf.one_hot(label, source.num_classes, dtype=tf.float32)
 
-    return (source.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options(True)))
+    pipelines, pipeline, replicas = _shard(input_context)
+    examples = source.dataset.shard(pipelines, pipeline) if pipelines > 1 else source.dataset
+    return (examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(max(1, batch_size // (pipelines * replicas))).prefetch(tf.data.AUTOTUNE).with_options(_options(True)))

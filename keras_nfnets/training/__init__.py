@@ -1,7 +1,7 @@
 """Training: SGD with Adaptive Gradient Clipping, coupled weight decay, schedules, EMA, the
 papers' recipes, strategies/precision by name, and complete runs (``train``, ``evaluate``)."""
 
-from keras_nfnets.training.callbacks import RandomStateBackup, StopOnNaN
+from keras_nfnets.training.callbacks import EpochBackup, StopOnNaN
 from keras_nfnets.training.distribute import PRECISIONS, STRATEGIES, make_strategy, set_precision
 from keras_nfnets.training.ema import ExponentialMovingAverage, ema_decay
 from keras_nfnets.training.optimizers import SGDAGC, adaptive_grad_clip, unitwise_norm, warmup_cosine_decay

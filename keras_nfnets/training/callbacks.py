@@ -1,13 +1,16 @@
-"""Callbacks for robust runs: stop on a NaN loss with a diagnosis."""
+"""Callbacks for robust runs: stop on a NaN loss with a diagnosis; atomic per-epoch backups."""
 
 import math
 import os
+import shutil
 import sys
+import tempfile
 
 import keras
 import numpy as np
 
 from keras_nfnets import _compat
+from keras_nfnets.training.files import read_json, write_json_atomically
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -61,32 +64,90 @@ def _seed_generators(model):
     return found
 
 
-class RandomStateBackup(keras.callbacks.Callback):
-    """Checkpoint the random state of dropout / stochastic depth with every epoch's weights.
+METADATA = "training_metadata.json"
 
-    Keras' ``BackupAndRestore`` saves weights and optimizer state, not the seed generators of
-    random layers, so a resumed run would draw other dropout masks than an uninterrupted one.
-    This saves their states to ``backup_dir/random_state.npz`` after every epoch and restores
-    them when training (re)starts.
+
+def backup_progress(backup_dir):
+    """``(epochs finished, directory of their state)`` of the last committed backup in
+    ``backup_dir``, ``(0, None)`` when there is none."""
+    metadata = read_json(os.path.join(backup_dir, METADATA))
+    if metadata is None:
+        return 0, None
+    if "directory" not in metadata:
+        raise ValueError(f"{backup_dir} holds a backup in an older layout that this version cannot resume; start "
+                         "the run over with --restart (resume=False) or use another --output-dir.")
+    return int(metadata["epoch"]), os.path.join(backup_dir, metadata["directory"])
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """The complete training state after every epoch, written so that a crash never leaves a torn
+    backup, and restored when training (re)starts.
+
+    Each epoch's state goes into a fresh directory renamed to ``epoch-NNNN`` once complete:
+    ``model.weights.h5`` (weights and optimizer) and ``state.npz`` (the seed generators of dropout /
+    stochastic depth, which Keras does not checkpoint, and the state of each ``participant``: an
+    object with ``backup_state() -> dict of arrays`` and ``restore_state(dict)``, e.g.
+    :class:`ExponentialMovingAverage`). Only then is ``training_metadata.json`` replaced (write
+    and rename) to point at it, and older epochs removed: a crash at any moment leaves the
+    previous epoch or the new one committed, never a mixture or half a file. A committed backup
+    that fails to load (damaged storage) is an error naming it, never skipped.
+
+    Multi-worker: every worker runs the same save (reading distributed variables may need all of
+    them); a worker that is not the chief (``is_chief=False``) writes into a temporary directory
+    deleted right away, the Keras convention. All workers restore from ``backup_dir``, which must
+    be storage that every worker reads (the same host, NFS, GCS).
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, participants=(), is_chief=True):
         super().__init__()
-        self.backup_dir = backup_dir
-
-    @property
-    def path(self):
-        return os.path.join(self.backup_dir, "random_state.npz")
+        self.backup_dir = os.fspath(backup_dir)
+        self.participants = {f"p{i}": p for i, p in enumerate(participants)}
+        self.is_chief = is_chief
 
     def on_train_begin(self, logs=None):
-        if not os.path.exists(self.path):
+        epoch, directory = backup_progress(self.backup_dir)
+        if directory is None:
             return
-        state = np.load(self.path)
+        try:
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(os.path.join(directory, "model.weights.h5"))
+            state = dict(np.load(os.path.join(directory, "state.npz")))
+        except Exception as error:
+            raise ValueError(f"The backup of epoch {epoch} in {directory} cannot be read ({error}); the storage may "
+                             "be damaged. Restart the run (--restart, resume=False) or restore that directory."
+                             ) from error
         for name, generator in _seed_generators(self.model):
-            if name not in state:
-                raise ValueError(f"{self.path} has no random state for {name!r}; delete the backup to start over.")
-            generator.state.assign(state[name])
+            key = f"random/{name}"
+            if key not in state:
+                raise ValueError(f"{directory} has no random state for {name!r}; it was written by another model. "
+                                 "Restart the run (--restart, resume=False).")
+            generator.state.assign(state[key])
+        for prefix, participant in self.participants.items():
+            participant.restore_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(prefix + "/")})
 
     def on_epoch_end(self, epoch, logs=None):
+        state = {f"random/{name}": keras.ops.convert_to_numpy(g.state.value) for name, g in _seed_generators(self.model)}
+        for prefix, participant in self.participants.items():
+            state.update({f"{prefix}/{k}": v for k, v in participant.backup_state().items()})
+        if not self.is_chief:
+            scratch = tempfile.mkdtemp(prefix="keras_nfnets_worker_backup_")
+            try:
+                self.model.save_weights(os.path.join(scratch, "model.weights.h5"))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return
+        name = f"epoch-{epoch + 1:04d}"
         os.makedirs(self.backup_dir, exist_ok=True)
-        np.savez(self.path, **{name: keras.ops.convert_to_numpy(g.state.value) for name, g in _seed_generators(self.model)})
+        partial = os.path.join(self.backup_dir, f".{name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        self.model.save_weights(os.path.join(partial, "model.weights.h5"))
+        np.savez(os.path.join(partial, "state.npz"), **state)
+        final = os.path.join(self.backup_dir, name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+        write_json_atomically(os.path.join(self.backup_dir, METADATA), {"epoch": epoch + 1, "directory": name})
+        for entry in os.listdir(self.backup_dir):  # earlier epochs and leftovers of a crashed save
+            if entry != name and (entry.startswith("epoch-") or entry.endswith(".partial")):
+                shutil.rmtree(os.path.join(self.backup_dir, entry), ignore_errors=True)

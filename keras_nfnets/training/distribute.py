@@ -1,6 +1,11 @@
-"""Choosing a ``tf.distribute`` strategy and a mixed-precision policy by name."""
+"""Choosing a ``tf.distribute`` strategy and a mixed-precision policy by name; a worker's role
+in a multi-worker cluster (``TF_CONFIG``)."""
 
+import dataclasses
+import json
 import os
+
+from keras_nfnets import _compat
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -30,6 +35,7 @@ def make_strategy(name="auto", tpu=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
         return tf.distribute.MultiWorkerMirroredStrategy()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME", ""))
@@ -51,3 +57,61 @@ def set_precision(precision="float32"):
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     keras.config.set_dtype_policy(precision)
     return keras.config.dtype_policy()
+
+
+TF_CONFIG_SHAPE = ('{"cluster": {"worker": ["host0:port", "host1:port", ...]}, "task": {"type": "worker", "index": I}}'
+                   ' (optionally a "chief" list of one address, then "task" type "chief" or "worker")')
+
+
+def cluster_from_tf_config(environ=None):
+    """``(cluster dict, task type, task index)`` from ``TF_CONFIG``, checked; ``None`` when the
+    variable is not set (``MultiWorkerMirroredStrategy`` then runs as a one-worker cluster)."""
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        task_type, index = task["type"], int(task["index"])
+        members = cluster[task_type]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"TF_CONFIG is not a valid cluster description ({error!r}); it must look like "
+                         f"{TF_CONFIG_SHAPE}.") from error
+    if task_type not in ("chief", "worker") or not 0 <= index < len(members):
+        raise ValueError(f"TF_CONFIG's task {task!r} is not one of its cluster's chief/worker entries "
+                         f"{ {k: v for k, v in cluster.items()} }; it must look like {TF_CONFIG_SHAPE}.")
+    return cluster, task_type, index
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a multi-worker cluster: ``index`` in ``0 … count − 1`` (the chief,
+    or worker 0 when there is no chief, is index 0 and ``is_chief``)."""
+
+    index: int = 0
+    count: int = 1
+    is_chief: bool = True
+
+
+def worker_role(strategy):
+    """The :class:`WorkerRole` of this process under ``strategy`` (one worker, the chief, for
+    every single-machine strategy)."""
+    if not _compat.is_multi_worker(strategy):
+        return WorkerRole()
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict()
+    chiefs = len(spec.get("chief", []))
+    count = chiefs + len(spec.get("worker", []))
+    index = resolver.task_id if resolver.task_type == "chief" else chiefs + resolver.task_id
+    return WorkerRole(index=index, count=count, is_chief=index == 0)
+
+
+def all_workers(strategy, value):
+    """``value`` (an int) from every worker, in worker order: a collective, so it also waits until
+    every worker got there (a barrier)."""
+    import tensorflow as tf
+
+    per_replica = strategy.run(lambda: tf.constant([int(value)], tf.int64))
+    values = strategy.gather(per_replica, axis=0).numpy().tolist()
+    replicas_per_worker = strategy.num_replicas_in_sync // worker_role(strategy).count
+    return values[::replicas_per_worker]

@@ -1,7 +1,5 @@
 """Exponential moving average of the weights with the paper's warm-up (App. C; DeepMind tf1_ema)."""
 
-import os
-
 import keras
 import numpy as np
 from keras import ops
@@ -21,48 +19,49 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     Args:
         decay: the asymptotic decay (paper: 0.99999 for ImageNet-length runs).
         swap_on_end: assign the averaged weights to the model when training ends.
-        backup_dir: save the averages and step there after every epoch and restore them when
-            training (re)starts, so a resumed run continues the same average.
+
+    A resumed run continues the same average: :class:`EpochBackup` saves ``backup_state()`` with
+    every epoch and hands it back through ``restore_state`` when training restarts.
     """
 
-    def __init__(self, decay=0.99999, swap_on_end=True, backup_dir=None):
+    def __init__(self, decay=0.99999, swap_on_end=True):
         super().__init__()
         if not 0.0 < decay < 1.0:
             raise ValueError(f"`decay` must be in (0, 1); received {decay!r}.")
         self.decay = float(decay)
         self.swap_on_end = swap_on_end
-        self.backup_dir = backup_dir
         self.averages = None
         self.step = 0
         self._backup = None
         self._update = None
-
-    @property
-    def _state_path(self):
-        return os.path.join(self.backup_dir, "ema.npz") if self.backup_dir else None
+        self._restored = None
 
     @property
     def weights(self):
         return [w for w in self.model.weights if "float" in str(w.dtype)]
 
+    def backup_state(self):
+        """The averages and the step, as arrays (for :class:`EpochBackup`)."""
+        if self.averages is None:
+            return {}
+        return {"step": np.array(self.step), **{f"w{i}": ops.convert_to_numpy(a.value) for i, a in enumerate(self.averages)}}
+
+    def restore_state(self, state):
+        """Continue from ``backup_state()``'s arrays when training (re)starts."""
+        self._restored = dict(state) or None
+
     def on_train_begin(self, logs=None):
         if self.averages is None:
             self.averages = [keras.Variable(ops.convert_to_numpy(w.value), trainable=False, name=f"ema_{i}")
                              for i, w in enumerate(self.weights)]
-        if self._state_path and os.path.exists(self._state_path):
-            state = np.load(self._state_path)
-            arrays = [state[f"w{i}"] for i in range(len(self.averages))]
-            if any(a.shape != tuple(v.shape) for a, v in zip(arrays, self.averages)):
-                raise ValueError(f"EMA state {self._state_path} does not match this model; delete it to start over.")
+        if self._restored is not None:
+            arrays = [self._restored.get(f"w{i}") for i in range(len(self.averages))]
+            if any(a is None or a.shape != tuple(v.shape) for a, v in zip(arrays, self.averages)):
+                raise ValueError("The backed-up EMA state does not match this model; restart the run "
+                                 "(--restart, resume=False).")
             for average, array in zip(self.averages, arrays):
                 average.assign(array)
-            self.step = int(state["step"])
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._state_path:
-            os.makedirs(self.backup_dir, exist_ok=True)
-            arrays = {f"w{i}": ops.convert_to_numpy(a.value) for i, a in enumerate(self.averages)}
-            np.savez(self._state_path, step=self.step, **arrays)
+            self.step, self._restored = int(self._restored["step"]), None
 
     def on_train_batch_end(self, batch, logs=None):
         if self._update is None:

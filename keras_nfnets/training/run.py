@@ -9,7 +9,10 @@ import sys
 import time
 from typing import Optional
 
+from keras_nfnets import _compat
 from keras_nfnets.data import transforms
+from keras_nfnets.training.callbacks import backup_progress
+from keras_nfnets.training.files import read_json, write_json_atomically
 
 DEFAULT_MODEL = "NFResNet14"
 DEFAULT_DATASET = "digits"
@@ -64,30 +67,16 @@ def _throughput_callback(batch_size):
     return Throughput()
 
 
-def _write_json(path, value):
-    """Write JSON through a temporary file and a rename: a crash never leaves half a file."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(temporary, path)
-
-
-def _read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def _history_callback(path, start_epoch):
     """A callback keeping ``history.json`` epoch by epoch: the epochs before ``start_epoch`` (a
-    resumed run's earlier epochs) are kept from the file, later ones replaced by this run's."""
+    resumed run's earlier epochs) are kept from the file, later ones replaced by this run's.
+    ``path=None`` (a worker that is not the chief): the history is kept in memory only."""
     import keras
 
     class HistoryRecord(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            earlier = (_read_json(path) or {}).get("history", {})
+            earlier = (read_json(path) or {}).get("history", {}) if path else {}
             self.history = {k: list(v[:start_epoch]) for k, v in earlier.items()}
 
         def on_epoch_end(self, epoch, logs=None):
@@ -95,7 +84,8 @@ def _history_callback(path, start_epoch):
                 values = self.history.setdefault(key, [])
                 del values[epoch:]
                 values.append(float(value))
-            _write_json(path, {"history": self.history, "test": {}, "stopped": None})
+            if path:
+                write_json_atomically(path, {"history": self.history, "test": {}, "stopped": None})
 
     return HistoryRecord()
 
@@ -111,7 +101,7 @@ RESUME_SETTINGS = {
 
 def _check_resumable(output_dir, backup_dir, settings):
     """Refuse to continue a checkpointed run under other settings than it was started with."""
-    previous = _read_json(os.path.join(output_dir, "run.json"))
+    previous = read_json(os.path.join(output_dir, "run.json"))
     if previous is None or not os.path.isdir(backup_dir):
         return
     normalised = json.loads(json.dumps({k: settings.get(k) for k in RESUME_SETTINGS}, default=str))
@@ -166,17 +156,12 @@ def load_run(path):
     path = os.fspath(path)
     run_dir, file = (path, os.path.join(path, "model.keras")) if os.path.isdir(path) else (os.path.dirname(path), path)
     model = load_keras_file(file)
-    settings = _read_json(os.path.join(run_dir, "run.json")) or {}
+    settings = read_json(os.path.join(run_dir, "run.json")) or {}
     if "eval_transform" in settings:
         transform = transforms.EvalTransform(**settings["eval_transform"])
     else:
         transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
     return model, settings, transform
-
-
-def _read_progress(backup_dir):
-    metadata = _read_json(os.path.join(backup_dir, "training_metadata.json"))
-    return 0 if metadata is None else int(metadata["epoch"])
 
 
 def _check_arguments(model_name, augment, counts, learning_rate=None):
@@ -261,6 +246,8 @@ def _build_and_compile(model_name, settings, distribution, weights, drop_rate, o
                       settings["classes"], learning_rate=learning_rate,
                       augmentation=_augmentation(settings["augment"], settings["dataset"], paper), **overrides)
         model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
+    if _compat.is_multi_worker(distribution):
+        _compat.enable_keras_multi_worker_training(model)
     return model, plan
 
 
@@ -270,29 +257,26 @@ def _tensorboard_available():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard):
-    """Per-epoch backups (weights, optimizer, EMA state, random states), the recipe's callbacks,
-    throughput, TensorBoard when it is installed, and the caller's."""
+def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard, role):
+    """Atomic per-epoch backups (weights, optimizer, EMA state, random states), the recipe's
+    callbacks, throughput, TensorBoard (on the chief, when it is installed), and the caller's."""
     import keras
 
-    from keras_nfnets.training.callbacks import RandomStateBackup
-    from keras_nfnets.training.ema import ExponentialMovingAverage
+    from keras_nfnets.training.callbacks import EpochBackup
 
-    for callback in plan.callbacks:
-        if isinstance(callback, ExponentialMovingAverage):
-            callback.backup_dir = backup_dir  # EMA state is checkpointed alongside the weights
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False), RandomStateBackup(backup_dir),
-                 throughput, *plan.callbacks, *extra]
-    if tensorboard and _tensorboard_available():
+    participants = [c for c in plan.callbacks if hasattr(c, "backup_state")]  # EMA
+    callbacks = [EpochBackup(backup_dir, participants, is_chief=role.is_chief), throughput, *plan.callbacks, *extra]
+    if tensorboard and role.is_chief and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
-    elif tensorboard:
+    elif tensorboard and role.is_chief:
         print('TensorBoard logs skipped: the tensorboard package is missing (pip install "keras-nfnets[train]").',
               file=sys.stderr, flush=True)
     return callbacks
 
 
-def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, verbose):
-    """``model.fit``; SIGTERM (preemption) stops like Ctrl-C, which saves the current weights."""
+def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, verbose, start_epoch, role):
+    """``model.fit`` from ``start_epoch``; SIGTERM (preemption) stops like Ctrl-C, which saves the
+    current weights (on the chief)."""
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt
 
@@ -302,8 +286,11 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
         previous, installed = None, False
     try:
         model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
-                  validation_data=eval_ds, shuffle=False, callbacks=callbacks, verbose=verbose)
+                  initial_epoch=start_epoch, validation_data=eval_ds, shuffle=False, callbacks=callbacks,
+                  verbose=verbose)
     except KeyboardInterrupt:
+        if not role.is_chief:
+            raise
         path = os.path.join(output_dir, "interrupted.weights.h5")
         model.save_weights(path)
         print(f"\nInterrupted: weights saved to {path}; the last completed epoch is in {backup_dir}. "
@@ -323,37 +310,91 @@ def _steps_per_epoch(source, batch_size, cap, replicas):
     return steps
 
 
-def _write_run_record(output_dir, backup_dir, settings, resume):
-    """Create ``output_dir``, drop the backup unless resuming, write ``run.json``; returns the record."""
+def _write_run_record(output_dir, backup_dir, settings, resume, role):
+    """On the chief: create ``output_dir``, drop the backup unless resuming, write ``run.json``.
+    Returns the record (on every worker)."""
+    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
+    if not role.is_chief:
+        return record
     if not resume and os.path.isdir(backup_dir):
         import shutil
 
         shutil.rmtree(backup_dir)
     os.makedirs(output_dir, exist_ok=True)
-    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
-    _write_json(os.path.join(output_dir, "run.json"), record)
+    write_json_atomically(os.path.join(output_dir, "run.json"), record)
     return record
 
 
-def _reload_finished(model, plan, output_dir, backup_dir):
+def _agreed_start_epoch(distribution, role, backup_dir):
+    """The epoch to start from, the last backed-up one; in a cluster, read by every worker after
+    the chief has written (a collective) and checked to be the same everywhere."""
+    if role.count == 1:
+        return backup_progress(backup_dir)[0]
+    from keras_nfnets.training.distribute import all_workers
+
+    all_workers(distribution, 0)  # wait for the chief's run record / removal of an old backup
+    epochs = all_workers(distribution, backup_progress(backup_dir)[0])
+    if len(set(epochs)) > 1:
+        raise RuntimeError(f"The workers see different backups in {backup_dir} (finished epochs by worker: {epochs}): "
+                           "the output directory must be on storage that every worker reads (the same host, NFS, "
+                           "GCS), at the same path.")
+    return epochs[0]
+
+
+def _reload_finished(model, plan, output_dir, backup_dir, distribution):
     """The final model of a finished run (``model.keras``, else the last backup's weights)."""
     from keras_nfnets.models.builder import load_weights_file
 
     final = os.path.join(output_dir, "model.keras")
     if os.path.exists(final):
-        model = load_keras_file(final)
-        model.compile(loss=plan.loss, metrics=plan.metrics)
+        with distribution.scope():
+            model = load_keras_file(final)
+            model.compile(loss=plan.loss, metrics=plan.metrics)
+        if _compat.is_multi_worker(distribution):
+            _compat.enable_keras_multi_worker_training(model)
     else:
-        load_weights_file(model, os.path.join(backup_dir, "latest.weights.h5"))
+        load_weights_file(model, os.path.join(backup_progress(backup_dir)[1], "model.weights.h5"))
     return model
 
 
-def _evaluate_and_record(model, eval_ds, output_dir, history, stopped):
-    """Test metrics (none when training stopped on a NaN), written with the history to ``history.json``."""
+def _evaluate_and_record(model, eval_ds, output_dir, history, stopped, role):
+    """Test metrics (none when training stopped on a NaN), written with the history to
+    ``history.json`` by the chief."""
     metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
     metrics = {k: float(v) for k, v in metrics.items()}
-    _write_json(os.path.join(output_dir, "history.json"), {"history": history, "test": metrics, "stopped": stopped})
+    if role.is_chief:
+        write_json_atomically(os.path.join(output_dir, "history.json"),
+                              {"history": history, "test": metrics, "stopped": stopped})
     return metrics
+
+
+def _save_final_model(model, output_dir, role):
+    """``model.keras``, saved atomically by the chief; the other workers run the same save into
+    a temporary directory that is deleted (the Keras multi-worker convention)."""
+    if role.is_chief:
+        save_model_atomically(model, os.path.join(output_dir, "model.keras"))
+        interrupted = os.path.join(output_dir, "interrupted.weights.h5")
+        if os.path.exists(interrupted):  # superseded by the finished model
+            os.remove(interrupted)
+        return
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="keras_nfnets_worker_model_")
+    try:
+        model.save(os.path.join(scratch, "model.keras"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _datasets(distribution, role, make_train, make_eval):
+    """The training and evaluation datasets: as built for one machine (Keras splits each global
+    batch over local replicas), or, with several workers, one shard per input pipeline through
+    ``distribute_datasets_from_function`` (each example once per epoch across the workers)."""
+    if role.count == 1:
+        return make_train(None), make_eval(None)
+    return (distribution.distribute_datasets_from_function(make_train),
+            distribution.distribute_datasets_from_function(make_eval))
 
 
 def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_size=None, image_size=None,
@@ -372,7 +413,9 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         weights: ``None``, ``"imagenet"`` (fine-tune: new classifier, LR one tenth of the recipe's)
             or a ``.weights.h5`` file.
         strategy: ``auto | one_device | mirrored | multi_worker | tpu``; precision: ``float32 |
-            mixed_bfloat16 | mixed_float16``.
+            mixed_bfloat16 | mixed_float16``. ``multi_worker``: the cluster comes from ``TF_CONFIG``;
+            run the same call on every worker with the same ``output_dir`` (storage all of them
+            read); the chief alone writes the run's files.
         output_dir: where ``model.keras``, ``run.json``, ``history.json``, ``backup/`` (per-epoch
             checkpoints) and ``logs/`` (TensorBoard) go (default ``runs/<model>_<dataset>``).
         seed: data order, crops and initialisation (``None``: not reproducible).
@@ -386,7 +429,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     import keras
 
     from keras_nfnets import data
-    from keras_nfnets.training.distribute import make_strategy, set_precision
+    from keras_nfnets.training.distribute import make_strategy, set_precision, worker_role
     from keras_nfnets.training.recipes import paper_hyperparameters
 
     # 1. arguments and settings
@@ -409,11 +452,13 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 
     # 3. strategy and steps
     distribution = make_strategy(strategy, tpu)
+    role = worker_role(distribution)
     steps = _steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
     settings.update(model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
                     class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
                     steps_per_epoch=steps, precision=precision, strategy=strategy,
-                    replicas=distribution.num_replicas_in_sync, seed=seed, eval_split=eval_split, augment=augment)
+                    replicas=distribution.num_replicas_in_sync, workers=role.count, seed=seed, eval_split=eval_split,
+                    augment=augment)
 
     # 4. model and recipe
     set_precision(precision)
@@ -428,39 +473,45 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     settings.update(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
 
     # 5. what an earlier run left: refuse other settings, stop if finished; then the run record
+    #    (every worker reads; the chief alone writes, and everyone waits for it)
     if resume:
         _check_resumable(output_dir, backup_dir, settings)
         finished = _finished_run(output_dir, backup_dir, epochs)
         if finished is not None:
             return finished
-    record = _write_run_record(output_dir, backup_dir, settings, resume)
-    start_epoch = _read_progress(backup_dir)
-    eval_ds = data.eval_dataset(eval_source, settings["eval_transform"], batch_size)
+    record = _write_run_record(output_dir, backup_dir, settings, resume, role)
+    start_epoch = _agreed_start_epoch(distribution, role, backup_dir)
+
+    # 6. data pipelines (one shard per worker in a cluster) and callbacks
+    def make_train(input_context):
+        return data.train_dataset(
+            train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=min(start_epoch, epochs - 1),
+            seed=seed, flip=settings["flip"], area_range=settings["area_range"], augmentation=plan.augmentation,
+            mean=settings["eval_transform"].mean, std=settings["eval_transform"].std, steps_per_epoch=steps,
+            input_context=input_context)
+
+    def make_eval(input_context):
+        return data.eval_dataset(eval_source, settings["eval_transform"], batch_size, input_context)
+
+    train_ds, eval_ds = _datasets(distribution, role, make_train, make_eval)
     throughput = _throughput_callback(batch_size)
-    history = _history_callback(os.path.join(output_dir, "history.json"), start_epoch)
+    history = _history_callback(os.path.join(output_dir, "history.json") if role.is_chief else None, start_epoch)
     # the history first: at an epoch's end it is written before the backup, so a resume never finds
     # a backed-up epoch missing from history.json (an extra one is dropped)
-    fit_callbacks = [history, *_callbacks(plan, output_dir, backup_dir, throughput, callbacks or [], tensorboard)]
+    fit_callbacks = [history, *_callbacks(plan, output_dir, backup_dir, throughput, callbacks or [], tensorboard, role)]
 
-    # 6. fit (or reload a run whose final save is missing), save, evaluate
+    # 7. fit (or reload a run whose final save is missing), save, evaluate
     stopped = None
     if start_epoch < epochs:
-        train_ds = data.train_dataset(
-            train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=start_epoch, seed=seed,
-            flip=settings["flip"], area_range=settings["area_range"], augmentation=plan.augmentation,
-            mean=settings["eval_transform"].mean, std=settings["eval_transform"].std, steps_per_epoch=steps)
         if start_epoch:
             print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
-        _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose)
+        _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose, start_epoch, role)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
-            save_model_atomically(model, os.path.join(output_dir, "model.keras"))
-            interrupted = os.path.join(output_dir, "interrupted.weights.h5")
-            if os.path.exists(interrupted):  # superseded by the finished model
-                os.remove(interrupted)
+            _save_final_model(model, output_dir, role)
     else:
-        model = _reload_finished(model, plan, output_dir, backup_dir)
-    metrics = _evaluate_and_record(model, eval_ds, output_dir, history.history, stopped)
+        model = _reload_finished(model, plan, output_dir, backup_dir, distribution)
+    metrics = _evaluate_and_record(model, eval_ds, output_dir, history.history, stopped, role)
     return TrainResult(model, history.history, metrics, output_dir, record, throughput.images_per_second(), stopped)
 
 
@@ -468,14 +519,14 @@ def _finished_run(output_dir, backup_dir, epochs):
     """A :class:`TrainResult` read from disk when the run in ``output_dir`` already trained all
     ``epochs`` and was saved and evaluated (nothing is rewritten), else ``None``."""
     final = os.path.join(output_dir, "model.keras")
-    record = _read_json(os.path.join(output_dir, "history.json")) or {}
-    if _read_progress(backup_dir) < epochs or not os.path.exists(final) or not record.get("test"):
+    record = read_json(os.path.join(output_dir, "history.json")) or {}
+    if backup_progress(backup_dir)[0] < epochs or not os.path.exists(final) or not record.get("test"):
         return None
     summary = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     print(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
           "Pass --restart (resume=False) to train it again.", flush=True)
     return TrainResult(load_keras_file(final), record.get("history", {}), record["test"], output_dir,
-                       _read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
+                       read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
 
 
 def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64, crop=None, data_dir=None,
