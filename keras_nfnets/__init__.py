@@ -12,7 +12,7 @@ from keras_nfnets import _startup
 if _startup.running_as_cli() and not _startup.wants_tensorflow_logs():
     _startup.quiet_tensorflow_start()
 
-from keras_nfnets import data, layers, models, spp, training, weights  # noqa: E402
+from keras_nfnets import data, launch, layers, models, spp, training, weights  # noqa: E402
 from keras_nfnets.applications import (  # noqa: E402
     BUILDERS,
     BNResNetV2,

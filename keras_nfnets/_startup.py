@@ -43,11 +43,21 @@ def stderr_silenced():
         os.close(devnull)
 
 
+_SET_HERE = set()  # environment variables this module set (not the user)
+
+
 def quiet_tensorflow_start():
     """Load TensorFlow and create its devices with standard error held; later C++ messages below
     ERROR stay off through ``TF_CPP_MIN_LOG_LEVEL=2``."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
     with stderr_silenced():
         import tensorflow as tf
 
         tf.config.list_logical_devices()
+
+
+def user_environment():
+    """``os.environ`` without the variables set here, for child processes (so that an ``nfnets``
+    child starts as quietly, or as verbosely, as its parent was asked to)."""
+    return {k: v for k, v in os.environ.items() if k not in _SET_HERE}

@@ -355,6 +355,13 @@ def build_parser():
     ev.add_argument("--image-size", type=_positive_int, default=None, help="evaluation resolution (default: the run's)")
     ev.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size (default 64)")
     ev.set_defaults(func=evaluate_command)
+
+    from keras_nfnets import launch
+
+    la = commands.add_parser("launch", parents=[common],
+                             help="run a multi-worker cluster on this machine: nfnets launch --workers 2 -- train ...")
+    launch.add_arguments(la)
+    la.set_defaults(func=launch.run_from_arguments)
     return parser
 
 

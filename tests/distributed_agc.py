@@ -1,14 +1,21 @@
 """Run by test_training.py in a fresh process (logical devices must be set before TF starts):
 AGC under MirroredStrategy on two logical CPUs equals one device with the same global batch,
-and differs from clipping each replica's gradient separately. Prints JSON."""
+and differs from clipping each replica's gradient separately. Prints JSON.
+
+``multi_worker``: the same comparison across the workers of a ``MultiWorkerMirroredStrategy``
+cluster (run under ``nfnets launch --workers 2``; each worker is one replica)."""
 
 import json
 import sys
 
 import tensorflow as tf
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+MULTI_WORKER = sys.argv[1:] == ["multi_worker"]
+if MULTI_WORKER:
+    multi_worker = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TF op
+else:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -49,12 +56,23 @@ def fit(strategy):
     with strategy.scope():
         model = build()
     initial = [w.numpy() for w in model.weights]
-    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    if MULTI_WORKER and strategy is multi_worker:
+        from keras_nfnets import _compat
+
+        _compat.enable_keras_multi_worker_training(model)
+
+        def worker_half(context):  # worker k is replica k: it gets rows 4k … 4k + 3 of the global batch
+            start = 4 * context.input_pipeline_id
+            return tf.data.Dataset.from_tensor_slices((x[start:start + 4], y[start:start + 4])).batch(4)
+
+        model.fit(strategy.distribute_datasets_from_function(worker_half), epochs=1, verbose=0)
+    else:
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     return initial, [w.numpy() for w in model.weights]
 
 
 initial, one = fit(tf.distribute.OneDeviceStrategy("/cpu:0"))
-_, two = fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+_, two = fit(multi_worker if MULTI_WORKER else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
 
 # The wrong way: clip each replica's (1/2-scaled) gradient, then sum.
 model = build()
@@ -72,6 +90,7 @@ wrong = [w0 - LR * g.numpy() for w0, g in zip(initial, per_replica)]
 
 hidden = 0  # the clipped layer's kernel
 print(json.dumps({
+    "replicas": (multi_worker if MULTI_WORKER else tf.distribute.get_strategy()).num_replicas_in_sync,
 
     "one_vs_two": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
     "update_size": max(float(np.abs(a - b).max()) for a, b in zip(one, initial)),

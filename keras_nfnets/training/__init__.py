@@ -2,7 +2,15 @@
 papers' recipes, strategies/precision by name, and complete runs (``train``, ``evaluate``)."""
 
 from keras_nfnets.training.callbacks import EpochBackup, StopOnNaN
-from keras_nfnets.training.distribute import PRECISIONS, STRATEGIES, make_strategy, set_precision
+from keras_nfnets.training.distribute import (
+    PRECISIONS,
+    STRATEGIES,
+    WorkerRole,
+    cluster_from_tf_config,
+    make_strategy,
+    set_precision,
+    worker_role,
+)
 from keras_nfnets.training.ema import ExponentialMovingAverage, ema_decay
 from keras_nfnets.training.optimizers import SGDAGC, adaptive_grad_clip, unitwise_norm, warmup_cosine_decay
 from keras_nfnets.training.recipes import (

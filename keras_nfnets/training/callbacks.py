@@ -60,7 +60,7 @@ def _seed_generators(model):
         for value in vars(layer).values():
             if isinstance(value, keras.random.SeedGenerator) and id(value) not in seen:
                 seen.add(id(value))
-                found.append((f"{len(found)}_{layer.name}", value))
+                found.append((f"{len(found)}_{type(layer).__name__}", value))
     return found
 
 

@@ -36,7 +36,14 @@ def make_strategy(name="auto", tpu=None):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise RuntimeError("The multi_worker strategy must be created before TensorFlow runs anything in this "
+                               "process: start each worker as a fresh process (nfnets train --strategy multi_worker, "
+                               "or nfnets launch) and create the strategy first.") from error
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME", ""))
         tf.config.experimental_connect_to_cluster(resolver)
@@ -111,7 +118,10 @@ def all_workers(strategy, value):
     every worker got there (a barrier)."""
     import tensorflow as tf
 
-    per_replica = strategy.run(lambda: tf.constant([int(value)], tf.int64))
-    values = strategy.gather(per_replica, axis=0).numpy().tolist()
+    @tf.function
+    def gather():
+        return strategy.gather(strategy.run(lambda: tf.constant([int(value)], tf.int64)), axis=0)
+
+    values = gather().numpy().tolist()
     replicas_per_worker = strategy.num_replicas_in_sync // worker_role(strategy).count
     return values[::replicas_per_worker]

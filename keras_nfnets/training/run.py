@@ -441,6 +441,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     batch_size = int(batch_size or defaults.get("batch_size") or paper.batch_size)
     output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
     backup_dir = os.path.join(output_dir, "backup")
+    distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
+    role = worker_role(distribution)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
 
@@ -450,9 +452,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     eval_source = data.load_source(dataset, eval_split, data_dir=data_dir, manual_dir=manual_dir)
     settings = _pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
 
-    # 3. strategy and steps
-    distribution = make_strategy(strategy, tpu)
-    role = worker_role(distribution)
+    # 3. steps
     steps = _steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
     settings.update(model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
                     class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,

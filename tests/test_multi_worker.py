@@ -1,0 +1,326 @@
+"""Multi-worker training (issue 13): sharded input, atomic backups, the local launcher, and real
+two-worker MultiWorkerMirroredStrategy runs on 127.0.0.1 (one of them losing a worker to SIGKILL)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import HERE, REPO_ENV
+
+import keras
+from keras_nfnets import data, launch
+from keras_nfnets.training import EpochBackup, ExponentialMovingAverage, evaluate
+from keras_nfnets.training.distribute import cluster_from_tf_config
+
+CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its workers are killed after it
+
+
+# --- sharded input: each example once per epoch across the workers ---------------------------------
+
+def _indexed_source(n, random_access=True):
+    """``n`` examples whose label is their index (and whose 2×2 image holds it), so a batch says
+    which examples it holds."""
+    images = np.repeat(np.arange(n, dtype="uint8")[:, None, None, None], 2, 1).repeat(2, 2).repeat(3, 3)
+    labels = np.arange(n, dtype="int64")
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    return data.Source(name="indexed", split="train", dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
+                       num_examples=n, num_classes=n, class_names=tuple(map(str, range(n))),
+                       lookup=(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i))) if random_access else None)
+
+
+def _batches(source, batch, pipelines=1, pipeline=0, replicas=1, epochs=2):
+    context = None if pipelines == 1 and replicas == 1 else tf.distribute.InputContext(pipelines, pipeline, replicas)
+    ds = data.train_dataset(source, 4, batch, epochs=epochs, seed=3, flip=False, area_range=(1.0, 1.0),
+                            mean=(0, 0, 0), std=(1, 1, 1), input_context=context, shuffle_buffer=32)
+    return [(np.argmax(y, -1), x) for x, y in ds.as_numpy_iterator()]
+
+
+@pytest.mark.parametrize("random_access", [True, False], ids=["random-access", "streaming"])
+@pytest.mark.parametrize("pipelines,replicas", [(2, 2), (2, 4), (3, 3)], ids=["2x1", "2x2", "3x1"])
+def test_sharded_pipelines_cover_each_example_once_per_epoch(random_access, pipelines, replicas):
+    n, batch = 96, 24  # 4 steps an epoch
+    source = _indexed_source(n, random_access)
+    whole = _batches(source, batch)  # the one-worker run
+    shards = [_batches(source, batch, pipelines, k, replicas) for k in range(pipelines)]
+    per_pipeline = replicas // pipelines
+    steps = len(whole)
+    assert steps == 2 * n // batch
+    for shard in shards:
+        assert len(shard) == steps * per_pipeline and all(len(ids) == batch // replicas for ids, _ in shard)
+    for step in range(steps):
+        # the global batch of every step holds exactly the one-worker run's examples, with the same crops
+        ids = np.concatenate([ids for shard in shards for ids, _ in shard[step * per_pipeline:(step + 1) * per_pipeline]])
+        assert sorted(ids) == sorted(whole[step][0])
+        images = {int(i): x for shard in shards for ids, xs in shard[step * per_pipeline:(step + 1) * per_pipeline]
+                  for i, x in zip(ids, xs)}
+        for i, x in zip(*whole[step]):
+            np.testing.assert_array_equal(images[int(i)], x)
+    for epoch in range(2):  # each example once per epoch, across all workers
+        seen = np.concatenate([ids for shard in shards
+                               for ids, _ in shard[epoch * steps // 2 * per_pipeline:(epoch + 1) * steps // 2 * per_pipeline]])
+        assert len(seen) == n and sorted(seen) == list(range(n))
+
+
+def test_sharded_evaluation_splits_the_examples():
+    source = _indexed_source(10)
+    transform = data.EvalTransform(4, crop="resize", mean=(0, 0, 0), std=(1, 1, 1))
+    seen = []
+    for k in range(2):
+        ds = data.eval_dataset(source, transform, 4, tf.distribute.InputContext(2, k, 2))
+        batches = [np.argmax(y, -1) for _, y in ds.as_numpy_iterator()]
+        assert all(len(b) <= 2 for b in batches)  # per-replica batches of the global 4
+        seen.extend(np.concatenate(batches))
+    assert sorted(seen) == list(range(10))
+
+
+# --- TF_CONFIG and the launcher (fast: no TensorFlow in the workers) -------------------------------
+
+def test_tf_config_is_checked():
+    assert cluster_from_tf_config({}) is None
+    good = {"TF_CONFIG": launch.tf_config([1234, 1235], 1)}
+    assert cluster_from_tf_config(good) == ({"worker": ["127.0.0.1:1234", "127.0.0.1:1235"]}, "worker", 1)
+    for bad in ('{"cluster": {"worker": ["a:1"]}}', "not json", launch.tf_config([1], 3)):
+        with pytest.raises(ValueError, match="TF_CONFIG"):
+            cluster_from_tf_config({"TF_CONFIG": bad})
+
+
+def test_the_launcher_makes_train_multi_worker_and_refuses_other_strategies():
+    command = launch.worker_command(["train", "--epochs", "2"])
+    assert command[:3] == [sys.executable, "-m", "keras_nfnets.cli"]
+    assert command[3:] == ["train", "--epochs", "2", "--strategy", "multi_worker"]
+    assert launch.worker_command(["train", "--strategy=multi_worker"])[-1] == "--strategy=multi_worker"
+    with pytest.raises(ValueError, match="--strategy multi_worker; received --strategy mirrored"):
+        launch.worker_command(["train", "--strategy", "mirrored"])
+    with pytest.raises(ValueError, match="Nothing to launch"):
+        launch.worker_command([])
+    assert launch.worker_command(["python", "x.py"]) == ["python", "x.py"]
+    ports = launch.free_ports(4)
+    assert len(set(ports)) == 4
+
+
+def _launcher(args, tmp_path, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "keras_nfnets.launch", "--log-dir", str(tmp_path / "logs"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=REPO_ENV, **kwargs)
+
+
+def _header(process):
+    """The launcher's first line (worker pids and ports), skipping what starts before it."""
+    while True:
+        line = process.stdout.readline()
+        if line.startswith("nfnets launch:") or not line:
+            return line
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_launcher_gives_each_worker_its_task_and_restarts_a_failed_cluster(tmp_path):
+    marker = tmp_path / "failed-once"
+    script = ("import json, os, sys; task = json.loads(os.environ['TF_CONFIG'])['task']; "
+              f"marker = {str(marker)!r}; print('task', task['index'], flush=True)\n"
+              "if task['index'] == 1 and not os.path.exists(marker):\n"
+              "    open(marker, 'w').close(); sys.exit(3)")
+    first = _launcher(["--workers", "2", "--", sys.executable, "-c", script], tmp_path)
+    out, _ = first.communicate(timeout=60)
+    assert first.returncode == 3, out  # worker 1 failed and no restarts were allowed
+    assert "worker 1 failed (exit code 3)" in out and "task 0" in out  # the chief's output is streamed
+    marker.unlink()
+    second = _launcher(["--workers", "2", "--restart-on-failure", "1", "--", sys.executable, "-c", script], tmp_path)
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out
+    assert "restarting the cluster (1 of 1)" in out and out.count("task 0") == 2
+    assert "task 1" in (tmp_path / "logs" / "worker-1.log").read_text()
+
+
+def test_the_launcher_forwards_sigterm_and_leaves_no_worker_behind(tmp_path):
+    script = "import time; print('up', flush=True); time.sleep(120)"
+    process = _launcher(["--workers", "2", "--", sys.executable, "-c", script], tmp_path)
+    header = _header(process)
+    pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
+    assert len(pids) == 2, header
+    assert process.stdout.readline().strip() == "up"
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM and "SIGTERM received; stopping the workers" in out
+    assert all(_gone(pid) for pid in pids)
+
+
+# --- atomic backups ---------------------------------------------------------------------------------
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dropout(0.5, seed=1),
+                              keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    return model
+
+
+def _fit(model, backup, epochs, initial_epoch=0, ema=None):
+    x = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
+    callbacks = [EpochBackup(backup, [ema] if ema else [])] + ([ema] if ema else [])
+    model.fit(x, x[:, :2], batch_size=8, epochs=epochs, initial_epoch=initial_epoch, verbose=0, shuffle=False,
+              callbacks=callbacks)
+
+
+def test_a_crash_while_backing_up_leaves_the_previous_epoch_committed(tmp_path, monkeypatch):
+    backup = str(tmp_path / "backup")
+    model = _tiny_model()
+    ema = ExponentialMovingAverage(0.9, swap_on_end=False)
+    _fit(model, backup, 1, ema=ema)
+    committed = [w.numpy() for w in model.weights]
+    ema_step = ema.step
+    assert sorted(os.listdir(backup)) == ["epoch-0001", "training_metadata.json"]
+
+    def crash_midway(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"\x89HDF\r\n\x1a\n torn")  # the start of an HDF5 file, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save_weights", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(model, backup, 2, initial_epoch=1, ema=ema)
+    monkeypatch.undo()
+    assert json.load(open(os.path.join(backup, "training_metadata.json")))["epoch"] == 1
+    # a fresh process restores epoch 1 whole: weights, optimizer, EMA (the torn save is never read)
+    restored = _tiny_model()
+    restored_ema = ExponentialMovingAverage(0.9, swap_on_end=False)
+    _fit(restored, backup, 1, initial_epoch=1, ema=restored_ema)  # no epoch left: only the restore runs
+    for a, b in zip(committed, restored.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    assert restored_ema.step == ema_step
+    _fit(restored, backup, 2, initial_epoch=1, ema=restored_ema)  # the next save cleans the leftover
+    assert sorted(os.listdir(backup)) == ["epoch-0002", "training_metadata.json"]
+
+
+def test_a_damaged_backup_is_reported_not_loaded(tmp_path):
+    backup = tmp_path / "backup"
+    _fit(_tiny_model(), str(backup), 1)
+    weights = backup / "epoch-0001" / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:200])  # storage lost the end of the file
+    with pytest.raises(ValueError, match=r"The backup of epoch 1 in .*epoch-0001 cannot be read .*--restart"):
+        _fit(_tiny_model(), str(backup), 2, initial_epoch=1)
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')  # Keras' BackupAndRestore layout
+    with pytest.raises(ValueError, match="older layout"):
+        _fit(_tiny_model(), str(backup), 4, initial_epoch=3)
+
+
+# --- real clusters on 127.0.0.1 -------------------------------------------------------------------
+
+# the digits recipe, shortened to 6 epochs with a 4x learning rate (94% on one worker)
+DIGITS = ["--epochs", "6", "--learning-rate", "0.1", "--batch-size", "64", "--progress", "2", "--restart"]
+
+
+def _run(command, tmp_path, name):
+    """``command`` to completion (bounded), in an environment whose temporary directory is ours."""
+    scratch = tmp_path / f"{name}-tmp"
+    scratch.mkdir()
+    env = dict(REPO_ENV, TMPDIR=str(scratch))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=CLUSTER_TIMEOUT, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result, scratch
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    """The digits recipe trained by one process and by a two-worker cluster (one CPU thread each)."""
+    tmp_path = tmp_path_factory.mktemp("digits")
+    one, _ = _run([sys.executable, "-m", "keras_nfnets.cli", "train", "--output-dir", str(tmp_path / "one"), *DIGITS],
+                  tmp_path, "one")
+    two, scratch = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
+                         "--log-dir", str(tmp_path / "logs"), "--", "train", "--output-dir", str(tmp_path / "two"),
+                         *DIGITS], tmp_path, "two")
+    return tmp_path, one, two, scratch
+
+
+def _history(run_dir):
+    return json.load(open(os.path.join(run_dir, "history.json")))
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
+    tmp_path, one, two, scratch = digits_runs
+    single, cluster = _history(tmp_path / "one"), _history(tmp_path / "two")
+    print("one worker:", single["test"], "two workers:", cluster["test"])
+    assert json.load(open(tmp_path / "two" / "run.json"))["workers"] == 2
+    assert len(cluster["history"]["loss"]) == 6
+    # the same global batches (examples and crops) in the same order: the first epoch's loss agrees
+    # closely (dropout masks differ), and the final test accuracy within 2 points
+    assert cluster["history"]["loss"][0] == pytest.approx(single["history"]["loss"][0], rel=0.02)
+    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.02
+    assert cluster["test"]["accuracy"] > 0.85  # it learned (10 classes)
+    # the chief's distributed evaluation equals a one-process evaluation of the saved model
+    assert evaluate(str(tmp_path / "two"))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)
+    # both workers trained: worker 1 logged its epochs and the same final metrics
+    log = (tmp_path / "logs" / "worker-1.log").read_text()
+    assert "Epoch 6/6" in log and f"accuracy {cluster['test']['accuracy']:.4f}" in log
+
+
+@pytest.mark.slow
+def test_only_the_chief_writes_the_run_and_workers_clean_up(digits_runs):
+    tmp_path, _, _, scratch = digits_runs
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    assert sorted(os.listdir(tmp_path / "two" / "backup")) == ["epoch-0006", "training_metadata.json"]
+    # worker 1 ran every save into its own temporary directories and removed them
+    assert os.listdir(scratch) == [], os.listdir(scratch)
+    assert not [p for p in os.listdir(tmp_path / "two") if "worker" in p or p.endswith((".tmp", ".partial"))]
+
+
+@pytest.mark.slow
+def test_agc_after_the_all_reduce_across_two_workers(tmp_path):
+    result, _ = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--log-dir", str(tmp_path / "logs"),
+                      "--", sys.executable, os.path.join(HERE, "distributed_agc.py"), "multi_worker"], tmp_path, "agc")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    print(figures)
+    assert figures["replicas"] == 2
+    assert figures["one_vs_two"] < 1e-5 * figures["update_size"]  # two workers == one device, same global batch
+    assert figures["hidden_vs_per_replica"] > 0.1 * figures["hidden_update"]  # not clipped per worker
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs):
+    tmp_path, _, _, _ = digits_runs
+    run_dir = tmp_path / "killed"
+    metadata = run_dir / "backup" / "training_metadata.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
+         "--restart-on-failure", "1", "--log-dir", str(tmp_path / "killed-logs"), "--", "train", "--output-dir",
+         str(run_dir), *DIGITS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=REPO_ENV)
+    try:
+        header = _header(process)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 2):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(3.0)  # into the third epoch's steps
+        os.kill(pids[1], signal.SIGKILL)
+        out, _ = process.communicate(timeout=CLUSTER_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = header + out
+    assert process.returncode == 0, out[-3000:]
+    assert "worker 1 failed (signal SIGKILL)" in out and "restarting the cluster (1 of 1)" in out
+    resumed_at = int(re.search(r"Resuming from .* at epoch (\d)/6", out).group(1))
+    assert resumed_at in (3, 4)  # from the last backup: no finished epoch was lost
+    history = _history(run_dir)
+    assert len(history["history"]["loss"]) == 6
+    uninterrupted = _history(tmp_path / "two")
+    print("killed and resumed:", history["test"], "uninterrupted:", uninterrupted["test"])
+    assert abs(history["test"]["accuracy"] - uninterrupted["test"]["accuracy"]) <= 0.02
+    for key in ("loss", "accuracy"):  # the epochs before the kill are the uninterrupted run's
+        np.testing.assert_allclose(history["history"][key][:2], uninterrupted["history"][key][:2], rtol=1e-3)
+    assert all(_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))
