@@ -79,6 +79,7 @@ class Cluster:
 
     def __init__(self, command, workers, threads_per_worker=None, log_dir=None, stream=None):
         self.command = worker_command(command)
+        self.runs_nfnets = command[0] in NFNETS_COMMANDS
         self.workers = int(workers)
         self.threads_per_worker = threads_per_worker
         self.log_dir = log_dir
@@ -201,6 +202,8 @@ def launch(command, workers=2, restarts=0, threads_per_worker=None, log_dir=None
             attempt += 1
             print(f"nfnets launch: restarting the cluster ({attempt} of {restarts}); training resumes from its last "
                   "backup.", file=stream, flush=True)
+            if cluster.runs_nfnets and "--restart" in cluster.command:  # start over once, not at every restart
+                cluster.command = [a for a in cluster.command if a != "--restart"]
     finally:
         if any(p.poll() is None for p in cluster.processes):
             cluster.stop(signal.SIGKILL, 0)

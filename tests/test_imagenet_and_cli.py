@@ -189,7 +189,14 @@ def test_readme_links_resolve():
     import pathlib
     import re
 
+    def anchors(path):  # GitHub's heading slugs
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.*)$", path.read_text(), re.M)}
+
     root = pathlib.Path(__file__).parents[1]
     for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
-            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text()):
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.name} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{page.name} links to missing section {target}#{anchor}"
