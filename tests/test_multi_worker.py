@@ -56,15 +56,15 @@ def test_sharded_pipelines_cover_each_example_once_per_epoch(random_access, pipe
         assert len(shard) == steps * per_pipeline and all(len(ids) == batch // replicas for ids, _ in shard)
     for step in range(steps):
         # the global batch of every step holds exactly the one-worker run's examples, with the same crops
-        ids = np.concatenate([ids for shard in shards for ids, _ in shard[step * per_pipeline:(step + 1) * per_pipeline]])
+        this_step = slice(step * per_pipeline, (step + 1) * per_pipeline)
+        ids = np.concatenate([ids for shard in shards for ids, _ in shard[this_step]])
         assert sorted(ids) == sorted(whole[step][0])
-        images = {int(i): x for shard in shards for ids, xs in shard[step * per_pipeline:(step + 1) * per_pipeline]
-                  for i, x in zip(ids, xs)}
+        images = {int(i): x for shard in shards for ids, xs in shard[this_step] for i, x in zip(ids, xs)}
         for i, x in zip(*whole[step]):
             np.testing.assert_array_equal(images[int(i)], x)
     for epoch in range(2):  # each example once per epoch, across all workers
-        seen = np.concatenate([ids for shard in shards
-                               for ids, _ in shard[epoch * steps // 2 * per_pipeline:(epoch + 1) * steps // 2 * per_pipeline]])
+        this_epoch = slice(epoch * steps // 2 * per_pipeline, (epoch + 1) * steps // 2 * per_pipeline)
+        seen = np.concatenate([ids for shard in shards for ids, _ in shard[this_epoch]])
         assert len(seen) == n and sorted(seen) == list(range(n))
 
 
@@ -126,6 +126,7 @@ def _gone(pid):
     return False
 
 
+@pytest.mark.slow
 def test_the_launcher_gives_each_worker_its_task_and_restarts_a_failed_cluster(tmp_path):
     marker = tmp_path / "failed-once"
     script = ("import json, os, sys; task = json.loads(os.environ['TF_CONFIG'])['task']; "
@@ -144,6 +145,7 @@ def test_the_launcher_gives_each_worker_its_task_and_restarts_a_failed_cluster(t
     assert "task 1" in (tmp_path / "logs" / "worker-1.log").read_text()
 
 
+@pytest.mark.slow
 def test_the_launcher_forwards_sigterm_and_leaves_no_worker_behind(tmp_path):
     script = "import time; print('up', flush=True); time.sleep(120)"
     process = _launcher(["--workers", "2", "--", sys.executable, "-c", script], tmp_path)
@@ -279,8 +281,9 @@ def test_only_the_chief_writes_the_run_and_workers_clean_up(digits_runs):
 
 @pytest.mark.slow
 def test_agc_after_the_all_reduce_across_two_workers(tmp_path):
-    result, _ = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--log-dir", str(tmp_path / "logs"),
-                      "--", sys.executable, os.path.join(HERE, "distributed_agc.py"), "multi_worker"], tmp_path, "agc")
+    result, _ = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--log-dir",
+                      str(tmp_path / "logs"), "--", sys.executable, os.path.join(HERE, "distributed_agc.py"),
+                      "multi_worker"], tmp_path, "agc")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     print(figures)
     assert figures["replicas"] == 2

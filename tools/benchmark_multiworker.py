@@ -40,7 +40,10 @@ def worker(args):
     """One process of a measurement: fit, time each step, time the all-reduce alone (cluster)."""
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy() if args.worker == "multi_worker" else tf.distribute.get_strategy()
+    if args.worker == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow op
+    else:
+        strategy = tf.distribute.get_strategy()
 
     import keras
     import numpy as np
@@ -109,7 +112,8 @@ def measure(args, configuration):
         own = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--batch-size", str(args.batch_size),
                "--image-size", str(args.image_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--result", path]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+        path_entries = filter(None, [REPO, os.environ.get("PYTHONPATH")])
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(path_entries))
         if configuration == "single":
             env.update(TF_NUM_INTRAOP_THREADS="2", TF_NUM_INTEROP_THREADS="2", OMP_NUM_THREADS="2")
             command = [*own, "--worker", "single"]
@@ -130,15 +134,16 @@ def main():
     single = measure(args, "single")
     cluster = measure(args, "multi_worker")
     megabytes = cluster["gradient_bytes"] / 1e6
-    print(f"1 worker x 2 threads : {single['step_seconds'] * 1e3:7.1f} ms/step  {single['images_per_second']:6.1f} images/s")
+    print(f"1 worker x 2 threads : {single['step_seconds'] * 1e3:7.1f} ms/step  "
+          f"{single['images_per_second']:6.1f} images/s")
     print(f"2 workers x 1 thread : {cluster['step_seconds'] * 1e3:7.1f} ms/step  {cluster['images_per_second']:6.1f} "
           f"images/s  ({cluster['images_per_second'] / single['images_per_second']:.2f}x the single worker)")
     share = cluster["all_reduce_seconds"] / cluster["step_seconds"]
     print(f"all-reduce of the gradients alone: {cluster['all_reduce_seconds'] * 1e3:.1f} ms = {share:.0%} of the "
           f"2-worker step")
     print(f"communication: {cluster['trainable_tensors']} gradient tensors, {megabytes:.1f} MB (float32) all-reduced "
-          f"per step; a ring sends 2(N-1)/N x that per worker: {megabytes:.1f} MB at N=2, {2 * 7 / 8 * megabytes:.1f} MB "
-          "at N=8")
+          f"per step; a ring sends 2(N-1)/N x that per worker: {megabytes:.1f} MB at N=2, "
+          f"{2 * 7 / 8 * megabytes:.1f} MB at N=8")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,10 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         if pipelines > 1:  # every worker reads the compact records, each decodes only its own
             ordered = ordered.shard(pipelines, pipeline)
         if source.records is not None:
-            ordered = ordered.map(lambda i, record: (i, source.decode(record)), num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+            def decode(i, record):
+                return i, source.decode(*record) if isinstance(record, tuple) else source.decode(record)
+
+            ordered = ordered.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ordered
 
     def one_epoch(epoch):
@@ -147,4 +149,5 @@ def eval_dataset(source, transform, batch_size, input_context=None):
     pipelines, pipeline, replicas = _shard(input_context)
     examples = source.dataset.shard(pipelines, pipeline) if pipelines > 1 else source.dataset
     return (examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(max(1, batch_size // (pipelines * replicas))).prefetch(tf.data.AUTOTUNE).with_options(_options(True)))
+            .batch(max(1, batch_size // (pipelines * replicas))).prefetch(tf.data.AUTOTUNE)
+            .with_options(_options(True)))

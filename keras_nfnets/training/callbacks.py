@@ -127,7 +127,8 @@ class EpochBackup(keras.callbacks.Callback):
             participant.restore_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(prefix + "/")})
 
     def on_epoch_end(self, epoch, logs=None):
-        state = {f"random/{name}": keras.ops.convert_to_numpy(g.state.value) for name, g in _seed_generators(self.model)}
+        state = {f"random/{name}": keras.ops.convert_to_numpy(generator.state.value)
+                 for name, generator in _seed_generators(self.model)}
         for prefix, participant in self.participants.items():
             state.update({f"{prefix}/{k}": v for k, v in participant.backup_state().items()})
         if not self.is_chief:

@@ -44,7 +44,8 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         """The averages and the step, as arrays (for :class:`EpochBackup`)."""
         if self.averages is None:
             return {}
-        return {"step": np.array(self.step), **{f"w{i}": ops.convert_to_numpy(a.value) for i, a in enumerate(self.averages)}}
+        arrays = {f"w{i}": ops.convert_to_numpy(average.value) for i, average in enumerate(self.averages)}
+        return {"step": np.array(self.step), **arrays}
 
     def restore_state(self, state):
         """Continue from ``backup_state()``'s arrays when training (re)starts."""

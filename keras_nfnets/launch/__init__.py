@@ -110,8 +110,9 @@ class Cluster:
                 self.command, env=self._environment(ports, index), stdout=output, stderr=output,
                 start_new_session=True, preexec_fn=_die_with_parent))
         pids = ", ".join(f"worker {i} pid {p.pid}" for i, p in enumerate(self.processes))
-        print(f"nfnets launch: {self.workers} workers on 127.0.0.1 ports {', '.join(map(str, ports))} ({pids}; "
-              f"worker 0 is the chief; the others log to {self.log_dir})", file=self.stream, flush=True)
+        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+        print(f"nfnets launch: {workers} on 127.0.0.1 ports {', '.join(map(str, ports))} ({pids}; worker 0 is the "
+              f"chief; the others log to {self.log_dir})", file=self.stream, flush=True)
 
     def poll(self):
         """``None`` while every worker runs or some still run after others succeeded; else
@@ -242,6 +243,3 @@ def main(argv=None):
         print(f"nfnets launch: error: {error}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
