@@ -52,6 +52,9 @@ def build():
     return model
 
 
+EMA_STATE = {}
+
+
 def fit(strategy):
     with strategy.scope():
         model = build()
@@ -65,7 +68,11 @@ def fit(strategy):
             start = 4 * context.input_pipeline_id
             return tf.data.Dataset.from_tensor_slices((x[start:start + 4], y[start:start + 4])).batch(4)
 
-        model.fit(strategy.distribute_datasets_from_function(worker_half), epochs=1, verbose=0)
+        from keras_nfnets.training import ExponentialMovingAverage
+
+        ema = ExponentialMovingAverage(0.5, swap_on_end=False)
+        model.fit(strategy.distribute_datasets_from_function(worker_half), epochs=1, verbose=0, callbacks=[ema])
+        EMA_STATE.update(ema.backup_state())
     else:
         model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     return initial, [w.numpy() for w in model.weights]
@@ -91,6 +98,9 @@ wrong = [w0 - LR * g.numpy() for w0, g in zip(initial, per_replica)]
 hidden = 0  # the clipped layer's kernel
 print(json.dumps({
     "replicas": (multi_worker if MULTI_WORKER else tf.distribute.get_strategy()).num_replicas_in_sync,
+    # what each worker holds after training (compared across workers by the test)
+    "weights": [w.ravel().tolist() for w in two],
+    "ema": [EMA_STATE[k].ravel().tolist() for k in sorted(EMA_STATE)],
 
     "one_vs_two": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
     "update_size": max(float(np.abs(a - b).max()) for a, b in zip(one, initial)),

@@ -285,8 +285,12 @@ def test_agc_after_the_all_reduce_across_two_workers(tmp_path):
                       str(tmp_path / "logs"), "--", sys.executable, os.path.join(HERE, "distributed_agc.py"),
                       "multi_worker"], tmp_path, "agc")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    print(figures)
+    worker = json.loads((tmp_path / "logs" / "worker-1.log").read_text().strip().splitlines()[-1])
+    print({k: v for k, v in figures.items() if k not in ("weights", "ema")})
     assert figures["replicas"] == 2
+    # every worker ends with the same weights and the same EMA of them (averaged on each worker)
+    assert worker["weights"] == figures["weights"] and worker["ema"] == figures["ema"] and len(figures["ema"]) == 5
+    assert figures["ema"][1:] != figures["weights"]  # the average is not just the weights
     assert figures["one_vs_two"] < 1e-5 * figures["update_size"]  # two workers == one device, same global batch
     assert figures["hidden_vs_per_replica"] > 0.1 * figures["hidden_update"]  # not clipped per worker
 
