@@ -41,7 +41,9 @@ def worker(args):
     import tensorflow as tf
 
     if args.worker == "multi_worker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow op
+        from keras_nfnets.training import make_strategy
+
+        strategy = make_strategy("multi_worker")  # before any other TensorFlow op
     else:
         strategy = tf.distribute.get_strategy()
 
