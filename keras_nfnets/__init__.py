@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from keras_nfnets import _startup
 
-if _startup.running_as_cli() and not _startup.wants_tensorflow_logs():
+if _startup.running_as_cli() and not _startup.wants_tensorflow_logs() and _startup.tensorflow_backend():
     _startup.quiet_tensorflow_start()
 
 from keras_nfnets import data, launch, layers, models, spp, training, weights  # noqa: E402

@@ -62,6 +62,10 @@ def is_multi_worker(strategy):
     """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` spanning more than one worker
     (``extended._num_workers``: the public API gives only the replica count, which a one-worker
     cluster with several GPUs shares with a multi-worker one)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
     import tensorflow as tf
 
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

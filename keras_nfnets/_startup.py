@@ -23,6 +23,12 @@ def running_as_cli():
     return False
 
 
+def tensorflow_backend():
+    """Whether Keras will run on TensorFlow (``KERAS_BACKEND`` unset or ``tensorflow``); on JAX or
+    PyTorch TensorFlow is imported only for a TF-only feature (tf.data, export)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+
+
 def wants_tensorflow_logs(argv=None):
     """The user asked for TensorFlow's logs: ``--verbose`` or ``TF_CPP_MIN_LOG_LEVEL`` already set."""
     return "TF_CPP_MIN_LOG_LEVEL" in os.environ or "--verbose" in (sys.argv if argv is None else argv)

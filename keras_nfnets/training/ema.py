@@ -5,6 +5,12 @@ import numpy as np
 from keras import ops
 
 
+def _copy(variable):
+    """A NumPy copy of a variable's value (on JAX a plain conversion can share the buffer that the
+    next training step donates and deletes)."""
+    return np.array(ops.convert_to_numpy(variable.value), copy=True)
+
+
 def ema_decay(step, decay):
     """The decay at step ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``."""
     return min(float(decay), (1.0 + step) / (10.0 + step))
@@ -44,7 +50,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         """The averages and the step, as arrays (for :class:`EpochBackup`)."""
         if self.averages is None:
             return {}
-        arrays = {f"w{i}": ops.convert_to_numpy(average.value) for i, average in enumerate(self.averages)}
+        arrays = {f"w{i}": _copy(average) for i, average in enumerate(self.averages)}
         return {"step": np.array(self.step), **arrays}
 
     def restore_state(self, state):
@@ -53,7 +59,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.averages is None:
-            self.averages = [keras.Variable(ops.convert_to_numpy(w.value), trainable=False, name=f"ema_{i}")
+            self.averages = [keras.Variable(_copy(w), trainable=False, name=f"ema_{i}")
                              for i, w in enumerate(self.weights)]
         if self._restored is not None:
             arrays = [self._restored.get(f"w{i}") for i in range(len(self.averages))]
@@ -65,23 +71,25 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             self.step, self._restored = int(self._restored["step"]), None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._update is None:
-            import tensorflow as tf
+        def update(d, weights):
+            for average, weight in zip(self.averages, weights):
+                average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))
 
-            pairs = list(zip(self.averages, self.weights))
+        if keras.backend.backend() == "tensorflow":
+            if self._update is None:
+                import tensorflow as tf
 
-            def update(d):
-                for average, weight in pairs:
-                    average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))
-
-            self._update = tf.function(update)  # one graph for all weights instead of eager ops
-        self._update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"))
+                weights = self.weights
+                self._update = tf.function(lambda d: update(d, weights))  # one graph instead of eager ops
+            self._update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"))
+        else:  # self.weights goes through self.model, which brings JAX's in-flight state into the variables
+            update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"), self.weights)
         self.step += 1
 
     def _swap_in(self):
-        self._backup = [ops.convert_to_numpy(w.value) for w in self.weights]
+        self._backup = [_copy(w) for w in self.weights]
         for average, weight in zip(self.averages, self.weights):
-            weight.assign(average.value)
+            weight.assign(_copy(average))  # a copy: never share a buffer JAX may donate
 
     def _swap_out(self):
         for backup, weight in zip(self._backup, self.weights):
@@ -99,4 +107,4 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.swap_on_end and self.averages is not None and self.step > 0:
             for average, weight in zip(self.averages, self.weights):
-                weight.assign(average.value)
+                weight.assign(_copy(average))  # a copy: never share a buffer JAX may donate
