@@ -1,0 +1,116 @@
+"""One NFRegNetB0 training step (SGD + Nesterov + AGC, batch 16, 192 px) on each Keras backend
+— TensorFlow, JAX, PyTorch — next to timm's ``nf_regnet_b0`` (plain SGD + Nesterov), all on the
+same machine and thread count, each in its own process, printed as throughput ratios to timm.
+
+On JAX Keras compiles the whole step (``train_on_batch`` is jitted); on PyTorch it runs eagerly;
+on TensorFlow it is a ``tf.function`` with the package's fused kernels.
+
+    python tools/benchmark_backends.py [--batch-size 16] [--image-size 192] [--threads 2]
+                                       [--steps 10] [--warmup 3]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=192)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--only", choices=[*BACKENDS, "timm"], help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def thread_environment(threads):
+    threads = str(threads)
+    return dict(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads,
+                MKL_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="3",
+                XLA_FLAGS=f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}")
+
+
+def measure_keras(args):
+    import keras
+    import numpy as np
+
+    from timing import median_seconds
+
+    import keras_nfnets
+    from keras_nfnets.training import SGDAGC
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = keras_nfnets.NFRegNetB0(input_shape=(args.image_size, args.image_size, 3), classifier_activation=None)
+    model.compile(SGDAGC(0.01, momentum=0.9, clip_factor=0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch_size, args.image_size, args.image_size, 3)).astype("float32")
+    y = rng.integers(0, 1000, (args.batch_size,))
+    return median_seconds(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
+
+
+def measure_timm(args):
+    import timm
+    import torch
+
+    from timing import median_seconds
+
+    torch.set_num_threads(args.threads)
+    model = timm.create_model("nf_regnet_b0", num_classes=1000).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    y = torch.randint(0, 1000, (args.batch_size,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    return median_seconds(step, args.steps, args.warmup)
+
+
+def in_subprocess(args, which):
+    command = [sys.executable, os.path.abspath(__file__), "--only", which, "--batch-size", str(args.batch_size),
+               "--image-size", str(args.image_size), "--threads", str(args.threads), "--steps", str(args.steps),
+               "--warmup", str(args.warmup)]
+    path = os.pathsep.join(filter(None, [os.path.dirname(HERE), HERE, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, **thread_environment(args.threads))
+    if which in BACKENDS:
+        env["KERAS_BACKEND"] = which
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
+    if result.returncode != 0:
+        print(f"{which}: failed\n{result.stderr[-2000:]}")
+        return None
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    args = parse_args()
+    if args.only:
+        print(measure_timm(args) if args.only == "timm" else measure_keras(args))
+        return
+    seconds = {which: in_subprocess(args, which) for which in ("timm", *BACKENDS)}
+    print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
+          f"median of {args.steps} after {args.warmup}")
+    timm = seconds.pop("timm")
+    if timm:
+        print(f"  timm nf_regnet_b0 (PyTorch)   {timm * 1e3:8.1f} ms/step  {args.batch_size / timm:6.1f} img/s")
+    for backend, value in seconds.items():
+        if value is None:
+            continue
+        ratio = f"  {timm / value:.2f}x timm's throughput" if timm else ""
+        print(f"  keras_nfnets on {backend:<12} {value * 1e3:8.1f} ms/step  {args.batch_size / value:6.1f} img/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
