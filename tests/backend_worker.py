@@ -64,4 +64,12 @@ if "train" in task:
                 learning_rate=0.1, clip_factor=0.01, ema=0.9, verbose=0, tensorboard=False)
     results["train"] = {"history": run.history, "test": run.metrics}
 
+if "data_parallel" in task:  # train(strategy="auto"): keras.distribution.DataParallel over every local device
+    from keras_nfnets.training import train
+
+    run = train("NFResNet14", "digits", output_dir=task["data_parallel"], epochs=1, steps_per_epoch=4, batch_size=16,
+                image_size=32, clip_factor=0.01, verbose=0, tensorboard=False)
+    results["data_parallel"] = {"replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
+                                "distribution": type(keras.distribution.distribution()).__name__}
+
 json.dump(results, open(task["out"], "w"))

@@ -136,3 +136,23 @@ def test_train_runs_on_every_backend_with_agc_and_ema(backend, made_under_tensor
     assert {"model.keras", "run.json", "history.json", "backup"} <= set(os.listdir(tmp_path / "run"))
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.output.shape[-1] == 10
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_over_two_devices_equals_one(made_under_tensorflow, tmp_path):
+    """train(strategy="auto") on JAX with two (host) devices uses keras.distribution.DataParallel;
+    the gradient is the whole batch's, so AGC clips the averaged gradient and the run equals the
+    one-device run."""
+    folder, _, _, _ = made_under_tensorflow
+    runs = {}
+    for devices in (1, 2):
+        place = tmp_path / f"devices{devices}"
+        place.mkdir()
+        result = _run_worker("jax", {"x": str(folder / "x.npy"), "data_parallel": str(place / "run")}, place,
+                             env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+        runs[devices] = result["data_parallel"]
+    print(runs)
+    assert runs[2]["replicas"] == 2 and runs[2]["distribution"] == "DataParallel"
+    assert runs[1]["replicas"] == 1 and runs[1]["distribution"] == "NoneType"
+    np.testing.assert_allclose(runs[2]["history"]["loss"], runs[1]["history"]["loss"], rtol=1e-5)
+    assert runs[2]["test"]["accuracy"] == pytest.approx(runs[1]["test"]["accuracy"], abs=1e-6)

@@ -5,6 +5,7 @@ from keras_nfnets.training.callbacks import EpochBackup, StopOnNaN
 from keras_nfnets.training.distribute import (
     PRECISIONS,
     STRATEGIES,
+    KerasDataParallel,
     WorkerRole,
     cluster_from_tf_config,
     make_strategy,

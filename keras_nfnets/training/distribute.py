@@ -20,10 +20,14 @@ def make_strategy(name="auto", tpu=None):
     ``multi_worker``: ``MultiWorkerMirroredStrategy`` (the cluster comes from ``TF_CONFIG``).
     ``tpu``: ``TPUStrategy`` on ``tpu`` (a name or grpc address; default: ``TPU_NAME`` / local).
     """
-    import tensorflow as tf
+    import keras
 
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+    if keras.backend.backend() != "tensorflow":
+        return KerasDataParallel.for_strategy(name)
+    import tensorflow as tf
+
     if name == "auto":
         if tpu or os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
             return make_strategy("tpu", tpu)
@@ -52,6 +56,36 @@ def make_strategy(name="auto", tpu=None):
         raise RuntimeError(f"No TPU found ({error}). On a TPU VM pass --tpu local, on Colab pick a TPU runtime, "
                            "or use --strategy auto.") from error
     return tf.distribute.TPUStrategy(resolver)
+
+
+class KerasDataParallel:
+    """What ``train`` needs of a strategy, on the JAX and PyTorch backends: Keras' own
+    ``keras.distribution.DataParallel`` over every local device when there are several (JAX:
+    the step is compiled for all of them and the gradient is the whole batch's, so AGC clips the
+    averaged gradient), else one device. ``scope()`` is a no-op: the distribution is global."""
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+        self.num_replicas_in_sync = max(1, len(self.devices))
+
+    @classmethod
+    def for_strategy(cls, name):
+        import keras
+
+        if name in ("multi_worker", "tpu"):
+            raise ValueError(f"--strategy {name} is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
+                             "(on JAX/PyTorch use auto, mirrored or one_device).")
+        devices = keras.distribution.list_devices() if keras.backend.backend() == "jax" else []
+        if name == "one_device" or len(devices) < 2:
+            keras.distribution.set_distribution(None)
+            return cls(devices[:1])
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return cls(devices)
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
 
 
 def set_precision(precision="float32"):
