@@ -1,5 +1,5 @@
 """One NFRegNetB0 training step (SGD + Nesterov + AGC, batch 16, 192 px) on each Keras backend
-— TensorFlow, JAX, PyTorch — next to timm's ``nf_regnet_b0`` (plain SGD + Nesterov), all on the
+— TensorFlow, JAX, PyTorch — next to timm's ``nf_regnet_b0`` (SGD + momentum, ``tools/benchmark_train.py``'s step), all on the
 same machine and thread count, each in its own process, printed as throughput ratios to timm.
 
 On JAX Keras compiles the whole step (``train_on_batch`` is jitted); on PyTorch it runs eagerly;
@@ -58,27 +58,6 @@ def measure_keras(args):
     return median_seconds(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
 
 
-def measure_timm(args):
-    import timm
-    import torch
-
-    from timing import median_seconds
-
-    torch.set_num_threads(args.threads)
-    model = timm.create_model("nf_regnet_b0", num_classes=1000).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
-    y = torch.randint(0, 1000, (args.batch_size,))
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-
-    return median_seconds(step, args.steps, args.warmup)
-
-
 def in_subprocess(args, which):
     command = [sys.executable, os.path.abspath(__file__), "--only", which, "--batch-size", str(args.batch_size),
                "--image-size", str(args.image_size), "--threads", str(args.threads), "--steps", str(args.steps),
@@ -97,7 +76,12 @@ def in_subprocess(args, which):
 def main():
     args = parse_args()
     if args.only:
-        print(measure_timm(args) if args.only == "timm" else measure_keras(args))
+        if args.only == "timm":
+            from benchmark_train import time_timm  # the same timm step as the training benchmark
+
+            print(time_timm(args))
+        else:
+            print(measure_keras(args))
         return
     seconds = {which: in_subprocess(args, which) for which in ("timm", *BACKENDS)}
     print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
