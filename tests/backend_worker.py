@@ -4,7 +4,9 @@ their files; the results go to the task's ``out`` as JSON (arrays as ``.npy`` fi
 
 Checks: ``forward`` (builders loading a ``.weights.h5`` saved under TensorFlow, logits),
 ``keras_file`` (a ``.keras`` file saved under TensorFlow), ``agc_step`` (one SGD + AGC + weight
-decay step from given weights), ``train`` (a short ``train`` run on digits with AGC and EMA).
+decay step from given weights), ``train`` (a short ``train`` run on digits with AGC and EMA),
+``timm`` (``from_timm`` and ``weights="imagenet"`` from local timm checkpoints), ``spp`` (signal
+propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold`` (``fold_weight_standardization``, the folded model saved as ``.keras``).
 """
 
 import json
@@ -71,5 +73,71 @@ if "data_parallel" in task:  # train(strategy="auto"): keras.distribution.DataPa
                 image_size=32, clip_factor=0.01, verbose=0, tensorboard=False)
     results["data_parallel"] = {"replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
                                 "distribution": type(keras.distribution.distribution()).__name__}
+
+if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path of this backend
+    from keras_nfnets.layers.conv_ops import conv2d
+
+    def vjp(fn, inputs, kernel, cotangent):
+        if task["backend"] == "jax":
+            import jax
+
+            y, pullback = jax.vjp(fn, inputs, kernel)
+            return [np.asarray(v) for v in (y, *pullback(cotangent))]
+        import torch
+
+        inputs, kernel = (torch.tensor(v, requires_grad=True) for v in (inputs, kernel))
+        y = fn(inputs, kernel)
+        y.backward(torch.tensor(cotangent))
+        return [v.detach().numpy() for v in (y, inputs.grad, kernel.grad)]
+
+    arrays = np.load(task["conv"])
+    outputs = {}
+    for index, case in enumerate(json.loads(str(arrays["cases"]))):
+        for implementation in ("auto", "native", "split"):
+            def fn(inputs, kernel):
+                return conv2d(inputs, kernel, case["strides"], case["padding"], case["dilation"], case["groups"],
+                              implementation=implementation)
+
+            y, dx, dk = vjp(fn, arrays[f"x{index}"], arrays[f"k{index}"], arrays[f"r{index}"])
+            outputs.update({f"y{index}_{implementation}": y, f"dx{index}_{implementation}": dx,
+                            f"dk{index}_{implementation}": dk})
+    np.savez(os.path.join(task["dir"], f"conv_{task['backend']}.npz"), **outputs)
+
+if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an offline Hub cache (HF_HOME)
+    for name, (checkpoint, inputs) in task["timm"].items():  # timm name -> (checkpoint, inputs)
+        images = np.load(inputs)
+        model = keras_nfnets.from_timm(name, checkpoint=checkpoint, input_shape=images.shape[1:],
+                                       classifier_activation=None)
+        np.save(os.path.join(task["dir"], f"timm_{name}_{task['backend']}.npy"), logits(model, images))
+        if name == "nf_regnet_b1":  # the Hub cache holds this checkpoint as nf_regnet_b1.ra2_in1k
+            model = keras_nfnets.NFRegNetB1(weights="imagenet", input_shape=images.shape[1:],
+                                            classifier_activation=None)
+            np.save(os.path.join(task["dir"], f"imagenet_{name}_{task['backend']}.npy"), logits(model, images))
+    results["tensorflow_imported_by_weights"] = "tensorflow" in sys.modules
+
+if "spp" in task:  # the three families with the forward check's weights, and Figure 2's models (BN included)
+    from keras_nfnets import signal_propagation
+    from keras_nfnets.models import build_nf_model
+    from keras_nfnets.spp import figure_models
+
+    spp = task["spp"]
+    models = {name: BUILDERS[name](input_shape=x.shape[1:], classes=10) for name in spp["builders"]}
+    models.update({config.name: build_nf_model(config, include_top=False, input_shape=x.shape[1:])
+                   for _, config, _ in figure_models(2, depth=spp["depth"])})
+    for name, model in models.items():
+        model.load_weights(spp["weights"][name])
+        stats = signal_propagation(model, inputs=np.load(spp["x"]))
+        np.savez(os.path.join(task["dir"], f"spp_{name}_{task['backend']}.npz"), avg_sq_mean=stats.avg_sq_mean,
+                 avg_var=stats.avg_var, residual_avg_var=stats.residual_avg_var)
+
+if "fold" in task:
+    from keras_nfnets import fold_weight_standardization
+
+    for name, weights in task["fold"].items():
+        model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
+        model.load_weights(weights)
+        folded = fold_weight_standardization(model)
+        np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))
+        folded.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.keras"))
 
 json.dump(results, open(task["out"], "w"))

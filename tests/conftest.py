@@ -44,6 +44,22 @@ def pytest_runtest_makereport(item, call):
                            "so every test must run there")
 
 
+def offline_hub_env(tmp_path, safetensors, repo="timm/nf_regnet_b1.ra2_in1k"):
+    """A Hugging Face Hub cache under ``tmp_path/hf`` holding ``safetensors`` as ``repo``'s
+    model.safetensors, and the environment that reads only it (HF_HUB_OFFLINE) with a fresh
+    KERAS_HOME. Returns ``(env, snapshot folder)``."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    shutil.copy(safetensors, folder / "snapshots" / commit / "model.safetensors")
+    env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
+    return env, folder
+
+
 @pytest.fixture(scope="session")
 def timm_reference(tmp_path_factory):
     """Seeded random timm models: checkpoints, inputs, logits, all 36 names' tensor shapes, and

@@ -11,10 +11,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HERE, REPO_ENV
+from conftest import HERE, REPO_ENV, needs_timm, offline_hub_env
 
 import keras
+from keras_nfnets import from_timm, signal_propagation
 from keras_nfnets.applications import BUILDERS
+from keras_nfnets.models import build_nf_model
+from keras_nfnets.spp import figure_models
 from keras_nfnets.training import SGDAGC
 
 BACKENDS = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
@@ -156,3 +159,145 @@ def test_jax_data_parallel_over_two_devices_equals_one(made_under_tensorflow, tm
     assert runs[1]["replicas"] == 1 and runs[1]["distribution"] == "NoneType"
     np.testing.assert_allclose(runs[2]["history"]["loss"], runs[1]["history"]["loss"], rtol=1e-5)
     assert runs[2]["test"]["accuracy"] == pytest.approx(runs[1]["test"]["accuracy"], abs=1e-6)
+
+
+CONV_CASES = [  # (input shape, kernel shape HWIO, strides, padding, dilation, groups)
+    ((2, 9, 9, 8), (3, 3, 8, 12), (1, 1), "same", (1, 1), 1),
+    ((2, 15, 15, 16), (3, 3, 4, 16), (2, 2), "same", (1, 1), 4),   # odd size, stride 2: TF's asymmetric SAME
+    ((2, 16, 16, 16), (3, 3, 2, 24), (2, 2), "symmetric", (1, 1), 8),
+    ((2, 10, 10, 12), (1, 1, 12, 20), (2, 2), "same", (1, 1), 1),  # 1x1 strided (a matmul on JAX's CPU)
+    ((2, 10, 10, 12), (1, 1, 12, 20), (1, 1), "valid", (1, 1), 1),
+    ((2, 12, 12, 8), (3, 3, 4, 8), (1, 1), "same", (2, 2), 2),      # dilated, grouped
+    ((2, 13, 13, 6), (5, 5, 3, 6), (2, 2), "valid", (1, 1), 2),
+    ((2, 14, 14, 3), (7, 7, 3, 8), (2, 2), "symmetric", (1, 1), 1),  # timm's ResNet stem
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, made_under_tensorflow, tmp_path):
+    """The conv paths of each backend (auto, native, per-group split; the channels-last view on
+    PyTorch, the matmul for 1x1 convs on JAX's CPU), forward and backward, against TensorFlow's
+    native conv (itself checked against dense convs in test_ws_conv.py)."""
+    import tensorflow as tf
+
+    from keras_nfnets.layers.conv_ops import conv2d
+
+    folder = made_under_tensorflow[0]
+    rng = np.random.default_rng(5)
+    arrays, reference = {"cases": json.dumps([dict(strides=c[2], padding=c[3], dilation=c[4], groups=c[5])
+                                              for c in CONV_CASES])}, {}
+    for index, (x_shape, k_shape, strides, padding, dilation, groups) in enumerate(CONV_CASES):
+        x = tf.constant(rng.standard_normal(x_shape).astype("float32"))
+        k = tf.constant(rng.standard_normal(k_shape).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = conv2d(x, k, strides, padding, dilation, groups, implementation="native")
+        r = rng.standard_normal(y.shape).astype("float32")
+        dx, dk = tape.gradient(y, [x, k], output_gradients=tf.constant(r))
+        arrays.update({f"x{index}": x.numpy(), f"k{index}": k.numpy(), f"r{index}": r})
+        reference.update({f"y{index}": y.numpy(), f"dx{index}": dx.numpy(), f"dk{index}": dk.numpy()})
+    np.savez(tmp_path / "conv_cases.npz", **arrays)
+    _run_worker(backend, {"x": str(folder / "x.npy"), "conv": str(tmp_path / "conv_cases.npz")}, tmp_path)
+    other = np.load(tmp_path / f"conv_{backend}.npz")
+    worst = 0.0
+    for index in range(len(CONV_CASES)):
+        for name in ("y", "dx", "dk"):
+            expected = reference[f"{name}{index}"]
+            for implementation in ("auto", "native", "split"):
+                got = other[f"{name}{index}_{implementation}"]
+                assert got.shape == expected.shape, (index, name, implementation)
+                relative = np.abs(got - expected).max() / np.abs(expected).max()
+                worst = max(worst, relative)
+                assert relative < 1e-5, (CONV_CASES[index], name, implementation, relative)
+    print(f"{backend}: worst conv2d / gradient difference to TensorFlow {worst:.1e} (relative)")
+
+
+TIMM_CHECKPOINTS = ("nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "eca_nfnet_l0")
+
+
+@pytest.mark.slow
+@needs_timm
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_reference, tmp_path):
+    """from_timm (safetensors -> NumPy -> Keras) and weights="imagenet" (an offline Hub cache holding
+    a local checkpoint) on JAX and PyTorch, against timm's own logits; no TensorFlow imported."""
+    env, _ = offline_hub_env(tmp_path, timm_reference / "nf_regnet_b1.safetensors")
+    task = {}
+    for name in TIMM_CHECKPOINTS:
+        np.save(tmp_path / f"{name}_x.npy", np.load(timm_reference / f"{name}.npz")["x"])
+        task[name] = [str(timm_reference / f"{name}.safetensors"), str(tmp_path / f"{name}_x.npy")]
+    result = _run_worker(backend, {"x": task["nf_regnet_b1"][1], "timm": task}, tmp_path, env=env)
+    assert result["tensorflow_imported_by_weights"] is False
+    outputs = {name: np.load(tmp_path / f"timm_{name}_{backend}.npy") for name in TIMM_CHECKPOINTS}
+    outputs["weights='imagenet'"] = np.load(tmp_path / f"imagenet_nf_regnet_b1_{backend}.npy")
+    for name, logits in outputs.items():
+        reference = np.load(timm_reference / f"{name if name in TIMM_CHECKPOINTS else 'nf_regnet_b1'}.npz")["logits"]
+        relative = np.abs(logits - reference).max() / np.abs(reference).max()
+        print(f"{backend} {name}: {relative:.1e} of timm's logit scale")
+        assert relative < 1e-4, name
+    cached = tmp_path / "keras" / "models" / "keras_nfnets" / "nf_regnet_b1.ra2_in1k.weights.h5"
+    assert cached.exists()  # the converted cache, written on that backend, loads here (TensorFlow)
+    model = from_timm("nf_regnet_b1", pretrained=False, input_shape=(64, 64, 3), classifier_activation=None)
+    model.load_weights(cached)
+    x = np.load(tmp_path / "nf_regnet_b1_x.npy")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), outputs["weights='imagenet'"], atol=1e-4)
+
+
+SPP_DEPTH = 36  # Figure 2's models (BN ReLU-BN-Conv, NF He init, NF Scaled WS) as ResNetV2-36 at 64 px
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_signal_propagation_statistics_agree_across_backends(backend, made_under_tensorflow, tmp_path):
+    """SPP (paper §3) of the three families and of Figure 2's models, BatchNorm in training mode
+    included, with weights made under TensorFlow: every statistic within 1e-4 (relative)."""
+    folder, x, weights, _ = made_under_tensorflow
+    inputs = np.random.default_rng(3).standard_normal((4, 64, 64, 3)).astype("float32")
+    np.save(tmp_path / "spp_x.npy", inputs)
+    reference, spp_weights = {}, dict(weights)
+    models = {name: _randomised(name, (64, 64, 3)) for name in MODELS}
+    for _, config, _ in figure_models(2, depth=SPP_DEPTH):
+        keras.utils.set_random_seed(0)
+        models[config.name] = build_nf_model(config, include_top=False, input_shape=(64, 64, 3))
+        spp_weights[config.name] = str(tmp_path / f"{config.name}.weights.h5")
+        models[config.name].save_weights(spp_weights[config.name])
+    for name, model in models.items():
+        reference[name] = signal_propagation(model, inputs=inputs)
+    _run_worker(backend, {"x": str(folder / "x.npy"), "spp": {"builders": list(MODELS), "depth": SPP_DEPTH,
+                                                              "weights": spp_weights, "x": str(tmp_path / "spp_x.npy")}},
+                tmp_path)
+    worst = 0.0
+    for name, stats in reference.items():
+        other = np.load(tmp_path / f"spp_{name}_{backend}.npz")
+        for field in ("avg_sq_mean", "avg_var", "residual_avg_var"):
+            expected = getattr(stats, field)
+            assert other[field].shape == expected.shape and expected.size >= 4, (name, field)
+            relative = np.abs(other[field] - expected).max() / np.abs(expected).max()
+            worst = max(worst, relative)
+            assert relative < 1e-4, (name, field, relative)
+    print(f"{backend}: worst SPP statistic difference {worst:.1e} (relative), {len(reference)} models")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, tmp_path):
+    """fold_weight_standardization on JAX/PyTorch gives the unfolded TensorFlow logits; the folded
+    .keras file it writes loads under TensorFlow (without keras_nfnets layers) and exports to TFLite
+    with the same logits: the documented export path from another backend."""
+    from keras_nfnets.export import export_tflite, run_exported
+
+    folder, x, weights, reference = made_under_tensorflow
+    _run_worker(backend, {"x": str(folder / "x.npy"), "fold": weights}, tmp_path)
+    for name in MODELS:
+        folded_logits = np.load(tmp_path / f"folded_{name}_{backend}.npy")
+        relative = np.abs(folded_logits - reference[name]).max() / np.abs(reference[name]).max()
+        print(f"{backend} {name} folded there vs unfolded on TensorFlow: {relative:.1e}")
+        assert relative < 1e-4, name
+    folded = keras.saving.load_model(tmp_path / f"folded_NFRegNetB0_{backend}.keras")
+    assert all(type(layer).__module__.startswith("keras.") for layer in folded.layers)
+    export_tflite(folded, tmp_path / "model.tflite")
+    exported = run_exported(str(tmp_path / "model.tflite"), x)
+    relative = np.abs(exported - reference["NFRegNetB0"]).max() / np.abs(reference["NFRegNetB0"]).max()
+    print(f"TFLite of the model folded on {backend}: {relative:.1e}")
+    assert relative < 1e-4

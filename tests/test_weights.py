@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from keras_nfnets import CheckpointError, from_timm
 from keras_nfnets.models import TIMM_CONFIGS
 from keras_nfnets.weights import load_checkpoint, match_checkpoint
 
-from conftest import REPO_ENV, HERE, PARITY_MODELS, SIZE, needs_timm
+from conftest import REPO_ENV, HERE, PARITY_MODELS, SIZE, needs_timm, offline_hub_env
 
 def _relative_error(model, reference):
     y = keras.ops.convert_to_numpy(model(reference["x"]))
@@ -165,12 +164,7 @@ def test_docstrings_state_checkpoint_and_accuracy():
 @needs_timm
 def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
     """NFRegNetB1(weights="imagenet") with HF_HUB_OFFLINE=1 and a Hub cache holding a local checkpoint."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hf" / "hub" / "models--timm--nf_regnet_b1.ra2_in1k"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    shutil.copy(timm_reference / "nf_regnet_b1.safetensors", repo / "snapshots" / commit / "model.safetensors")
+    env, repo = offline_hub_env(tmp_path, timm_reference / "nf_regnet_b1.safetensors")
     np.save(tmp_path / "x.npy", np.load(timm_reference / "nf_regnet_b1.npz")["x"])
     script = textwrap.dedent(f"""
         import os, shutil, time, numpy as np, keras_nfnets
@@ -193,7 +187,6 @@ def test_imagenet_weights_end_to_end_offline(timm_reference, tmp_path):
         assert default.input.shape[1] == 288  # the checkpoint's test size
         np.save({str(tmp_path / 'y.npy')!r}, np.stack([np.asarray(model(x)), np.asarray(again(x))]))
     """)
-    env = dict(REPO_ENV, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras"))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     logits = np.load(timm_reference / "nf_regnet_b1.npz")["logits"]
     y = np.load(tmp_path / "y.npy")

@@ -58,6 +58,21 @@ ACTIVATIONS = {
 ELEMENTWISE_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name not in ("glu", "log_softmax"))
 
 
+def _torch_functional(name, **kwargs):
+    def fn(x):
+        import torch.nn.functional as F
+
+        return getattr(F, name)(x, **kwargs)
+
+    return fn
+
+
+# PyTorch activations whose gradient is computed from their input (so their output may be scaled
+# in place, saving a pass over memory and an allocation per γ-scaled activation).
+_TORCH_IN_PLACE_SCALE = {"silu": _torch_functional("silu"), "gelu": _torch_functional("gelu", approximate="tanh"),
+                         "gelu_exact": _torch_functional("gelu")}
+
+
 def get_activation_fn(name):
     """The plain (unscaled) activation function called ``name``."""
     if name not in ACTIVATIONS:
@@ -127,6 +142,9 @@ class GammaActivation(keras.layers.Layer):
             return inputs
         if fused_kernels_enabled() and self.activation in ELEMENTWISE_ACTIVATIONS:
             return fused_gamma_activation(self.activation, self.gamma)(inputs)
+        if self.activation in _TORCH_IN_PLACE_SCALE and keras.backend.backend() == "torch":
+            # their backward reads the input, not the output: scale the fresh output in place
+            return _TORCH_IN_PLACE_SCALE[self.activation](inputs).mul_(self.gamma)
         outputs = self._fn(inputs)
         if self.gamma != 1.0:
             outputs = outputs * ops.cast(self.gamma, outputs.dtype)

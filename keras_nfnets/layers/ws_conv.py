@@ -21,8 +21,13 @@ def standardize_kernel(kernel, gain, eps, eps_mode, gamma=1.0):
     ``eps_mode="add"``: ``gain · (W − μ) / √(σ² + eps) / √N`` (timm). Both times ``gamma``.
     """
     fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
-    mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
-    var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
+    if keras.backend.backend() == "torch":  # one pass for both moments (Keras' ops.var takes two)
+        import torch
+
+        var, mean = torch.var_mean(ops.convert_to_tensor(kernel), dim=(0, 1, 2), correction=0, keepdim=True)
+    else:
+        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+        var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
     if eps_mode == "floor":
         scale = ops.rsqrt(ops.maximum(var * fan_in, eps))
     else:
