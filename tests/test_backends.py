@@ -142,6 +142,24 @@ def test_train_runs_on_every_backend_with_agc_and_ema(backend, made_under_tensor
 
 
 @pytest.mark.slow
+def test_the_default_digits_run_reaches_95_percent_on_jax(tmp_path):
+    """The README's main job, `nfnets train` with no arguments (NF-ResNet-14, 15 epochs), under
+    KERAS_BACKEND=jax (3 min on 2 cores); its model.keras evaluates the same under TensorFlow.
+    The same command under PyTorch (98.3%, 2.6 min) was run by hand, not here, to keep CI under
+    40 minutes (docs/backends.md)."""
+    from keras_nfnets.training import evaluate
+
+    result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "train", "--progress", "2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=1200, env=dict(REPO_ENV, KERAS_BACKEND="jax"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "NFResNet14_digits"
+    history = json.load(open(run / "history.json"))
+    print("jax", result.stdout.strip().splitlines()[-1])
+    assert history["test"]["accuracy"] >= 0.95
+    assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)  # TensorFlow here
+
+
+@pytest.mark.slow
 def test_jax_data_parallel_over_two_devices_equals_one(made_under_tensorflow, tmp_path):
     """train(strategy="auto") on JAX with two (host) devices uses keras.distribution.DataParallel;
     the gradient is the whole batch's, so AGC clips the averaged gradient and the run equals the
@@ -296,6 +314,8 @@ def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, mad
         assert relative < 1e-4, name
     folded = keras.saving.load_model(tmp_path / f"folded_NFRegNetB0_{backend}.keras")
     assert all(type(layer).__module__.startswith("keras.") for layer in folded.layers)
+    if backend == "jax":  # the export below is TensorFlow's work, the same for either file: once is enough
+        return
     export_tflite(folded, tmp_path / "model.tflite")
     exported = run_exported(str(tmp_path / "model.tflite"), x)
     relative = np.abs(exported - reference["NFRegNetB0"]).max() / np.abs(reference["NFRegNetB0"]).max()
