@@ -188,3 +188,19 @@ def test_ema_tracks_the_weights_and_is_used_for_evaluation():
     model.set_weights(raw)
     ema.on_train_end()  # swap_on_end=False: the model keeps its raw weights
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(raw, model.weights))
+
+
+def test_keras_data_parallel_refuses_what_it_cannot_do(monkeypatch):
+    """On JAX/PyTorch `train(strategy=...)` maps to Keras' engine; tf.distribute strategies, and
+    mirrored over several GPUs on PyTorch (Keras has no data-parallel engine there), are errors."""
+    import torch
+
+    from keras_nfnets.training.distribute import KerasDataParallel
+
+    with pytest.raises(ValueError, match="tf.distribute strategy"):
+        KerasDataParallel.for_strategy("multi_worker")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="no data-parallel engine for PyTorch"):
+        KerasDataParallel.for_strategy("mirrored")
+    assert KerasDataParallel.for_strategy("one_device").num_replicas_in_sync == 1

@@ -149,7 +149,7 @@ def conv2d(
     return tf.concat(outputs, axis=-1)
 
 
-def same_padding(size, kernel_size, stride, dilation):
+def _same_padding(size, kernel_size, stride, dilation):
     """TensorFlow SAME padding of one spatial dimension as ``(before, after)`` (extra at the end)."""
     extent = dilation * (kernel_size - 1) + 1
     total = max((-(-size // stride) - 1) * stride + extent - size, 0)
@@ -175,7 +175,7 @@ def _torch_conv2d(inputs, kernel, strides, padding, dilation_rate):
         explicit = (0, 0)
     else:
         (top, bottom), (left, right) = (
-            same_padding(n, k, s, d) for n, k, s, d in zip(x.shape[2:], weight.shape[2:], strides, dilation_rate))
+            _same_padding(n, k, s, d) for n, k, s, d in zip(x.shape[2:], weight.shape[2:], strides, dilation_rate))
         if (top, left) == (bottom, right):
             explicit = (top, left)
         else:

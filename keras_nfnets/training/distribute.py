@@ -75,6 +75,13 @@ class KerasDataParallel:
         if name in ("multi_worker", "tpu"):
             raise ValueError(f"--strategy {name} is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
                              "(on JAX/PyTorch use auto, mirrored or one_device).")
+        if keras.backend.backend() == "torch" and name == "mirrored":
+            import torch
+
+            if torch.cuda.device_count() > 1:
+                raise ValueError(
+                    f"--strategy mirrored over {torch.cuda.device_count()} GPUs: Keras has no data-parallel engine "
+                    "for PyTorch. Use KERAS_BACKEND=jax or tensorflow for several devices, or one_device here.")
         devices = keras.distribution.list_devices() if keras.backend.backend() == "jax" else []
         if name == "one_device" or len(devices) < 2:
             keras.distribution.set_distribution(None)

@@ -15,7 +15,7 @@ DEFAULT_AGC_EXCLUDE = ("predictions/kernel",)
 DEFAULT_DECAY_EXCLUDE = ("gain", "bias", "skip_gain", "gamma", "beta")
 
 
-def unit_axes(shape):
+def _unit_axes(shape):
     """The axes DeepMind's unit-wise norm reduces over: ``None`` (the whole tensor) for ≤1
     non-trivial dims, the inputs of a dense (I, O) kernel, the fan-in (H, W, I) of a conv kernel."""
     non_trivial = [d for d in shape if d != 1]
@@ -31,7 +31,7 @@ def unit_axes(shape):
 def unitwise_norm(x):
     """DeepMind's unit-wise L2 norm: whole tensor for ≤1 non-trivial dims, per output unit for
     dense (I, O) kernels, per output channel for HWIO conv kernels (broadcastable to ``x``)."""
-    axes = unit_axes(x.shape)
+    axes = _unit_axes(x.shape)
     if axes is None:
         return ops.sqrt(ops.sum(ops.square(x)))
     return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
@@ -124,7 +124,7 @@ class SGDAGC(keras.optimizers.SGD):
                 index = self._get_variable_index(variable)
                 gradient = gradient.to(value.dtype)
                 if self._clipped[index]:
-                    axes = unit_axes(tuple(value.shape))
+                    axes = _unit_axes(tuple(value.shape))
                     max_norm = torch.linalg.vector_norm(value, dim=axes, keepdim=axes is not None)
                     max_norm = max_norm.clamp_min(self.eps) * self.clip_factor
                     grad_norm = torch.linalg.vector_norm(gradient, dim=axes, keepdim=axes is not None)
