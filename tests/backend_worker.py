@@ -4,7 +4,8 @@ their files; the results go to the task's ``out`` as JSON (arrays as ``.npy`` fi
 
 Checks: ``forward`` (builders loading a ``.weights.h5`` saved under TensorFlow, logits),
 ``keras_file`` (a ``.keras`` file saved under TensorFlow), ``agc_step`` (one SGD + AGC + weight
-decay step from given weights), ``train`` (a short ``train`` run on digits with AGC and EMA),
+decay step from given weights), ``train`` (a short ``train`` run on digits with AGC and EMA, then ``model.fit`` with NFNet's
+recipe and CutMix/MixUp/RandAugment batches),
 ``timm`` (``from_timm`` and ``weights="imagenet"`` from local timm checkpoints), ``spp`` (signal
 propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold`` (``fold_weight_standardization``, the folded model saved as ``.keras``).
 """
@@ -65,6 +66,21 @@ if "train" in task:
     run = train("NFResNet14", "digits", output_dir=task["train"], epochs=3, steps_per_epoch=8, batch_size=32,
                 learning_rate=0.1, clip_factor=0.01, ema=0.9, verbose=0, tensorboard=False)
     results["train"] = {"history": run.history, "test": run.metrics}
+
+    # model.fit with NFNet's whole recipe on this backend: AGC, EMA, label smoothing, warmup-cosine, and
+    # CutMix + MixUp + RandAugment (Keras core layers inside tf.data) feeding its batches
+    from keras_nfnets.data import digits_source, train_dataset
+    from keras_nfnets.training import recipe
+
+    plan = recipe("NFNetF0", batch_size=16, epochs=1, steps_per_epoch=4, num_classes=10)
+    data = train_dataset(digits_source(), 32, 16, steps_per_epoch=4, seed=0, flip=False,
+                         augmentation=plan.hyperparameters.augmentation(), mean=(0.0,) * 3, std=(1.0,) * 3)
+    labels = np.concatenate([np.asarray(y) for _, y in data])
+    model = keras_nfnets.NFResNet14(input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+    model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
+    history = model.fit(data, epochs=1, callbacks=plan.callbacks, verbose=0).history
+    results["augmented_fit"] = {"loss": history["loss"], "labels_per_row": np.count_nonzero(labels, 1).tolist(),
+                                "label_sums": labels.sum(1).tolist(), "recipe": plan.summary()}
 
 if "data_parallel" in task:  # train(strategy="auto"): keras.distribution.DataParallel over every local device
     from keras_nfnets.training import train

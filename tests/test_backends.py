@@ -23,6 +23,18 @@ from keras_nfnets.training import SGDAGC
 BACKENDS = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
 MODELS = ("NFResNet26", "NFRegNetB0", "NFNetF0")  # the three families
 pytestmark = pytest.mark.skipif(len(BACKENDS) < 2, reason="jax and torch are test extras")
+WORKER_ENV = {}  # set for this module's worker processes by the fixture below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_jax_compilation_cache(tmp_path_factory):
+    """JAX compiles every eager op and every jitted step on first use (about 20 s per model at 64 px
+    on 2 cores); this module's workers share one persistent compilation cache, so that only the
+    first one pays. The numbers are unchanged: the cache holds the same executables."""
+    WORKER_ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    yield
+    WORKER_ENV.clear()
 
 
 def _randomised(name, shape, seed=0):
@@ -40,8 +52,9 @@ def _run_worker(backend, task, tmp_path, env=None):
     task = dict(task, backend=backend, dir=str(tmp_path), out=str(tmp_path / f"result_{backend}.json"))
     path = tmp_path / f"task_{backend}.json"
     path.write_text(json.dumps(task))
+    env = dict(REPO_ENV, **WORKER_ENV, KERAS_BACKEND=backend, **(env or {}))
     result = subprocess.run([sys.executable, os.path.join(HERE, "backend_worker.py"), str(path)], capture_output=True,
-                            text=True, timeout=900, env=dict(REPO_ENV, KERAS_BACKEND=backend, **(env or {})))
+                            text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((tmp_path / f"result_{backend}.json").read_text())
 
@@ -63,12 +76,49 @@ def made_under_tensorflow(tmp_path_factory):
     return tmp_path, x, weights, reference
 
 
+SPP_DEPTH = 36  # Figure 2's models (BN ReLU-BN-Conv, NF He init, NF Scaled WS) as ResNetV2-36 at 64 px
+
+
+@pytest.fixture(scope="module")
+def spp_under_tensorflow(made_under_tensorflow):
+    """SPP inputs, the weights of Figure 2's models and TensorFlow's SPP statistics of all six models."""
+    folder, _, weights, _ = made_under_tensorflow
+    inputs = np.random.default_rng(3).standard_normal((4, 64, 64, 3)).astype("float32")
+    np.save(folder / "spp_x.npy", inputs)
+    spp_weights = dict(weights)
+    models = {name: _randomised(name, (64, 64, 3)) for name in MODELS}  # the weights saved above
+    for _, config, _ in figure_models(2, depth=SPP_DEPTH):
+        keras.utils.set_random_seed(0)
+        models[config.name] = build_nf_model(config, include_top=False, input_shape=(64, 64, 3))
+        spp_weights[config.name] = str(folder / f"{config.name}.weights.h5")
+        models[config.name].save_weights(spp_weights[config.name])
+    return spp_weights, {name: signal_propagation(model, inputs=inputs) for name, model in models.items()}
+
+
+@pytest.fixture(scope="module")
+def three_families_on(made_under_tensorflow, spp_under_tensorflow, tmp_path_factory):
+    """``three_families_on(backend)``: one worker per backend (cached) for the checks on the three
+    families: logits from .weights.h5 and .keras files, folding, SPP."""
+    folder, _, weights, _ = made_under_tensorflow
+    runs = {}
+
+    def run(backend):
+        if backend not in runs:
+            place = tmp_path_factory.mktemp(f"families_{backend}")
+            task = {"x": str(folder / "x.npy"), "forward": weights, "keras_file": str(folder / "model.keras"),
+                    "fold": weights, "spp": {"builders": list(MODELS), "depth": SPP_DEPTH,
+                                             "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")}}
+            runs[backend] = place, _run_worker(backend, task, place)
+        return runs[backend]
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, tmp_path):
+def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, three_families_on):
     folder, x, weights, reference = made_under_tensorflow
-    result = _run_worker(backend, {"x": str(folder / "x.npy"), "forward": weights,
-                                   "keras_file": str(folder / "model.keras")}, tmp_path)
+    tmp_path, result = three_families_on(backend)
     assert result["backend"] == backend
     # building the models and loading .weights.h5 / .keras files needs no TensorFlow there
     assert result["tensorflow_imported_by_models"] is False
@@ -127,7 +177,7 @@ def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorfl
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_train_runs_on_every_backend_with_agc_and_ema(backend, made_under_tensorflow, tmp_path):
+def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, made_under_tensorflow, tmp_path):
     folder, _, _, _ = made_under_tensorflow
     result = _run_worker(backend, {"x": str(folder / "x.npy"), "train": str(tmp_path / "run")}, tmp_path)
     history, test = result["train"]["history"], result["train"]["test"]
@@ -139,6 +189,13 @@ def test_train_runs_on_every_backend_with_agc_and_ema(backend, made_under_tensor
     assert {"model.keras", "run.json", "history.json", "backup"} <= set(os.listdir(tmp_path / "run"))
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.output.shape[-1] == 10
+    # model.fit with NFNet's recipe fed by CutMix + MixUp + RandAugment batches on that backend
+    fit = result["augmented_fit"]
+    print(backend, fit)
+    assert "CutMix 1 / MixUp 0.2, RandAugment (4, 5)" in fit["recipe"] and "label smoothing 0.1" in fit["recipe"]
+    assert len(fit["loss"]) == 1 and np.isfinite(fit["loss"][0])
+    np.testing.assert_allclose(fit["label_sums"], 1.0, atol=1e-5)  # mixed labels still sum to one
+    assert np.mean(np.array(fit["labels_per_row"]) == 2) > 0.5  # most rows mix two classes
 
 
 @pytest.mark.slow
@@ -150,7 +207,8 @@ def test_the_default_digits_run_reaches_95_percent_on_jax(tmp_path):
     from keras_nfnets.training import evaluate
 
     result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "train", "--progress", "2"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=1200, env=dict(REPO_ENV, KERAS_BACKEND="jax"))
+                            capture_output=True, text=True, timeout=1200,
+                            env=dict(REPO_ENV, **WORKER_ENV, KERAS_BACKEND="jax"))
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "NFResNet14_digits"
     history = json.load(open(run / "history.json"))
@@ -262,29 +320,13 @@ def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_r
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), outputs["weights='imagenet'"], atol=1e-4)
 
 
-SPP_DEPTH = 36  # Figure 2's models (BN ReLU-BN-Conv, NF He init, NF Scaled WS) as ResNetV2-36 at 64 px
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_signal_propagation_statistics_agree_across_backends(backend, made_under_tensorflow, tmp_path):
+def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_tensorflow, three_families_on):
     """SPP (paper §3) of the three families and of Figure 2's models, BatchNorm in training mode
     included, with weights made under TensorFlow: every statistic within 1e-4 (relative)."""
-    folder, x, weights, _ = made_under_tensorflow
-    inputs = np.random.default_rng(3).standard_normal((4, 64, 64, 3)).astype("float32")
-    np.save(tmp_path / "spp_x.npy", inputs)
-    reference, spp_weights = {}, dict(weights)
-    models = {name: _randomised(name, (64, 64, 3)) for name in MODELS}
-    for _, config, _ in figure_models(2, depth=SPP_DEPTH):
-        keras.utils.set_random_seed(0)
-        models[config.name] = build_nf_model(config, include_top=False, input_shape=(64, 64, 3))
-        spp_weights[config.name] = str(tmp_path / f"{config.name}.weights.h5")
-        models[config.name].save_weights(spp_weights[config.name])
-    for name, model in models.items():
-        reference[name] = signal_propagation(model, inputs=inputs)
-    _run_worker(backend, {"x": str(folder / "x.npy"), "spp": {"builders": list(MODELS), "depth": SPP_DEPTH,
-                                                              "weights": spp_weights, "x": str(tmp_path / "spp_x.npy")}},
-                tmp_path)
+    reference = spp_under_tensorflow[1]
+    tmp_path, _ = three_families_on(backend)
     worst = 0.0
     for name, stats in reference.items():
         other = np.load(tmp_path / f"spp_{name}_{backend}.npz")
@@ -299,20 +341,21 @@ def test_signal_propagation_statistics_agree_across_backends(backend, made_under
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, tmp_path):
+def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, three_families_on,
+                                                                    tmp_path):
     """fold_weight_standardization on JAX/PyTorch gives the unfolded TensorFlow logits; the folded
     .keras file it writes loads under TensorFlow (without keras_nfnets layers) and exports to TFLite
     with the same logits: the documented export path from another backend."""
     from keras_nfnets.export import export_tflite, run_exported
 
     folder, x, weights, reference = made_under_tensorflow
-    _run_worker(backend, {"x": str(folder / "x.npy"), "fold": weights}, tmp_path)
+    place, _ = three_families_on(backend)
     for name in MODELS:
-        folded_logits = np.load(tmp_path / f"folded_{name}_{backend}.npy")
+        folded_logits = np.load(place / f"folded_{name}_{backend}.npy")
         relative = np.abs(folded_logits - reference[name]).max() / np.abs(reference[name]).max()
         print(f"{backend} {name} folded there vs unfolded on TensorFlow: {relative:.1e}")
         assert relative < 1e-4, name
-    folded = keras.saving.load_model(tmp_path / f"folded_NFRegNetB0_{backend}.keras")
+    folded = keras.saving.load_model(place / f"folded_NFRegNetB0_{backend}.keras")
     assert all(type(layer).__module__.startswith("keras.") for layer in folded.layers)
     if backend == "jax":  # the export below is TensorFlow's work, the same for either file: once is enough
         return
