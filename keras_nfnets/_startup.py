@@ -1,32 +1,16 @@
-"""A quiet start for the ``nfnets`` command line.
+"""A quiet start for the ``nfnets`` command line (called by :func:`keras_nfnets.cli.main` only;
+``import keras_nfnets`` touches neither standard error nor the environment).
 
-TensorFlow writes its start-up log lines (oneDNN, CUDA stubs, CPU features) from C++ before
-``TF_CPP_MIN_LOG_LEVEL`` is read, so a command line can only keep them off the terminal by
-holding standard error while TensorFlow loads. The package runs this before anything imports
-TensorFlow when, and only when, it is imported as the ``nfnets`` program (the console script or
-``python -m keras_nfnets...``) and the user asked for neither ``--verbose`` nor a log level.
+TensorFlow writes start-up lines (oneDNN, CUDA stubs, CPU features, cuInit) from C++ while it
+loads and while it creates its devices, some of them before ``TF_CPP_MIN_LOG_LEVEL`` is read.
+A command line can only keep them off the terminal by holding standard error during both steps.
+Devices are created once per process and a ``MultiWorkerMirroredStrategy`` must exist before
+them, so a multi-worker run creates its strategy here, inside the quiet start.
 """
 
 import contextlib
 import os
 import sys
-
-
-def running_as_cli():
-    """Whether this process is the ``nfnets`` console script or ``python -m keras_nfnets...``."""
-    if sys.argv and os.path.basename(sys.argv[0]) in ("nfnets", "nfnets.exe"):
-        return True
-    argv = list(getattr(sys, "orig_argv", []))
-    if "-m" in argv:
-        index = argv.index("-m")
-        return index + 1 < len(argv) and argv[index + 1].split(".")[0] == "keras_nfnets"
-    return False
-
-
-def tensorflow_backend():
-    """Whether Keras will run on TensorFlow (``KERAS_BACKEND`` unset or ``tensorflow``); on JAX or
-    PyTorch TensorFlow is imported only for a TF-only feature (tf.data, export)."""
-    return os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
 
 
 def wants_tensorflow_logs(argv=None):
@@ -52,15 +36,27 @@ def stderr_silenced():
 _SET_HERE = set()  # environment variables this module set (not the user)
 
 
-def quiet_tensorflow_start():
-    """Load TensorFlow and create its devices with standard error held; later C++ messages below
-    ERROR stay off through ``TF_CPP_MIN_LOG_LEVEL=2``."""
+def quiet_tensorflow_start(strategy=None):
+    """Load TensorFlow and create its devices with standard error held (later C++ messages below
+    ERROR stay off through ``TF_CPP_MIN_LOG_LEVEL=2``). ``strategy="multi_worker"`` creates the
+    process's ``MultiWorkerMirroredStrategy`` (from ``TF_CONFIG``) in place of the plain devices;
+    :func:`~keras_nfnets.training.distribute.make_strategy` returns that same strategy later.
+    An error creating it is raised after standard error is back."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
     with stderr_silenced():
         import tensorflow as tf
 
-        tf.config.list_logical_devices()
+        if strategy == "multi_worker" and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            from keras_nfnets.training.distribute import make_strategy
+
+            make_strategy("multi_worker")
+        else:
+            tf.config.list_logical_devices()
 
 
 def user_environment():

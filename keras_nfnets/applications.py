@@ -4,10 +4,20 @@
 channel rounding for NFRegNetB1) and default input size, then loads the converted weights.
 """
 
-from keras_nfnets.models.builder import build_nf_model, validate_application_args
+import os
+
+from keras_nfnets.models.builder import (
+    WeightsMismatchError,
+    build_nf_model,
+    load_weights_file,
+    validate_application_args,
+    weights_file_contents,
+    weights_fit,
+)
 from keras_nfnets.models.config import bn_resnetv2_config
 from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.models.variants import TIMM_DESIGNED, VARIANTS
+from keras_nfnets.weights.files import describe_weights
 from keras_nfnets.weights.hub import load_pretrained
 from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
 
@@ -86,6 +96,28 @@ def _pretrained_config(builder_name, config):
     return pretrained, checkpoint
 
 
+def _load_weights_file(builder_name, model, path, arguments):
+    """Load the ``.weights.h5`` file ``path`` into ``model``, the builder's own architecture; a file
+    of the builder's ImageNet architecture (``tools/convert_timm.py``'s output, the converted-weights
+    cache) rebuilds the model with that architecture, as ``weights="imagenet"`` does. A file that
+    fits neither is one error naming the file, what it holds and the model asked for."""
+    shapes, attributes = weights_file_contents(path)
+    if weights_fit(model, shapes):
+        load_weights_file(model, path)
+        return model
+    if builder_name in IMAGENET_PRESETS:
+        pretrained, _ = _pretrained_config(builder_name, VARIANTS[builder_name])
+        alternative = build_nf_model(pretrained, **arguments)
+        if weights_fit(alternative, shapes):
+            load_weights_file(alternative, path)
+            return alternative
+    top = f"include_top={arguments['include_top']}" + (f", classes={arguments['classes']}" if arguments["include_top"]
+                                                     else "")
+    raise WeightsMismatchError(
+        f"The weights file {os.fspath(path)!r} holds {describe_weights(shapes, attributes)}, not {builder_name} "
+        f"({top}; {model.count_params():,} parameters).")
+
+
 def _make_builder(builder_name):
     config = VARIANTS[builder_name]
 
@@ -108,21 +140,14 @@ def _make_builder(builder_name):
         build_config, checkpoint = config, None
         if weights == "imagenet":
             build_config, checkpoint = _pretrained_config(builder_name, config)
-        model = build_nf_model(
-            build_config,
-            include_top=include_top,
-            weights=None if checkpoint else weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            drop_rate=drop_rate,
-            stochastic_depth_rate=stochastic_depth_rate,
-        )
+        arguments = dict(include_top=include_top, input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                         classes=classes, classifier_activation=classifier_activation, name=name, drop_rate=drop_rate,
+                         stochastic_depth_rate=stochastic_depth_rate)
+        model = build_nf_model(build_config, **arguments)
         if checkpoint is not None:
             load_pretrained(model, checkpoint, build_config)
+        elif weights is not None:
+            model = _load_weights_file(builder_name, model, weights, arguments)
         return model
 
     builder.__name__ = builder.__qualname__ = builder_name

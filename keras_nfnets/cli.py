@@ -6,19 +6,18 @@ import sys
 
 def models_table(names=None, out=None, markdown=False):
     """Print every variant (or ``names``): parameters, FLOPs at its test size (multiply-adds, as the
-    papers count them), image sizes and the ImageNet checkpoint; ``markdown`` prints the README's table."""
+    papers count them), image sizes and the ImageNet checkpoint; ``markdown`` prints the README's table.
+    Builders come from the stored counts (no TensorFlow); timm names are built (shapes only)."""
     out = out or sys.stdout
-    import keras
-
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.models import TIMM_CONFIGS, count_flops, count_params
-    from keras_nfnets.weights import from_timm
+    from keras_nfnets.models.counts import COUNTS
+    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
+    from keras_nfnets.models.variants import VARIANTS
     from keras_nfnets.weights.presets import checkpoint_for
 
-    names = list(BUILDERS) if not names else names
-    unknown = [n for n in names if n not in BUILDERS and n.split(".")[0] not in TIMM_CONFIGS]
+    names = list(VARIANTS) if not names else names
+    unknown = [n for n in names if n not in VARIANTS and n.split(".")[0] not in TIMM_CONFIGS]
     if unknown:
-        raise SystemExit(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(BUILDERS)}, or any timm NF "
+        raise ValueError(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(VARIANTS)}, or any timm NF "
                          f"name ({', '.join(sorted(TIMM_CONFIGS))})")
     if markdown:
         print("| model | params (M) | FLOPs (B) | train px | test px | `weights=\"imagenet\"` checkpoint (top-1) |",
@@ -31,15 +30,13 @@ def models_table(names=None, out=None, markdown=False):
         print(header, file=out)
         print("-" * len(header), file=out)
     for name in names:
-        build = BUILDERS[name] if name in BUILDERS else (lambda: from_timm(name, pretrained=False))
-        # Shapes only: variables created in a StatelessScope are never initialised.
-        with keras.StatelessScope(initialize_variables=False):
-            model = build()  # built at its test size
-            params, flops = count_params(model), count_flops(model)
-        size = model.input.shape[1]
         checkpoint = checkpoint_for(name)
-        train_size = BUILDERS[name].config.train_size if name in BUILDERS else (
-            checkpoint.train_size if checkpoint else TIMM_CONFIGS[name.split(".")[0]].train_size)
+        if name in VARIANTS:
+            (params, flops), config = COUNTS[name], VARIANTS[name]
+            train_size, size = config.train_size, config.test_size
+        else:
+            params, flops, size = _timm_counts(name)
+            train_size = checkpoint.train_size if checkpoint else TIMM_CONFIGS[name.split(".")[0]].train_size
         tag = checkpoint.tag if checkpoint else None
         if markdown:
             weights = f"`{tag}` {checkpoint.top1:.2f}%" if tag else "—"
@@ -49,14 +46,27 @@ def models_table(names=None, out=None, markdown=False):
             weights = f"{tag} ({checkpoint.top1:.2f}%)" if tag else "-"
             print(f"{name:<{width}} {params / 1e6:>11.3f} {flops / 1e9:>10.3f} {train_size:>9} {size:>8}  {weights}",
                   file=out, flush=True)
-        del model
-        keras.backend.clear_session()
+
+
+def _timm_counts(name):
+    """``(parameters, FLOPs, test size)`` of timm's ``name`` with its checkpoint's sizes, from a
+    shapes-only build (variables created in a StatelessScope are never initialised)."""
+    import keras
+
+    from keras_nfnets.models.summary import count_flops, count_params
+    from keras_nfnets.weights.hub import from_timm
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = from_timm(name, pretrained=False)
+        counts = count_params(model), count_flops(model), model.input.shape[1]
+    keras.backend.clear_session()
+    return counts
 
 
 def trained_model(path):
-    """``(model, class_names, EvalTransform)`` of a run directory written by ``nfnets train`` or a
-    ``.keras`` file (see :func:`keras_nfnets.training.run.load_run`); ``None`` when ``path`` is
-    neither."""
+    """``(model, class_names, EvalTransform, settings)`` of a run directory written by ``nfnets
+    train`` or a ``.keras`` file (see :func:`keras_nfnets.training.run.load_run`); ``None`` when
+    ``path`` is neither."""
     import os
 
     from keras_nfnets.training.run import load_run
@@ -68,7 +78,7 @@ def trained_model(path):
     names = settings.get("class_names") or [f"class {i}" for i in range(classes)]
     if len(names) != classes:
         raise ValueError(f"The run.json of {path} names {len(names)} classes but the model predicts {classes}.")
-    return model, list(names), transform
+    return model, list(names), transform, settings
 
 
 def _probabilities(model, batch):
@@ -82,23 +92,24 @@ def _probabilities(model, batch):
     return outputs
 
 
-def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=None):
+def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=None, errors=None):
     """Print the ``top`` classes with probabilities for each image: ImageNet's for pretrained
     builders and timm names, the run's own for a run directory or ``.keras`` file (as ``--model``
-    or ``--weights``)."""
+    or ``--weights``). An image that cannot be read is reported on ``errors`` (standard error) and
+    the others are still classified. Returns the images that failed."""
     import numpy as np
 
     import keras_nfnets
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.preprocessing import preprocess_image
 
-    out = out or sys.stdout
+    out, errors = out or sys.stdout, errors or sys.stderr
     trained = trained_model(model_name) or trained_model(weights)
     if trained is not None:
-        model, names, transform = trained
-        batch = np.stack([preprocess_image(path, transform=transform) for path in images])
-        probabilities = _probabilities(model, batch)
-        rows = [[(None, names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in probabilities]
+        model, names, transform, _ = trained
+
+        def prepare(path):
+            return preprocess_image(path, transform=transform)
     else:
         if model_name in BUILDERS:
             if checkpoint is not None:
@@ -110,42 +121,100 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
             raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
                              "model name, a run directory of nfnets train or a .keras file.")
         size = model.input.shape[1]
-        batch = np.stack([preprocess_image(path, model_name, size=size) for path in images])
-        rows = keras_nfnets.decode_predictions(np.asarray(model.predict(batch, verbose=0)), top=top)
-    for path, row in zip(images, rows):
-        print(f"{path}:", file=out)
-        for rank, (wnid, name, score) in enumerate(row, start=1):
-            print(f"  {rank}. {name:<28} {score:7.2%}" + (f"  ({wnid})" if wnid else ""), file=out)
+
+        def prepare(path):
+            return preprocess_image(path, model_name, size=size)
+    prepared, failed = [], []
+    for path in images:
+        try:
+            prepared.append((path, prepare(path)))
+        except (OSError, ValueError) as error:
+            failed.append((path, error))
+    if prepared:
+        batch = np.stack([image for _, image in prepared])
+        if trained is not None:
+            probabilities = _probabilities(model, batch)
+            rows = [[(None, names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in probabilities]
+        else:
+            rows = keras_nfnets.decode_predictions(np.asarray(model.predict(batch, verbose=0)), top=top)
+        for (path, _), row in zip(prepared, rows):
+            print(f"{path}:", file=out)
+            for rank, (wnid, name, score) in enumerate(row, start=1):
+                print(f"  {rank}. {name:<28} {score:7.2%}" + (f"  ({wnid})" if wnid else ""), file=out)
+    for path, error in failed:
+        print(f"nfnets predict: skipped {path}: {error}", file=errors)
+    return [path for path, _ in failed]
 
 
-def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, out=None):
-    """Fold and export ``model_name``, then print the artifact's parity with the Keras model."""
+CALIBRATION_IMAGES = 64  # images that calibrate a full-int8 TFLite model
+
+
+def calibration_batches(model, transform, calibration=None, settings=None, count=CALIBRATION_IMAGES):
+    """``(batches, description)`` for int8 calibration: the images of the folder ``calibration``
+    (any depth), else a trained run's own training images (``settings`` from its run.json), else
+    synthetic ImageNet-normalised images; each prepared by ``transform`` (the model's evaluation)."""
+    import os
+
+    import numpy as np
+
+    from keras_nfnets import data
+    from keras_nfnets.export import sample_images
+    from keras_nfnets.preprocessing import preprocess_image
+
+    if calibration is not None:
+        if not os.path.isdir(calibration):
+            raise NotADirectoryError(f"`calibration` {calibration!r} is not a folder of images.")
+        files = sorted(os.path.join(root, f) for root, _, names in os.walk(calibration) for f in names
+                       if f.lower().endswith(data.sources.IMAGE_EXTENSIONS))[:count]
+        if not files:
+            raise ValueError(f"`calibration` {calibration!r} holds no {'/'.join(data.sources.IMAGE_EXTENSIONS)} files.")
+        images = np.stack([preprocess_image(f, transform=transform) for f in files])
+        return [images], f"{len(files)} images from {calibration}"
+    if settings and settings.get("dataset"):
+        source = data.load_source(settings["dataset"], "train")
+        images = np.stack([transform(image).numpy() for image, _ in source.dataset.take(count)])
+        return [images], f"{len(images)} images of the run's training data ({settings['dataset']}, train split)"
+    size = model.input.shape[1]
+    return [sample_images(8, size, seed=2)], ("8 synthetic ImageNet-normalised images (pass --calibration DIR to "
+                                               "calibrate on real images)")
+
+
+def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, calibration=None, out=None):
+    """Fold and export ``model_name``, then print the artifact's parity with the Keras model. A
+    full-int8 TFLite export says which images calibrated it (see :func:`calibration_batches`)."""
     from keras_nfnets import export as exporting
     from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.preprocessing import eval_transform
 
     out = out or sys.stdout
     if quantization is not None and fmt != "tflite":
-        raise ValueError("--quantization applies only to --format tflite")
+        raise ValueError("`quantization` applies only to `format` tflite")
+    if calibration is not None and quantization != "int8":
+        raise ValueError("`calibration` images calibrate a full-int8 model: use it with `quantization` int8")
     exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
     trained = trained_model(model_name) or trained_model(weights)
     if trained is None and model_name not in BUILDERS:
         raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a run directory "
                          "of nfnets train or a .keras file.")
     if trained is not None:
-        model = trained[0]
+        model, _, transform, settings = trained
         if image_size is not None and model.input.shape[1] != image_size:
-            raise ValueError(f"--image-size {image_size} differs from the trained model's input size "
+            raise ValueError(f"`image_size` {image_size} differs from the trained model's input size "
                              f"{model.input.shape[1]}; leave it out to export the model as trained.")
     else:
         kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
-        model = BUILDERS[model_name](weights=weights, **kwargs)
+        model, settings = BUILDERS[model_name](weights=weights, **kwargs), None
+        transform = eval_transform(model_name, model.input.shape[1])
     size = model.input.shape[1]
     samples = exporting.sample_images(8, size, seed=1)
     if fmt == "saved_model":
         exporting.export_saved_model(model, output)
     elif fmt == "tflite":
-        calibration = [exporting.sample_images(8, size, seed=2)] if quantization == "int8" else None
-        ops = exporting.export_tflite(model, output, quantization=quantization, representative_data=calibration)
+        batches = None
+        if quantization == "int8":
+            batches, used = calibration_batches(model, transform, calibration, settings)
+            print(f"int8 calibration: {used}", file=out)
+        ops = exporting.export_tflite(model, output, quantization=quantization, representative_data=batches)
         print(f"TFLite ops (all built-in): {', '.join(sorted(ops))}", file=out)
     else:
         exporting.export_onnx(model, output)
@@ -179,12 +248,19 @@ def spp_figure(number, output, depth=600, image_size=512, batch_size=8, out=None
 
 
 def _number_or_off(text):
-    """``0``/``off``/``none`` → ``None`` (off), ``paper`` → keep the recipe's, else a float."""
-    if text in ("paper",):
+    """argparse type: ``0``/``off``/``none`` → ``None`` (off), ``paper`` → keep the recipe's, else a
+    positive number."""
+    if text == "paper":
         return "paper"
     if text.lower() in ("0", "off", "none"):
         return None
-    return float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}")
+    return value
 
 
 def _positive_int(text):
@@ -214,13 +290,14 @@ def models_command(args):
 
 
 def predict_command(args):
-    predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
-    return 0
+    """Exit status 0, or 1 when some images could not be read (the others are printed)."""
+    failed = predict(args.images, args.model, weights=args.weights, checkpoint=args.checkpoint, top=args.top)
+    return 1 if failed else 0
 
 
 def export_command(args):
     export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
-           image_size=args.image_size)
+           image_size=args.image_size, calibration=args.calibration)
     return 0
 
 
@@ -239,7 +316,8 @@ def train_command(args, out=None):
         weights=args.weights, strategy=args.strategy, precision=args.precision, output_dir=args.output_dir,
         seed=args.seed, learning_rate=args.learning_rate, clip_factor=args.clip_factor, ema=args.ema,
         augment=args.augment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
-        manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart, verbose=args.progress,
+        manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
+        verbose=args.progress if args.progress == "auto" else int(args.progress),
     )
     print(result.settings["recipe"], file=out)
     if result.stopped:
@@ -307,6 +385,9 @@ def build_parser():
     exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
                      help="TFLite only: fp16 weights, int8 weights (dynamic range) or full int8 (default: float32)")
     exp.add_argument("--image-size", type=_positive_int, default=None, help="static input size (default: the model's)")
+    exp.add_argument("--calibration", default=None, metavar="DIR",
+                     help="--quantization int8: calibrate on the images in DIR (default: a trained run's own "
+                          "training images, else synthetic images; the command says which)")
     exp.set_defaults(func=export_command)
 
     spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
@@ -342,8 +423,9 @@ def build_parser():
     tr.add_argument("--output-dir", default=None, help="default runs/<model>_<dataset>")
     tr.add_argument("--seed", type=int, default=0, help="seed of data order, crops and initialisation (default 0)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    tr.add_argument("--progress", type=int, choices=[0, 1, 2], default=1,
-                    help="Keras progress output: 1 a bar (default), 2 a line per epoch, 0 none")
+    tr.add_argument("--progress", choices=["auto", "0", "1", "2"], default="auto",
+                    help="Keras progress output: 1 a bar, 2 a line per epoch, 0 none; auto (default): a bar on a "
+                         "terminal, a line per epoch when the output goes to a file or pipe")
     tr.set_defaults(func=train_command)
 
     ev = commands.add_parser("evaluate", parents=[common],
@@ -362,26 +444,70 @@ def build_parser():
                              help="run a multi-worker cluster on this machine: nfnets launch --workers 2 -- train ...")
     launch.add_arguments(la)
     la.set_defaults(func=launch.run_from_arguments)
+    parser.subcommands = dict(models=models, predict=pred, export=exp, spp=spp, train=tr, evaluate=ev, launch=la)
     return parser
+
+
+def as_flags(message, subparser):
+    """``message`` with the library's argument names in backticks (`` `output_dir` ``) written as
+    the command's flags (`` `--output-dir` ``), where the command has that flag."""
+    import re
+
+    flags = set(re.findall(r"--[a-z0-9][a-z0-9-]*", subparser.format_help()))
+
+    def flag(match):
+        name = "--" + match.group(1).replace("_", "-")
+        return f"`{name}`" if name in flags else match.group(0)
+
+    return re.sub(r"`([a-z][a-z0-9_]*)`", flag, message)
+
+
+# Commands that load TensorFlow (models only for timm names, which it builds).
+_TENSORFLOW_COMMANDS = ("predict", "export", "spp", "train", "evaluate")
+
+
+def _needs_tensorflow(args):
+    if args.command == "models":
+        from keras_nfnets.models.variants import VARIANTS
+
+        return any(name not in VARIANTS for name in args.names)
+    return args.command in _TENSORFLOW_COMMANDS
 
 
 def main(argv=None):
     """Run one sub-command. Errors end in one line naming the fix (``--verbose`` shows the
-    traceback); Ctrl-C ends quietly after the command's own message (exit 130)."""
-    from keras_nfnets.weights import CheckpointError
+    traceback); Ctrl-C ends quietly after the command's own message (exit 130).
 
-    args = build_parser().parse_args(argv)
+    ``argv=None`` means this process is the ``nfnets`` program (the console script or ``python -m
+    keras_nfnets.cli``): TensorFlow then starts quietly unless ``--verbose`` or
+    ``TF_CPP_MIN_LOG_LEVEL`` asks for its logs. A list of arguments (a call from Python) runs the
+    command in this process as it is, leaving standard error and the environment alone."""
+    from keras_nfnets import _startup
+
+    is_program = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if is_program and _needs_tensorflow(args) and not _startup.wants_tensorflow_logs(argv):
+            _startup.quiet_tensorflow_start(strategy=getattr(args, "strategy", None))
         return args.func(args)
     except KeyboardInterrupt:
         if args.verbose:
             raise
         return 130
-    except (ValueError, TypeError, OSError, ImportError, CheckpointError) as error:
-        if args.verbose:
+    except Exception as error:
+        if args.verbose or not _is_user_error(error):
             raise
-        print(f"nfnets {args.command}: error: {error}", file=sys.stderr)
+        print(f"nfnets {args.command}: error: {as_flags(str(error), parser.subcommands[args.command])}",
+              file=sys.stderr)
         return 2
+
+
+def _is_user_error(error):
+    """Errors that a user's input caused and whose message names the fix (a CheckpointError is a
+    ValueError): printed as one line."""
+    return isinstance(error, (ValueError, TypeError, OSError, ImportError, RuntimeError))
 
 
 if __name__ == "__main__":

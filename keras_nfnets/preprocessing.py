@@ -42,12 +42,16 @@ def preprocess_image(image, model_name="NFRegNetB1", size=None, transform=None):
     import tensorflow as tf
 
     if isinstance(image, (str, os.PathLike)):
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"Image file not found: {image!r}")
+        path = os.fspath(image)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path!r} is a directory; give image files (e.g. {os.path.join(path, '*.jpg')}).")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image file not found: {path!r}")
         try:
-            image = tf.io.decode_image(tf.io.read_file(os.fspath(image)), channels=3, expand_animations=False)
-        except tf.errors.InvalidArgumentError as error:
-            raise ValueError(f"Cannot decode {image!r} as an image (JPEG, PNG, BMP or GIF expected).") from error
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+            raise ValueError(f"Cannot decode {path!r} as an image (JPEG, PNG, BMP or GIF expected; the file is empty, "
+                             "truncated or of another format).") from error
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3 or image.shape[-1] != 3:
         raise ValueError(f"Expected an (H, W, 3) RGB image; received shape {tuple(image.shape)}.")

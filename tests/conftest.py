@@ -1,13 +1,14 @@
+import importlib.util
 import os
+import subprocess
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import pytest
 
-import importlib.util  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import keras  # noqa: E402
-import pytest  # noqa: E402
+# The suite runs in the environment a user has: it sets no TF_CPP_MIN_LOG_LEVEL or other variable
+# that changes what the package does (a quiet start that only worked with one set hid a broken
+# multi-worker start-up once). Tests that need a variable set it for their own subprocess.
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,8 @@ def _fresh_keras_state():
 PARITY_MODELS = ["test_nfnet", "nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "nfnet_l0", "eca_nfnet_l0"]
 SIZE = 64
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Subprocesses import the working tree's keras_nfnets, whatever copy is installed.
+# Subprocesses import the working tree's keras_nfnets, whatever copy is installed (PYTHONPATH
+# changes which files are imported, not what they do).
 REPO_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get("PYTHONPATH")])))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

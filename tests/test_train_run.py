@@ -378,7 +378,7 @@ def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys):
 
 
 def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypatch):
-    from keras_nfnets.training.run import load_keras_file, save_model_atomically
+    from keras_nfnets.saving import load_model as load_keras_file, save_model_atomically
 
     model = keras_nfnets.NFResNet14(input_shape=(32, 32, 3), classes=3)
     path = str(tmp_path / "model.keras")

@@ -3,8 +3,10 @@
 usage: python tools/convert_timm.py TIMM_NAME CHECKPOINT OUT.weights.h5 [--no-top]
 
 CHECKPOINT is a .safetensors or .pth/.bin file in timm's naming, or "hub" for the tag's Hugging
-Face checkpoint. Load the result with ``keras_nfnets.from_timm(TIMM_NAME, pretrained=False)``
-followed by ``model.load_weights(OUT)``, or with the matching builder's ``weights=OUT``.
+Face checkpoint. The file records its architecture; load it with the builder whose ImageNet
+weights it holds (``keras_nfnets.NFRegNetB1(weights=OUT)`` for ``nf_regnet_b1``; ``nfnets predict
+--model NFRegNetB1 --weights OUT``), or with ``keras_nfnets.from_timm(TIMM_NAME,
+pretrained=False)`` followed by ``model.load_weights(OUT)``.
 """
 
 import argparse
@@ -24,11 +26,12 @@ def main(argv=None):
         parser.error("the output path must end in .weights.h5")
 
     import keras_nfnets
+    from keras_nfnets.weights.files import save_weights
 
     model = keras_nfnets.from_timm(
         args.name, checkpoint=None if args.checkpoint == "hub" else args.checkpoint, include_top=not args.no_top
     )
-    model.save_weights(args.output)
+    save_weights(model, args.output, keras_nfnets.timm_config(args.name).name)
     print(f"{args.name}: {keras_nfnets.count_params(model):,} parameters -> {args.output}")
 
 

@@ -71,6 +71,61 @@ def digits_source(split="train"):
     )
 
 
+class CorruptImageError(ValueError):
+    """Image files that cannot be decoded; ``files`` lists them."""
+
+    def __init__(self, message, files):
+        super().__init__(message)
+        self.files = list(files)
+
+
+def _looks_complete(path):
+    """A fast structural check of an image file: the format's signature at the start and its end
+    marker near the end (JPEG EOI, PNG IEND, GIF trailer, BMP's declared size), two small reads."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8\xff"):
+        return b"\xff\xd9" in tail
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return b"IEND" in tail[-16:]
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return b"\x3b" in tail[-16:]
+    if head[:2] == b"BM" and len(head) >= 6:
+        return int.from_bytes(head[2:6], "little") <= size
+    return False
+
+
+def _decodes(path):
+    """Whether TensorFlow decodes ``path`` as an image (the decoder the pipelines use)."""
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return True
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return False
+
+
+def find_corrupt_images(paths):
+    """The files among ``paths`` that cannot be decoded: each file gets the structural check, and
+    those that fail it are decoded to confirm (a valid file is never reported)."""
+    return [path for path in paths if os.path.getsize(path) == 0 or (not _looks_complete(path) and not _decodes(path))]
+
+
+def check_images(paths, where):
+    """Raise :class:`CorruptImageError` naming every file of ``paths`` that cannot be decoded,
+    before any training starts (a run never stops half-way on a bad file)."""
+    bad = find_corrupt_images(paths)
+    if bad:
+        shown = "\n  ".join(bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise CorruptImageError(
+            f"{len(bad)} of the {len(paths)} images in {where} cannot be decoded (empty, truncated or not an image); "
+            f"remove or replace them, then run again:\n  {shown}", bad)
+
+
 def _list_image_folder(root):
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     files = {}
@@ -82,12 +137,16 @@ def _list_image_folder(root):
     return classes, files
 
 
-def image_folder_source(path, split="train", validation_fraction=0.1):
+def image_folder_source(path, split="train", validation_fraction=0.1, check=True):
     """Images in ``path/<class>/*.jpg`` (JPEG, PNG, BMP, GIF); classes are sorted folder names.
 
     If ``path/<split>`` exists (``train``, ``test``, ``validation``, ``val``), that folder is the
     split; otherwise every ``round(1 / validation_fraction)``-th file of each class (in sorted
     order) is held out as the ``test``/``validation`` split, the rest is ``train``.
+
+    ``check``: look at every file first (two small reads each) and raise
+    :class:`CorruptImageError` naming the files that cannot be decoded, so that a bad file
+    stops a run before it starts rather than in the middle of an epoch.
     """
     import tensorflow as tf
 
@@ -113,11 +172,19 @@ def image_folder_source(path, split="train", validation_fraction=0.1):
                 paths.append(file)
                 labels.append(label)
     if len(classes) < 2 or not paths:
+        rule = ""
+        if held_out is not None:
+            total = sum(len(f) for f in files.values())
+            rule = (f" (of its {total} images, every {every}th file of each class, from the first, is held out as "
+                    f"the test split and the rest is the train split: give each class at least 2 images, or make "
+                    f"{os.path.join(path, 'train')} and {os.path.join(path, 'test')} folders)")
         raise ValueError(
             f"Image folder {root!r} needs one sub-folder per class (at least 2) holding "
             f"{'/'.join(IMAGE_EXTENSIONS)} files; found {len(classes)} classes and {len(paths)} images for "
-            f"split {split!r}."
+            f"split {split!r}{rule}."
         )
+    if check:
+        check_images(paths, f"{root!r} (split {split!r})")
 
     def load(file, label):
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)

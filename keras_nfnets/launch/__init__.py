@@ -220,12 +220,12 @@ def add_arguments(parser):
     parser.add_argument("--threads-per-worker", type=int, default=None,
                         help="CPU threads for each worker's TensorFlow (default: TensorFlow's choice)")
     parser.add_argument("--log-dir", default=None, help="where the non-chief workers' logs go (default: a temp dir)")
-    parser.add_argument("command", nargs=argparse.REMAINDER,
+    parser.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="command",
                         help="after --: an nfnets sub-command (train ...) or any command, run on every worker")
 
 
 def run_from_arguments(args):
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else args.worker_command
     for name in ("workers", "threads_per_worker"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -1,9 +1,10 @@
-"""Layers of Normalizer-Free networks (Brock, De & Smith, ICLR 2021)."""
+"""Layers of Normalizer-Free networks (Brock, De & Smith, ICLR 2021). Importing this package
+registers every layer with Keras' serialization (``keras.saving.load_model`` of a ``.keras`` file
+that holds them needs it, or :func:`keras_nfnets.load_model`)."""
 
+from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS, EPS_MODES, GAMMA, PADDINGS
 from keras_nfnets.layers.activations import (
     ACTIVATIONS,
-    ELEMENTWISE_ACTIVATIONS,
-    GAMMA,
     GammaActivation,
     estimate_gamma,
     get_activation_fn,
@@ -25,6 +26,7 @@ __all__ = [
     "ACTIVATIONS",
     "ECA",
     "ELEMENTWISE_ACTIVATIONS",
+    "EPS_MODES",
     "GAMMA",
     "GammaActivation",
     "GroupConv2D",
@@ -41,4 +43,5 @@ __all__ = [
     "grouped_conv_implementation",
     "native_grouped_conv_supported",
     "nf_block",
+    "PADDINGS",
 ]

@@ -11,28 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS, GAMMA
 from keras_nfnets.layers.fused import fused_kernels_enabled, xla_fused
-
-# DeepMind's empirical γ per nonlinearity (nfnets/base.py `nonlinearities`).
-GAMMA = {
-    "identity": 1.0,
-    "celu": 1.270926833152771,
-    "elu": 1.2716004848480225,
-    "gelu": 1.7015043497085571,
-    "gelu_exact": 1.7015043497085571,  # timm's dm_nfnet uses erf-GELU with the same constant
-    "glu": 1.8484294414520264,
-    "leaky_relu": 1.70590341091156,
-    "log_sigmoid": 1.9193484783172607,
-    "log_softmax": 1.0002083778381348,
-    "relu": 1.7139588594436646,
-    "relu6": 1.7131484746932983,
-    "selu": 1.0008515119552612,
-    "sigmoid": 4.803835391998291,
-    "silu": 1.7881293296813965,
-    "soft_sign": 2.338853120803833,
-    "softplus": 1.9203323125839233,
-    "tanh": 1.5939117670059204,
-}
 
 ACTIVATIONS = {
     "identity": lambda x: x,
@@ -54,8 +34,7 @@ ACTIVATIONS = {
     "tanh": lambda x: ops.tanh(x),
 }
 
-# Activations that keep the shape of their input, usable inside the residual networks.
-ELEMENTWISE_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name not in ("glu", "log_softmax"))
+assert set(ACTIVATIONS) == set(GAMMA), "every activation needs its γ in keras_nfnets/layer_options.py"
 
 
 def _torch_functional(name, **kwargs):

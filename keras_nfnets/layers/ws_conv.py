@@ -8,10 +8,8 @@ The kernel is standardized at call time, so gradients flow through the standardi
 import keras
 from keras import ops
 
+from keras_nfnets.layer_options import EPS_MODES, PADDINGS
 from keras_nfnets.layers.conv_ops import conv2d
-
-PADDINGS = ("same", "valid", "symmetric")
-EPS_MODES = ("floor", "add")
 
 
 def standardize_kernel(kernel, gain, eps, eps_mode, gamma=1.0):

@@ -10,6 +10,7 @@ import math
 import os
 
 import keras
+import numpy as np
 from keras import layers
 
 from keras_nfnets.layers.activations import GammaActivation, get_gamma
@@ -207,8 +208,56 @@ def validate_application_args(*, weights=None, include_top=True, input_tensor=No
         )
 
 
+class WeightsMismatchError(ValueError):
+    """A ``.weights.h5`` file holds arrays of other shapes than the model's: another architecture,
+    another number of classes, or a head the model does not have."""
+
+
+def weights_file_contents(path):
+    """``(shapes of every array, the file's attributes)`` of a Keras ``.weights.h5`` file, read
+    with h5py without loading the arrays."""
+    import h5py
+
+    shapes = []
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            f.visititems(lambda name, node: shapes.append(tuple(node.shape)) if isinstance(node, h5py.Dataset) else None)
+            attributes = dict(f.attrs)
+    except OSError as error:
+        raise ValueError(f"Cannot load the weights file {os.fspath(path)!r}: it is truncated or not a Keras "
+                         f".weights.h5 file (HDF5: {error}).") from error
+    return shapes, attributes
+
+
+def weights_fit(model, shapes):
+    """Whether arrays of ``shapes`` (a weights file's) are exactly ``model``'s weights, or, for a
+    model without a classifier, its weights plus one classifier (kernel and bias) it leaves out."""
+    import collections
+
+    file_shapes = collections.Counter(tuple(s) for s in shapes)
+    model_shapes = collections.Counter(tuple(v.shape) for v in model.weights)
+    if file_shapes == model_shapes:
+        return True
+    extra, missing = file_shapes - model_shapes, model_shapes - file_shapes
+    has_top = any(layer.name == "predictions" for layer in model.layers)
+    return not has_top and not missing and sorted(len(s) for s in extra.elements()) == [1, 2]
+
+
 def load_weights_file(model, path):
-    """``model.load_weights(path)`` with an error that names the file and the likely cause."""
+    """``model.load_weights(path)``, after checking that the file's arrays fit the model (else a
+    :class:`WeightsMismatchError` that names the file and both parameter counts, before Keras
+    reads anything); other failures name the file and the likely cause."""
+    try:
+        shapes, _ = weights_file_contents(path)
+    except ValueError as error:
+        raise ValueError(f"Cannot load the weights file {os.fspath(path)!r} into {model.name!r}: "
+                         f"{str(error).split(': ', 1)[1]}") from error
+    if not weights_fit(model, shapes):
+        count = sum(int(np.prod(s)) for s in shapes)
+        raise WeightsMismatchError(
+            f"The weights file {os.fspath(path)!r} ({count:,} parameters in {len(shapes)} arrays) does not fit "
+            f"{model.name!r} ({model.count_params():,} parameters in {len(model.weights)} arrays): it was saved from "
+            "another architecture, number of classes or input channels.")
     try:
         model.load_weights(path)
     except Exception as error:

@@ -9,8 +9,7 @@ import dataclasses
 from typing import Optional, Tuple
 
 from keras_nfnets.data.transforms import EVAL_CROPS
-from keras_nfnets.layers.activations import ELEMENTWISE_ACTIVATIONS
-from keras_nfnets.layers.ws_conv import EPS_MODES, PADDINGS
+from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS, EPS_MODES, PADDINGS
 
 FAMILIES = ("nf_resnet", "nf_regnet", "nfnet")
 STEMS = ("7x7_pool", "3x3", "deep_quad")

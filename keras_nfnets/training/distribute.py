@@ -9,6 +9,7 @@ from keras_nfnets import _compat
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+_MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
 
 
 def make_strategy(name="auto", tpu=None):
@@ -40,8 +41,11 @@ def make_strategy(name="auto", tpu=None):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
+        if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
+            return _MULTI_WORKER[0]
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+            return _MULTI_WORKER[0]
         except RuntimeError as error:
             if "program startup" not in str(error):
                 raise

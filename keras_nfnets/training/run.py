@@ -10,6 +10,8 @@ import time
 from typing import Optional
 
 from keras_nfnets import _compat
+from keras_nfnets.saving import load_model as load_keras_file
+from keras_nfnets.saving import save_model_atomically
 from keras_nfnets.data import transforms
 from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.files import read_json, write_json_atomically
@@ -117,38 +119,6 @@ def _check_resumable(output_dir, backup_dir, settings):
         )
 
 
-def save_model_atomically(model, path):
-    """``model.save(path)`` through a temporary ``.keras`` file renamed into place: a crash while
-    saving leaves the previous file (or none), never a torn one."""
-    temporary = f"{path[:-len('.keras')]}.partial.keras"
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def load_keras_file(path):
-    """A model saved by :func:`train` (or any ``.keras`` file), with errors that name the file."""
-    import zipfile
-
-    import keras
-
-    import keras_nfnets  # noqa: F401  (registers the custom layers)
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No trained model at {path!r}; pass a run directory or a .keras file.")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path!r} is not a complete .keras file (a .keras file is a zip archive): it is truncated "
-                         "or of another format; save the model again or point to another file.")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:
-        raise ValueError(f"Cannot load {path!r} as a Keras model: {error}") from error
-
-
 def load_run(path):
     """``(model, settings, EvalTransform)`` of a run directory written by :func:`train` or a
     ``.keras`` file; ``settings`` is the run's ``run.json`` when it is there (else ``{}``) and the
@@ -162,6 +132,29 @@ def load_run(path):
     else:
         transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
     return model, settings, transform
+
+
+def check_output_dir(output_dir, argument="output_dir"):
+    """Fail before any work when ``output_dir`` cannot hold a run: it is a file, or its nearest
+    existing folder cannot be written (read-only file system, no permission). Creates nothing."""
+    import tempfile
+
+    path = os.path.abspath(os.fspath(output_dir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"`{argument}` {output_dir!r} is a file, not a directory; choose a directory for the "
+                                 "run's files.")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"`{argument}` {output_dir!r} is inside {existing!r}, which is a file; choose a "
+                                 "directory for the run's files.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise PermissionError(f"`{argument}` {output_dir!r} cannot be written ({existing!r}: "
+                              f"{error.strerror or error}); choose a writable directory.") from None
 
 
 def _check_arguments(model_name, augment, counts, learning_rate=None):
@@ -284,6 +277,8 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
         previous, installed = signal.signal(signal.SIGTERM, on_sigterm), True
     except ValueError:  # not the main thread: leave signals alone
         previous, installed = None, False
+    if verbose == "auto":  # Keras' bar redraws with control characters: a line per epoch into files and pipes
+        verbose = 1 if sys.stdout.isatty() else 2
     try:
         model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
                   initial_epoch=start_epoch, validation_data=eval_ds, shuffle=False, callbacks=callbacks,
@@ -310,16 +305,32 @@ def _steps_per_epoch(source, batch_size, cap, replicas):
     return steps
 
 
-def _write_run_record(output_dir, backup_dir, settings, resume, role):
-    """On the chief: create ``output_dir``, drop the backup unless resuming, write ``run.json``.
-    Returns the record (on every worker)."""
+# What a run leaves in its output directory besides run.json: a restarted run deletes all of it
+# before it trains, so no result of the run it replaces outlives the restart (an interrupted
+# restart must not leave the old model.keras for evaluate and predict to report).
+RUN_RESULTS = ("model.keras", "history.json", "interrupted.weights.h5", "backup", "logs")
+
+
+def _discard_results(output_dir):
+    """Delete every result of an earlier run in ``output_dir`` (:data:`RUN_RESULTS`)."""
+    import shutil
+
+    for name in RUN_RESULTS:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+def _write_run_record(output_dir, settings, resume, role):
+    """On the chief: create ``output_dir``, delete an earlier run's results unless resuming, write
+    ``run.json``. Returns the record (on every worker)."""
     record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
     if not role.is_chief:
         return record
-    if not resume and os.path.isdir(backup_dir):
-        import shutil
-
-        shutil.rmtree(backup_dir)
+    if not resume:
+        _discard_results(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     write_json_atomically(os.path.join(output_dir, "run.json"), record)
     return record
@@ -424,6 +435,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         steps_per_epoch: cap the steps of each epoch (quick runs, benchmarks).
         resume: continue from ``output_dir/backup`` if present (else start over).
         tensorboard: write TensorBoard logs (skipped, with a note, when tensorboard is missing).
+        verbose: Keras' progress output (0, 1 a bar, 2 a line per epoch); ``"auto"``: a bar when
+            standard output is a terminal, else a line per epoch.
         callbacks: extra Keras callbacks for ``fit``.
     """
     import keras
@@ -441,6 +454,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     batch_size = int(batch_size or defaults.get("batch_size") or paper.batch_size)
     output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
     backup_dir = os.path.join(output_dir, "backup")
+    check_output_dir(output_dir)
     distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
     role = worker_role(distribution)
     if seed is not None:
@@ -479,7 +493,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         finished = _finished_run(output_dir, backup_dir, epochs)
         if finished is not None:
             return finished
-    record = _write_run_record(output_dir, backup_dir, settings, resume, role)
+    record = _write_run_record(output_dir, settings, resume, role)
     start_epoch = _agreed_start_epoch(distribution, role, backup_dir)
 
     # 6. data pipelines (one shard per worker in a cluster) and callbacks

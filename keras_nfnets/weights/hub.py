@@ -5,6 +5,7 @@ import os
 from keras_nfnets.models.builder import build_nf_model, validate_application_args
 from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
+from keras_nfnets.weights.files import save_weights
 from keras_nfnets.weights.presets import checkpoint_for
 
 
@@ -17,36 +18,84 @@ def keras_cache_dir():
 
 
 def _offline_alternatives(checkpoint):
-    return (f"Offline alternatives: a local Keras weights file (weights='model.weights.h5', --weights FILE), the "
+    return (f"Offline alternatives: a Keras weights file of this model (converted by tools/convert_timm.py or saved "
+            "by model.save_weights: weights='FILE.weights.h5', --weights FILE), the "
             f"timm checkpoint file (keras_nfnets.from_timm('{checkpoint.architecture}', checkpoint='model.safetensors'); "
             f"nfnets predict --model {checkpoint.architecture} --checkpoint FILE), or random weights (weights=None, "
             "--weights none).")
 
 
+def hub_offline():
+    """``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it once, when it is imported)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache_dir():
+    """The Hugging Face Hub cache as the environment names it now (``HF_HUB_CACHE``, else
+    ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``)."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+
+
+_REACHABLE = {}  # endpoint -> None (reachable) or why not: asked once per process
+
+
+def hub_unreachable(timeout=3.0):
+    """``None`` when the Hub's endpoint (``HF_ENDPOINT``, default huggingface.co) accepts a TCP
+    connection within ``timeout`` seconds, else the reason; asked once per process, so a machine
+    without network learns it in seconds instead of waiting through the download's retries."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if endpoint not in _REACHABLE:
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        outcome = ["no answer within %g s" % timeout]
+
+        def connect():
+            try:
+                socket.create_connection((url.hostname, port), timeout=timeout).close()
+                outcome[0] = None
+            except OSError as error:
+                outcome[0] = error.strerror or str(error) or type(error).__name__
+
+        probe = threading.Thread(target=connect, daemon=True)  # name resolution has no timeout of its own
+        probe.start()
+        probe.join(timeout + 1.0)
+        _REACHABLE[endpoint] = None if outcome[0] is None else f"{url.hostname}:{port}: {outcome[0]}"
+    return _REACHABLE[endpoint]
+
+
 def download_checkpoint(checkpoint):
-    """Local path of ``checkpoint``'s safetensors file, through ``huggingface_hub`` (its cache,
-    ``HF_HUB_OFFLINE`` and token handling). With ``HF_HUB_OFFLINE`` set only the cache is read:
-    a missing file fails at once, naming the offline alternatives."""
+    """Local path of ``checkpoint``'s safetensors file, through ``huggingface_hub`` (its cache and
+    token handling). Offline (``HF_HUB_OFFLINE`` set, read at this call) only the cache is read;
+    without a network (the Hub does not answer within seconds) a cached file is used, else both
+    fail at once, naming the offline alternatives."""
     try:
-        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError as error:
         raise ImportError(
             "Pretrained weights need huggingface_hub and safetensors: pip install 'keras-nfnets[hub]'"
         ) from error
     where = f"{checkpoint.repo_id}/{checkpoint.filename}"
-    if constants.HF_HUB_OFFLINE:
-        cached = try_to_load_from_cache(repo_id=checkpoint.repo_id, filename=checkpoint.filename)
+    cache = hub_cache_dir()
+    unreachable = None if hub_offline() else hub_unreachable()
+    if hub_offline() or unreachable:
+        cached = try_to_load_from_cache(repo_id=checkpoint.repo_id, filename=checkpoint.filename, cache_dir=cache)
         if isinstance(cached, str):
             return cached
-        raise OSError(f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face Hub cache. "
+        why = ("HF_HUB_OFFLINE is set" if unreachable is None else
+               f"No network: the Hugging Face Hub does not answer ({unreachable})")
+        raise OSError(f"{why} and {where} is not in the Hugging Face Hub cache ({cache}). "
                       + _offline_alternatives(checkpoint))
     try:
-        return hf_hub_download(repo_id=checkpoint.repo_id, filename=checkpoint.filename)
+        return hf_hub_download(repo_id=checkpoint.repo_id, filename=checkpoint.filename, cache_dir=cache)
     except Exception as error:
         raise OSError(
-            f"Could not get {where} from the Hugging Face Hub ({type(error).__name__}). Check the network; "
-            "offline, set HF_HUB_OFFLINE=1 to read only the Hub cache without retries. "
-            + _offline_alternatives(checkpoint)
+            f"Could not get {where} from the Hugging Face Hub ({type(error).__name__}: {error}). Check the network; "
+            "offline, set HF_HUB_OFFLINE=1 to read only the Hub cache. " + _offline_alternatives(checkpoint)
         ) from error
 
 
@@ -67,7 +116,7 @@ def load_pretrained(model, checkpoint, config):
             os.remove(cache_path)
     load_timm_weights(model, download_checkpoint(checkpoint), config)
     os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-    model.save_weights(cache_path)
+    save_weights(model, cache_path, config.name)
     return model
 
 
