@@ -26,7 +26,10 @@ def tflite_op_names(path):
 
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=os.fspath(path))
+    from keras_nfnets._startup import stderr_silenced
+
+    with stderr_silenced():  # LiteRT logs its XNNPACK delegate from C++
+        interpreter = Interpreter(model_path=os.fspath(path))
     return {op["op_name"] for op in interpreter._get_ops_details()}
 
 

@@ -51,7 +51,10 @@ def quiet_tensorflow_start(strategy=None):
     with stderr_silenced():
         import tensorflow as tf
 
-        if strategy == "multi_worker" and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+            tf.config.set_visible_devices([], "GPU")  # tf.data only: the GPUs are JAX's / PyTorch's
+            tf.config.list_logical_devices()
+        elif strategy == "multi_worker":
             from keras_nfnets.training.distribute import make_strategy
 
             make_strategy("multi_worker")

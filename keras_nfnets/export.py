@@ -395,10 +395,13 @@ def run_exported(path, inputs, num_threads=2):
     if path.endswith(".tflite"):
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        detail = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(detail["index"], inputs.shape)
-        interpreter.allocate_tensors()
+        from keras_nfnets._startup import stderr_silenced
+
+        with stderr_silenced():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++
+            interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            detail = interpreter.get_input_details()[0]
+            interpreter.resize_tensor_input(detail["index"], inputs.shape)
+            interpreter.allocate_tensors()
         interpreter.set_tensor(detail["index"], inputs)
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

@@ -82,13 +82,14 @@ def test_console_script_entry_point_runs():
 
 @pytest.mark.slow
 def test_cli_hides_tensorflow_start_up_logs_unless_asked(tmp_path):
-    """No oneDNN / CUDA / CPU-feature lines on a plain run; --verbose lets TensorFlow's own stderr through."""
+    """No oneDNN / CUDA / CPU-feature lines on a plain run; --verbose lets TensorFlow's own stderr
+    through (a timm name is built, so TensorFlow loads)."""
     env = {k: v for k, v in REPO_ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    quiet = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet14"], capture_output=True,
+    quiet = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "nf_resnet26"], capture_output=True,
                            text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr.strip() == "", quiet.stderr
-    verbose = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "NFResNet14", "--verbose"],
+    verbose = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "nf_resnet26", "--verbose"],
                              capture_output=True, text=True, timeout=300, env=env)
     assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
     plain = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_logical_devices()"],

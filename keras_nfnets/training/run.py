@@ -288,8 +288,10 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
             raise
         path = os.path.join(output_dir, "interrupted.weights.h5")
         model.save_weights(path)
-        print(f"\nInterrupted: weights saved to {path}; the last completed epoch is in {backup_dir}. "
-              "Run the same command again to resume from it.", file=sys.stderr, flush=True)
+        finished = backup_progress(backup_dir)[0]
+        where = (f"the last completed epoch ({finished}) is in {backup_dir}. Run the same command again to resume "
+                 "from it." if finished else "no epoch completed. Run the same command again to start over.")
+        print(f"\nInterrupted: weights saved to {path}; {where}", file=sys.stderr, flush=True)
         raise
     finally:
         if installed:

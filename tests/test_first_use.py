@@ -1,0 +1,293 @@
+"""What a new user hit in a fresh clone (issue 20), each reproduced: start-up without TensorFlow,
+converted weights files, corrupt images, an interrupted restart, offline waits, messages, int8
+calibration and the evaluation sizes."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import HERE, REPO_ENV, SIZE, needs_timm
+
+import keras
+import keras_nfnets
+from keras_nfnets.cli import main
+
+PLAIN_ENV = {k: v for k, v in REPO_ENV.items() if not k.startswith("TF_CPP_")}
+
+
+# --- start-up: help and the model table without TensorFlow ---------------------------------------
+def test_help_and_the_model_table_import_neither_keras_nor_tensorflow():
+    script = ("import sys\n"
+              "import keras_nfnets\n"
+              "assert len(keras_nfnets.__all__) > 70 and 'NFNetF0' in dir(keras_nfnets)\n"
+              "from keras_nfnets.cli import main\n"
+              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "assert main(['models']) == 0 and main(['models', '--markdown']) == 0\n"
+              "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], env=PLAIN_ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert result.stderr == ""
+
+
+def test_lazy_names_resolve_to_the_modules_that_define_them():
+    from keras_nfnets.applications import BUILDERS
+
+    for name in keras_nfnets.__all__:
+        assert getattr(keras_nfnets, name) is not None, name
+    assert keras_nfnets.NFNetF0 is BUILDERS["NFNetF0"] and set(BUILDERS) <= set(keras_nfnets.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'NFNetF9'"):
+        keras_nfnets.NFNetF9  # noqa: B018
+
+
+# --- offline weights: tools/convert_timm.py's output loads into the builder it names --------------
+@pytest.mark.slow
+@needs_timm
+def test_a_converted_timm_file_loads_into_its_builder_and_a_misfit_is_one_line(timm_reference, tmp_path, capfd):
+    converted = tmp_path / "nf_regnet_b1.weights.h5"
+    subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "convert_timm.py"), "nf_regnet_b1",
+                    str(timm_reference / "nf_regnet_b1.safetensors"), str(converted)],
+                   env=PLAIN_ENV, check=True, capture_output=True, timeout=300)
+    reference = np.load(timm_reference / "nf_regnet_b1.npz")
+    model = keras_nfnets.NFRegNetB1(weights=str(converted), input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    logits = keras.ops.convert_to_numpy(model(reference["x"]))
+    assert np.abs(logits - reference["logits"]).max() / np.abs(reference["logits"]).max() < 1e-4  # timm's own
+    assert keras_nfnets.NFRegNetB1(weights=str(converted)).input.shape[1] == 288  # the checkpoint's size
+    backbone = keras_nfnets.NFRegNetB1(weights=str(converted), include_top=False)
+    assert backbone.output.shape[-1] == model.get_layer("predictions").kernel.shape[0]
+
+    capfd.readouterr()
+    with pytest.raises(ValueError) as error:
+        keras_nfnets.NFResNet50(weights=str(converted))
+    message = str(error.value)
+    assert "\n" not in message and str(converted) in message
+    assert "holds nf_regnet_b1 weights" in message and "keras_nfnets.NFRegNetB1(weights=FILE)" in message
+    assert "not NFResNet50" in message
+    assert capfd.readouterr().err.count("\n") <= 1  # no Keras warnings per layer
+    plain = tmp_path / "plain.weights.h5"  # saved by the user: no recorded architecture, a known count
+    keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3)).save_weights(str(plain))
+    with pytest.raises(ValueError, match=r"holds 8,595,372 parameters, the count of NFRegNetB0 .* not NFRegNetB2"):
+        keras_nfnets.NFRegNetB2(weights=str(plain))
+
+    image = tmp_path / "image.png"
+    keras.utils.save_img(str(image), np.random.default_rng(0).integers(0, 255, (50, 60, 3)).astype("uint8"))
+    assert main(["predict", str(image), "--model", "NFRegNetB1", "--weights", str(converted), "--top", "2"]) == 0
+    assert capfd.readouterr().out.startswith(f"{image}:\n  1. ")
+    assert main(["predict", str(image), "--model", "NFResNet50", "--weights", str(converted)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nfnets predict: error: The weights file")
+
+
+# --- corrupt images ---------------------------------------------------------------------------------
+def _jpeg(path, seed, size=(24, 32)):
+    import tensorflow as tf
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (*size, 3)).astype("uint8")
+    path.write_bytes(tf.io.encode_jpeg(pixels).numpy())
+
+
+def _folder_with_bad_files(root):
+    """Two classes of good JPEGs/PNGs; among them an empty file, a truncated JPEG, a text file
+    named .png and a truncated PNG (bad), and a JPEG with 6 KB after its end marker (good)."""
+    import tensorflow as tf
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            _jpeg(root / label / f"{i}.jpg", seed=i + (10 if label == "b" else 0))
+    png = tf.io.encode_png(np.zeros((20, 20, 3), "uint8")).numpy()
+    (root / "a" / "ok.png").write_bytes(png)
+    (root / "a" / "trailing.jpg").write_bytes((root / "a" / "0.jpg").read_bytes() + b"\0" * 6000)
+    bad = [root / "a" / "empty.jpg", root / "a" / "truncated.jpg", root / "b" / "notes.png", root / "b" / "cut.png"]
+    bad[0].write_bytes(b"")
+    bad[1].write_bytes((root / "a" / "1.jpg").read_bytes()[:300])
+    bad[2].write_text("not an image")
+    bad[3].write_bytes(png[: len(png) // 2])
+    return sorted(str(p) for p in bad)
+
+
+def test_corrupt_images_are_named_before_a_run_starts(tmp_path):
+    from keras_nfnets import data
+    from keras_nfnets.training import train
+
+    bad = _folder_with_bad_files(tmp_path / "photos")
+    paths = sorted(str(p) for p in (tmp_path / "photos").rglob("*.*"))
+    assert sorted(data.find_corrupt_images(paths)) == bad  # and trailing.jpg, which decodes, is not
+    output = tmp_path / "run"
+    with pytest.raises(data.CorruptImageError) as error:
+        train("NFResNet14", str(tmp_path / "photos"), output_dir=str(output), epochs=1, batch_size=4, image_size=32,
+              verbose=0, tensorboard=False)
+    assert sorted(error.value.files) == bad  # the train split holds all four (each class's first file is held out)
+    assert "cannot be decoded" in str(error.value) and "remove or replace them" in str(error.value)
+    for path in error.value.files:
+        assert path in str(error.value)
+    assert not output.exists()  # no run.json, no logs/: nothing half-made
+
+
+def test_predict_prints_the_good_images_and_reports_the_bad_one(tmp_path, capsys):
+    good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
+    _jpeg(good, seed=1)
+    bad.write_bytes(good.read_bytes()[:200])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["predict", str(good), str(bad), str(folder), "--model", "NFResNet14", "--weights", "none",
+                 "--top", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{good}:\n  1. ") and str(bad) not in captured.out
+    errors = captured.err.strip().splitlines()
+    assert errors[0] == (f"nfnets predict: skipped {bad}: Cannot decode '{bad}' as an image (JPEG, PNG, BMP or GIF "
+                         "expected; the file is empty, truncated or of another format).")
+    assert errors[1].startswith(f"nfnets predict: skipped {folder}: '{folder}' is a directory; give image files")
+
+
+# --- an interrupted restart leaves nothing of the run it replaces ------------------------------------
+@pytest.mark.slow
+def test_an_interrupted_restart_leaves_no_result_of_the_replaced_run(tmp_path):
+    from keras_nfnets.training import evaluate, train
+
+    quick = dict(epochs=1, steps_per_epoch=2, batch_size=16, image_size=32, verbose=0)
+    output = str(tmp_path / "run")
+    train("NFResNet14", "digits", output_dir=output, **quick)
+    assert {"model.keras", "history.json", "backup", "logs"} <= set(os.listdir(output))
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("NFResNet14", "digits", output_dir=output, resume=False, callbacks=[CtrlC()], tensorboard=False,
+              **dict(quick, epochs=2))
+    left = set(os.listdir(output))
+    assert not left & {"model.keras", "history.json", "backup", "logs"}, left
+    with pytest.raises(FileNotFoundError, match="No trained model"):
+        evaluate(output)
+    assert main(["predict", os.path.join(HERE, "..", "docs", "spp_figure1.png"), "--model", output]) == 2
+
+
+# --- offline: the variable read when used, no network detected once ---------------------------------
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once closed
+
+
+def test_offline_set_after_import_and_no_network_fail_at_once(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from keras_nfnets.weights import hub
+    from keras_nfnets.weights.presets import CHECKPOINTS
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the Hub was asked despite HF_HUB_OFFLINE / no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.setattr(hub, "_REACHABLE", {})
+    checkpoint = CHECKPOINTS["nf_regnet_b1.ra2_in1k"]
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # after huggingface_hub read its constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match=r"HF_HUB_OFFLINE is set and timm/nf_regnet_b1\.ra2_in1k/model\.safetensors is "
+                                      r"not in the Hugging Face Hub cache .*convert_timm"):
+        hub.download_checkpoint(checkpoint)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    port = _closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    connects = []
+    original = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: connects.append(a) or original(*a, **k))
+    for _ in range(2):
+        with pytest.raises(OSError, match=rf"No network: the Hugging Face Hub does not answer \(127\.0\.0\.1:{port}: "):
+            hub.download_checkpoint(checkpoint)
+    assert len(connects) == 1  # asked once per process
+
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--nf_regnet_b1.ra2_in1k"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("0" * 40)
+    (snapshot / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (snapshot / "snapshots" / ("0" * 40) / "model.safetensors").write_bytes(b"cached")
+    assert open(hub.download_checkpoint(checkpoint), "rb").read() == b"cached"  # no network: the cache serves
+
+
+# --- messages ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--clip-factor", "abc"], "argument --clip-factor: expected a positive number, 'off' or 'paper', got 'abc'"),
+    (["train", "--ema", "-1"], "argument --ema: expected a positive number, 'off' or 'paper', got '-1'"),
+])
+def test_flag_values_are_explained(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_launch_errors_name_the_command(capsys):
+    assert main(["launch", "--workers", "0", "--", "train"]) == 2
+    assert capsys.readouterr().err == "nfnets launch: error: --workers must be a positive integer; received 0.\n"
+
+
+def test_one_image_per_class_explains_the_hold_out_rule(tmp_path):
+    from keras_nfnets import data
+
+    for label in ("a", "b", "c"):
+        (tmp_path / label).mkdir()
+        _jpeg(tmp_path / label / "only.jpg", seed=0)
+    data.load_source(str(tmp_path), "test")  # every class's first file is held out
+    with pytest.raises(ValueError, match=r"found 3 classes and 0 images for split 'train' \(of its 3 images, every "
+                                         r"10th file of each class, from the first, is held out"):
+        data.load_source(str(tmp_path), "train")
+
+
+def test_output_dir_that_cannot_hold_a_run_fails_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    cases = [(str(tmp_path / "file"), "is a file, not a directory"),
+             (str(tmp_path / "file" / "run"), "which is a file"),
+             ("/sys/keras_nfnets_run", "cannot be written ('/sys': Permission denied)")]  # root cannot write /sys
+    for output_dir, message in cases:
+        assert main(["train", "--output-dir", output_dir]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nfnets train: error: `--output-dir` {output_dir!r} ") and message in err, err
+        assert err.count("\n") == 1
+    with pytest.raises(NotADirectoryError, match="`output_dir`"):
+        keras_nfnets.train(output_dir=str(tmp_path / "file"))
+
+
+# --- int8 calibration says what it used ------------------------------------------------------------------
+@pytest.mark.slow
+def test_int8_export_calibrates_on_the_runs_data_or_a_folder(tmp_path, capsys):
+    from keras_nfnets.training import train
+
+    run = str(tmp_path / "run")
+    train("NFResNet14", "digits", output_dir=run, epochs=1, steps_per_epoch=3, batch_size=16, verbose=0)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "a.tflite"), "--model", run, "--format", "tflite",
+                 "--quantization", "int8"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 calibration: 64 images of the run's training data (digits, train split)" in out
+    photos = tmp_path / "photos" / "x"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        _jpeg(photos / f"{i}.jpg", seed=i)
+    assert main(["export", str(tmp_path / "b.tflite"), "--model", run, "--format", "tflite", "--quantization", "int8",
+                 "--calibration", str(tmp_path / "photos")]) == 0
+    assert f"int8 calibration: 3 images from {tmp_path / 'photos'}" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "c.tflite"), "--model", run, "--format", "tflite",
+                 "--calibration", str(tmp_path / "photos")]) == 2
+    assert "`--calibration` images calibrate a full-int8 model: use it with `--quantization` int8" in \
+        capsys.readouterr().err
+
+
+# --- the evaluation size each path uses -------------------------------------------------------------------
+def test_preprocess_image_size_is_the_pretrained_builders_input_size():
+    """preprocess_image(path, NAME) prepares images for NAME(weights="imagenet"): the checkpoint's
+    test size (288 px for NFRegNetB1); NAME(weights=None) builds at the paper's test size (256 px),
+    as the README says."""
+    from keras_nfnets.applications import _pretrained_config
+    from keras_nfnets.models import VARIANTS
+    from keras_nfnets.weights import IMAGENET_PRESETS
+
+    for name in IMAGENET_PRESETS:
+        pretrained, _ = _pretrained_config(name, VARIANTS[name])
+        assert keras_nfnets.eval_transform(name).size == pretrained.test_size, name
+    assert keras_nfnets.eval_transform("NFRegNetB1").size == 288 and VARIANTS["NFRegNetB1"].test_size == 256

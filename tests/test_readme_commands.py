@@ -1,0 +1,134 @@
+"""The README's shell commands, run the way a user types them (issue 20).
+
+Every command in the README's ```bash blocks is listed below: run exactly as written, run in the
+short form the README documents for it, or excused with the reason it cannot run here. The
+commands go through the installed ``nfnets`` console script in a fresh directory, with the
+environment a user has: no TF_CPP_MIN_LOG_LEVEL, no KERAS_BACKEND unless the command sets it, no
+--verbose. A log-level variable set for the whole suite once hid a quiet start that broke every
+multi-worker run; here nothing may reach standard error but the launcher's own lines.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO_ENV
+
+README = pathlib.Path(__file__).parents[1] / "README.md"
+
+RUN = "run as written"
+# README command -> RUN (in the user's directory), ("installed", the command after `pip install
+# … &&`, which CI has done), ("short form", the documented command run instead, in a fresh
+# directory: a run directory holds one run), or ("excused", why it cannot run here). The order is
+# the README's: later commands use what earlier ones made (the digits run).
+COMMANDS = {
+    'pip install ".[train]" && nfnets train': ("installed", "nfnets train"),
+    'pip install ".[test]" && python -m pytest -q': ("excused", "the suite itself: .ci/run runs exactly this"),
+    "nfnets models": RUN,
+    "nfnets predict cat.jpg --model NFNetF1": ("excused", "downloads NFNetF1's checkpoint (offline paths: "
+                                                          "test_weights.py)"),
+    "nfnets train --model NFRegNetB1 --weights imagenet --dataset oxford_flowers102 --epochs 10 --batch-size 64":
+        ("excused", "downloads oxford_flowers102 and NFRegNetB1's checkpoint"),
+    "nfnets evaluate runs/NFResNet14_digits": RUN,
+    "nfnets predict digit.png --model runs/NFResNet14_digits": RUN,
+    "nfnets export model.tflite --model NFRegNetB0 --format tflite --quantization float16": RUN,
+    "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128": RUN,
+    'TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}\' '
+    "nfnets train --strategy multi_worker --output-dir /shared/runs/digits":
+        ("excused", "needs the two hosts it names; the launch line below runs the same cluster on 127.0.0.1"),
+    "nfnets launch --workers 2 --restart-on-failure 1 -- train --epochs 6 --output-dir runs/digits_2workers":
+        ("short form", "nfnets launch --workers 2 -- train --epochs 2"),
+    "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax":
+        ("short form", "KERAS_BACKEND=jax nfnets train --epochs 2"),  # the 95% on JAX: test_backends.py
+}
+
+
+def readme_commands():
+    """The shell commands of the README's ```bash blocks: continuation lines joined, comments and
+    comment-only lines dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+def test_every_readme_command_is_run_or_excused():
+    commands = readme_commands()
+    assert commands == list(COMMANDS), "a README command changed: classify it in COMMANDS (run, short form, excused)"
+    readme = README.read_text()
+    for readme_command, how in COMMANDS.items():
+        if how != RUN and how[0] == "short form":
+            assert f"`{how[1]}`" in readme, f"the short form {how[1]!r} must be documented in the README"
+        if how != RUN and how[0] == "installed":
+            assert readme_command.startswith("pip install ") and readme_command.endswith(f" && {how[1]}")
+
+
+def user_environment():
+    """The environment of a user's shell: this one without the variables that change what
+    TensorFlow, Keras or the Hub do; PYTHONPATH keeps the console script on this checkout."""
+    env = {k: v for k, v in REPO_ENV.items()
+           if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST"))}
+    return env
+
+
+def run_as_user(command, cwd, timeout):
+    assert shutil.which("nfnets"), "the nfnets console script is not installed (pip install '.[test]')"
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=user_environment(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def quiet(stderr, allowed=()):
+    """The lines of ``stderr`` that are neither empty nor one of the ``allowed`` prefixes."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith(tuple(allowed))]
+
+
+@pytest.mark.slow
+def test_readme_commands_as_a_user_types_them(tmp_path):
+    """The main job (≥ 95% on digits, the README's claim), evaluate and predict on its run,
+    models, export and spp as written; the cluster and the JAX run in their documented short
+    forms. Each exits 0 and writes nothing to standard error but the launcher's own lines."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_nfnets import data
+
+    image, _ = next(iter(data.load_source("digits", "test").dataset))
+    tf.io.write_file(str(tmp_path / "digit.png"), tf.io.encode_png(image))  # the user's own image
+    np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(str(tmp_path / "digit.png"))), image)
+    outputs = {}
+    for readme_command, how in COMMANDS.items():
+        if how != RUN and how[0] == "excused":
+            continue
+        command = readme_command if how == RUN else how[1]
+        cwd = tmp_path if how == RUN or how[0] == "installed" else tmp_path / f"short{len(outputs)}"
+        cwd.mkdir(exist_ok=True)
+        result = run_as_user(command, cwd, timeout=600)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        allowed = ("nfnets launch: ",) if command.startswith("nfnets launch") else ()
+        assert not quiet(result.stderr, allowed), f"{command} wrote to standard error:\n{result.stderr[-3000:]}"
+        assert "\x1b[" not in result.stdout, f"{command}: terminal control codes in a pipe"
+        outputs[command] = result
+
+    history = json.loads((tmp_path / "runs" / "NFResNet14_digits" / "history.json").read_text())
+    assert history["test"]["accuracy"] >= 0.95, history["test"]
+    evaluated = outputs["nfnets evaluate runs/NFResNet14_digits"].stdout
+    assert f"accuracy {history['test']['accuracy']:.4f}" in evaluated
+    predicted = outputs["nfnets predict digit.png --model runs/NFResNet14_digits"].stdout.splitlines()
+    assert predicted[0] == "digit.png:" and predicted[1].split()[0] == "1."
+    assert outputs["nfnets models"].stdout.count("\n") == 2 + 29
+    assert (tmp_path / "model.tflite").stat().st_size > 1e6 and (tmp_path / "figure2.png").stat().st_size > 1e4
+
+    launched = outputs["nfnets launch --workers 2 -- train --epochs 2"]
+    assert "Resuming" not in launched.stdout
+    log_dir = re.search(r"the others log to (\S+)\)", launched.stderr).group(1)
+    worker_log = pathlib.Path(log_dir, "worker-1.log").read_text()
+    assert "Epoch 2/2" in worker_log and "\x1b[" not in worker_log  # plain lines, no progress-bar codes
+    assert "saved to runs/NFResNet14_digits/model.keras" in launched.stdout
+    assert "saved to runs/NFResNet14_digits/model.keras" in outputs["KERAS_BACKEND=jax nfnets train --epochs 2"].stdout
