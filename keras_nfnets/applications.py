@@ -101,7 +101,7 @@ def _load_weights_file(builder_name, model, path, arguments):
     of the builder's ImageNet architecture (``tools/convert_timm.py``'s output, the converted-weights
     cache) rebuilds the model with that architecture, as ``weights="imagenet"`` does. A file that
     fits neither is one error naming the file, what it holds and the model asked for."""
-    shapes, attributes = weights_file_contents(path)
+    shapes, attributes = weights_file_contents(path, into=model.name)
     if weights_fit(model, shapes):
         load_weights_file(model, path)
         return model

@@ -258,9 +258,11 @@ def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
     assert json.load(open(tmp_path / "two" / "run.json"))["workers"] == 2
     assert len(cluster["history"]["loss"]) == 6
     # the same global batches (examples and crops) in the same order: the first epoch's loss agrees
-    # closely (dropout masks differ), and the final test accuracy within 2 points
+    # closely (dropout and stochastic-depth masks differ), and the final test accuracy within 4
+    # points: one-process runs that differ only in their seed land 3.3 points apart (92.8%, 94.2%,
+    # 96.1% for seeds 1, 2, 0; TensorFlow 2.21, Keras 3.15), the cluster at 93.1%
     assert cluster["history"]["loss"][0] == pytest.approx(single["history"]["loss"][0], rel=0.02)
-    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.02
+    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.04
     assert cluster["test"]["accuracy"] > 0.85  # it learned (10 classes)
     # the chief's distributed evaluation equals a one-process evaluation of the saved model
     assert evaluate(str(tmp_path / "two"))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)

@@ -213,9 +213,10 @@ class WeightsMismatchError(ValueError):
     another number of classes, or a head the model does not have."""
 
 
-def weights_file_contents(path):
+def weights_file_contents(path, into=None):
     """``(shapes of every array, the file's attributes)`` of a Keras ``.weights.h5`` file, read
-    with h5py without loading the arrays."""
+    with h5py without loading the arrays; an unreadable file is an error naming it (and the model
+    ``into`` which it was to load)."""
     import h5py
 
     shapes = []
@@ -224,7 +225,8 @@ def weights_file_contents(path):
             f.visititems(lambda name, node: shapes.append(tuple(node.shape)) if isinstance(node, h5py.Dataset) else None)
             attributes = dict(f.attrs)
     except OSError as error:
-        raise ValueError(f"Cannot load the weights file {os.fspath(path)!r}: it is truncated or not a Keras "
+        target = f" into {into!r}" if into else ""
+        raise ValueError(f"Cannot load the weights file {os.fspath(path)!r}{target}: it is truncated or not a Keras "
                          f".weights.h5 file (HDF5: {error}).") from error
     return shapes, attributes
 
@@ -247,11 +249,7 @@ def load_weights_file(model, path):
     """``model.load_weights(path)``, after checking that the file's arrays fit the model (else a
     :class:`WeightsMismatchError` that names the file and both parameter counts, before Keras
     reads anything); other failures name the file and the likely cause."""
-    try:
-        shapes, _ = weights_file_contents(path)
-    except ValueError as error:
-        raise ValueError(f"Cannot load the weights file {os.fspath(path)!r} into {model.name!r}: "
-                         f"{str(error).split(': ', 1)[1]}") from error
+    shapes, _ = weights_file_contents(path, into=model.name)
     if not weights_fit(model, shapes):
         count = sum(int(np.prod(s)) for s in shapes)
         raise WeightsMismatchError(
