@@ -263,6 +263,21 @@ def _number_or_off(text):
     return value
 
 
+def _randaugment(text):
+    """argparse type: ``paper``, ``off`` or ``LAYERS,MAGNITUDE`` (layers >= 1, magnitude >= 0)."""
+    if text in ("paper", "off"):
+        return None if text == "off" else text
+    try:
+        layers, magnitude = text.split(",")
+        layers, magnitude = int(layers), float(magnitude)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAYERS,MAGNITUDE (e.g. 4,5), 'paper' or 'off', got {text!r}") \
+            from None
+    if layers < 1 or not magnitude >= 0:
+        raise argparse.ArgumentTypeError(f"needs LAYERS >= 1 and MAGNITUDE >= 0, got {text!r}")
+    return layers, magnitude
+
+
 def _positive_int(text):
     """argparse type: an integer >= 1 (argparse names the flag in its error)."""
     try:
@@ -315,7 +330,7 @@ def train_command(args, out=None):
         args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
         weights=args.weights, strategy=args.strategy, precision=args.precision, output_dir=args.output_dir,
         seed=args.seed, learning_rate=args.learning_rate, clip_factor=args.clip_factor, ema=args.ema,
-        augment=args.augment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
+        augment=args.augment, randaugment=args.randaugment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
         manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
         verbose=args.progress if args.progress == "auto" else int(args.progress),
     )
@@ -419,6 +434,9 @@ def build_parser():
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
     tr.add_argument("--augment", choices=["default", "paper", "none"], default="default",
                     help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
+    tr.add_argument("--randaugment", type=_randaugment, default="paper", metavar="LAYERS,MAGNITUDE",
+                    help="RandAugment when augmenting: 'paper' (the recipe's, e.g. 4,5 for NFNetF0), 'off', or "
+                         "LAYERS,MAGNITUDE (DeepMind's 0-10 scale; above 10 extrapolates)")
     tr.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch (quick runs)")
     tr.add_argument("--output-dir", default=None, help="default runs/<model>_<dataset>")
     tr.add_argument("--seed", type=int, default=0, help="seed of data order, crops and initialisation (default 0)")

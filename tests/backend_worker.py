@@ -68,7 +68,7 @@ if "train" in task:
     results["train"] = {"history": run.history, "test": run.metrics}
 
     # model.fit with NFNet's whole recipe on this backend: AGC, EMA, label smoothing, warmup-cosine, and
-    # CutMix + MixUp + RandAugment (Keras core layers inside tf.data) feeding its batches
+    # CutMix + MixUp + RandAugment (stateless tf.data ops) feeding its batches
     from keras_nfnets.data import digits_source, train_dataset
     from keras_nfnets.training import recipe
 

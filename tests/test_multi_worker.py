@@ -35,20 +35,25 @@ def _indexed_source(n, random_access=True):
                        lookup=(lambda i: (tf.gather(images_t, i), tf.gather(labels_t, i))) if random_access else None)
 
 
-def _batches(source, batch, pipelines=1, pipeline=0, replicas=1, epochs=2):
+def _batches(source, batch, pipelines=1, pipeline=0, replicas=1, epochs=2, augmentation=None):
     context = None if pipelines == 1 and replicas == 1 else tf.distribute.InputContext(pipelines, pipeline, replicas)
     ds = data.train_dataset(source, 4, batch, epochs=epochs, seed=3, flip=False, area_range=(1.0, 1.0),
-                            mean=(0, 0, 0), std=(1, 1, 1), input_context=context, shuffle_buffer=32)
+                            mean=(0, 0, 0), std=(1, 1, 1), input_context=context, shuffle_buffer=32,
+                            augmentation=augmentation)
     return [(np.argmax(y, -1), x) for x, y in ds.as_numpy_iterator()]
 
 
 @pytest.mark.parametrize("random_access", [True, False], ids=["random-access", "streaming"])
-@pytest.mark.parametrize("pipelines,replicas", [(2, 2), (2, 4), (3, 3)], ids=["2x1", "2x2", "3x1"])
-def test_sharded_pipelines_cover_each_example_once_per_epoch(random_access, pipelines, replicas):
+@pytest.mark.parametrize("pipelines,replicas,augment", [(2, 2, False), (2, 4, False), (3, 3, False), (2, 2, True)],
+                         ids=["2x1", "2x2", "3x1", "2x1-randaugment"])
+def test_sharded_pipelines_cover_each_example_once_per_epoch(random_access, pipelines, replicas, augment):
+    """RandAugment draws from each example's position, so a sharded run augments every example as
+    the one-worker run does (CutMix/MixUp pair images inside each replica's batch)."""
     n, batch = 96, 24  # 4 steps an epoch
     source = _indexed_source(n, random_access)
-    whole = _batches(source, batch)  # the one-worker run
-    shards = [_batches(source, batch, pipelines, k, replicas) for k in range(pipelines)]
+    augmentation = data.Augmentation(randaugment=(2, 10)) if augment else None
+    whole = _batches(source, batch, augmentation=augmentation)  # the one-worker run
+    shards = [_batches(source, batch, pipelines, k, replicas, augmentation=augmentation) for k in range(pipelines)]
     per_pipeline = replicas // pipelines
     steps = len(whole)
     assert steps == 2 * n // batch

@@ -100,33 +100,6 @@ def test_digits_pipeline_is_seeded_and_resumes_epoch_exactly():
     np.testing.assert_array_equal(labels.sum(0), np.bincount(y_train, minlength=10))
 
 
-def test_augmentation_uses_keras_layers_and_mixes_labels():
-    source = data.load_source("digits", "train")
-    augmentation = data.Augmentation(mixup_alpha=0.2, cutmix_alpha=1.0, randaugment=(2, 15))
-    cutmix, mixup, rand = augmentation.layers(seed=1)
-    assert isinstance(cutmix, keras.layers.CutMix) and isinstance(mixup, keras.layers.MixUp)
-    assert isinstance(rand, keras.layers.RandAugment) and rand.num_ops == 2 and augmentation.randaugment_factor() == 1.0
-    kwargs = dict(epochs=1, seed=2, steps_per_epoch=2, augmentation=augmentation)
-    batches = _batches(data.train_dataset(source, 32, 32, **kwargs))
-    labels = np.concatenate([b[1] for b in batches])
-    assert np.all(np.count_nonzero(labels > 1e-6, axis=-1) <= 2)  # each label mixes at most two classes
-    assert (labels.max(1) < 0.999).mean() > 0.25
-    # CutMix on the first half (pixels pasted, never blended), MixUp on the second (blended pixels):
-    # images of constant value 10·i show which one touched which image.
-    images = np.broadcast_to(10.0 * np.arange(8, dtype="float32")[:, None, None, None], (8, 32, 32, 3)).copy()
-    onehot = np.eye(8, dtype="float32")
-    mixed_images, mixed_labels = (np.asarray(t) for t in data.mix_batch(tf.constant(images), tf.constant(onehot),
-                                                                         cutmix, mixup))
-    pasted, blended = mixed_images[:4], mixed_images[4:]
-    assert np.all(np.isin(pasted, 10.0 * np.arange(8)))
-    assert not np.all(np.isin(blended, 10.0 * np.arange(8)))
-    assert np.all(np.count_nonzero(mixed_labels > 1e-6, axis=-1) <= 2)
-    again = _batches(data.train_dataset(source, 32, 32, **kwargs))
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again))  # deterministic when seeded
-    with pytest.raises(ValueError, match="randaugment"):
-        data.Augmentation(randaugment=(0, 5))
-
-
 def test_eval_transform_crops_inside_tf_data():
     """Each crop rule gives the right size from any image size, as a tf.data map (no eager code)."""
     images = [tf.cast(tf.reshape(tf.range(h * w * 3) % 251, (h, w, 3)), tf.uint8) for h, w in ((60, 80), (97, 41))]
@@ -209,7 +182,7 @@ def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys):
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    settings = dict(QUICK, epochs=3, ema=0.9)
+    settings = dict(QUICK, epochs=3, ema=0.9, augment="paper", randaugment=(2, 10))  # with RandAugment on
     straight = train("NFResNet14", "digits", output_dir=str(tmp_path / "a"), **{**settings, "tensorboard": True})
     with pytest.raises(KeyboardInterrupt):
         train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), callbacks=[Interrupt()], **settings)

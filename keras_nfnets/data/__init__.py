@@ -7,6 +7,7 @@ __all__ = lazy_exports(__name__, {
     ".pipeline": ("eval_dataset", "train_dataset"),
     ".sources": ("DIGITS", "CorruptImageError", "Source", "check_images", "default_splits", "find_corrupt_images", "digits_source", "image_folder_source", "load_source",
                  "tfds_source"),
-    ".transforms": ("EVAL_CROPS", "IMAGENET_MEAN", "IMAGENET_STD", "Augmentation", "EvalTransform", "inception_crop",
-                    "mix_batch", "normalize", "train_image"),
+    ".transforms": ("EVAL_CROPS", "IMAGENET_MEAN", "IMAGENET_STD", "Augmentation", "EvalTransform", "crop_window",
+                    "cutmix", "decode_and_crop", "inception_crop", "mix_batch", "mixup", "normalize", "train_image"),
+    ".randaugment": ("RandAugment",),
 })

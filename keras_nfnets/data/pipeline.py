@@ -1,9 +1,10 @@
 """tf.data pipelines for training and evaluation: parallel, prefetched, deterministic when seeded.
 
-Per-image randomness is stateless, seeded by ``(seed, epoch, index)``, so epoch ``e`` of a run
-started at epoch ``e`` (a resumed run) sees the same images, order and crops as epoch ``e`` of an
-uninterrupted run. Keras' augmentation layers keep their own seeded random state: with a seed
-they run in order (deterministic), and their stream restarts at a resumed run's first epoch.
+All randomness is stateless, seeded by ``(seed, epoch, position)``: crops and flips per image,
+CutMix/MixUp per batch (by its first position), RandAugment per image. So every map runs in
+parallel on every core, seeded or not, and epoch ``e`` of a run started at epoch ``e`` (a resumed
+run) sees the same images, order, crops, mixes and augmentations as epoch ``e`` of an
+uninterrupted run.
 """
 
 import random
@@ -13,12 +14,17 @@ from keras_nfnets.data import transforms
 SHUFFLE_BUFFER = 10_000
 
 
-def _options(deterministic):
+def _options(deterministic, threads=None):
+    """tf.data options: order kept when seeded; with ``threads``, a private pool of that many
+    threads and one thread per op (DeepMind's ``max_intra_op_parallelism = 1``)."""
     import tensorflow as tf
 
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
     options.experimental_optimization.map_parallelization = True
+    if threads:
+        options.threading.private_threadpool_size = int(threads)
+        options.threading.max_intra_op_parallelism = 1
     return options
 
 
@@ -34,7 +40,7 @@ def _shard(input_context):
 def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, seed=None, flip=True,
                   area_range=(0.08, 1.0), augmentation=None, mean=transforms.IMAGENET_MEAN,
                   std=transforms.IMAGENET_STD, shuffle_buffer=SHUFFLE_BUFFER, steps_per_epoch=None,
-                  input_context=None):
+                  input_context=None, threads=None):
     """Batches of ``(normalised float32 images, one-hot float32 labels)`` for epochs
     ``start_epoch … epochs − 1``, ``source.num_examples // batch_size`` full batches each.
 
@@ -54,6 +60,7 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
         mean, std: per-channel statistics of [0, 1] RGB used to normalise.
         steps_per_epoch: fewer batches per epoch than the data holds (quick runs).
         input_context: shard for one input pipeline of a distributed run (see above).
+        threads: a private thread pool of this size (default: TensorFlow's shared pool).
     """
     import tensorflow as tf
 
@@ -73,13 +80,17 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     num_classes = source.num_classes
 
+    encoded = source.encoded
+
     def shuffled(order_seed):
         """``(position, example)`` in one epoch's order, from the seed alone (no shuffle state to
-        save or restore), only the positions of this pipeline's shard."""
+        save or restore), only the positions of this pipeline's shard. Examples stay encoded
+        where the source allows (a JPEG is then decoded inside its crop window alone)."""
         n = source.num_examples
         if source.lookup is not None:  # random access: an exact permutation of all examples
+            fetch = source.read if encoded else source.lookup
             return tf.data.Dataset.range(pipeline, n, pipelines).map(
-                lambda i: (i, source.lookup(tf.random.experimental.index_shuffle(i, order_seed, n - 1))),
+                lambda i: (i, fetch(tf.random.experimental.index_shuffle(i, order_seed, n - 1))),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Streaming: sort windows of compact records (encoded images) by stateless random keys.
         window = min(shuffle_buffer, n)
@@ -94,41 +105,58 @@ def train_dataset(source, image_size, batch_size, *, epochs=1, start_epoch=0, se
                                                          deterministic=True).unbatch().enumerate()
         if pipelines > 1:  # every worker reads the compact records, each decodes only its own
             ordered = ordered.shard(pipelines, pipeline)
-        if source.records is not None:
+        if source.records is not None and not encoded:
             def decode(i, record):
                 return i, source.decode(*record) if isinstance(record, tuple) else source.decode(record)
 
             ordered = ordered.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ordered
 
+    def decode_other(image_bytes):  # a non-JPEG record of an encoded TFDS source
+        return source.decode(image_bytes, tf.constant(0, tf.int64))[0]
+
+    rand_augment = augmentation.rand_augment() if augmentation is not None else None
+    mixes = augmentation is not None and augmentation.mixes
+
     def one_epoch(epoch):
         order_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
         epoch_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch)
+        mix_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 2], tf.int64), epoch)
+        augment_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 3], tf.int64), epoch)
 
         def prepare(index, example):
             image, label = example
             image = transforms.train_image(image, image_size,
                                            tf.random.experimental.stateless_fold_in(epoch_seed, index),
-                                           flip=flip, area_range=area_range)
-            return image, tf.one_hot(label, num_classes, dtype=tf.float32)
+                                           flip=flip, area_range=area_range,
+                                           decode=decode_other if source.records is not None else None)
+            return image, tf.one_hot(label, num_classes, dtype=tf.float32), index
 
-        return (shuffled(order_seed)
-                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-                .batch(replica_batch, drop_remainder=True).take(steps * replicas))
+        def mix(images, labels, positions):  # a replica batch, seeded by its first position
+            images, labels = augmentation.mix(images, labels,
+                                              tf.random.experimental.stateless_fold_in(mix_seed, positions[0]))
+            return images, labels, positions
+
+        def augment(images, labels, positions):  # each image seeded by its position in the epoch
+            images = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 255.0)), tf.uint8)
+            seeds = tf.map_fn(lambda p: tf.random.experimental.stateless_fold_in(augment_seed, p), positions,
+                              fn_output_signature=tf.TensorSpec([2], tf.int64))
+            images = tf.map_fn(lambda pair: rand_augment(*pair), (images, seeds),
+                               fn_output_signature=tf.TensorSpec(images.shape[1:], tf.uint8))
+            return tf.cast(images, tf.float32), labels, positions
+
+        batches = (shuffled(order_seed)
+                   .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+                   .batch(replica_batch, drop_remainder=True).take(steps * replicas))
+        if mixes:
+            batches = batches.map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if rand_augment is not None:
+            batches = batches.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        return batches.map(lambda x, y, _: (transforms.normalize(x, mean, std), y),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
     dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
-    if augmentation is not None and augmentation.enabled:
-        # Keras layers hold a random state: applied in order so a seeded run is deterministic.
-        sequential = None if deterministic else tf.data.AUTOTUNE
-        cutmix, mixup, rand = augmentation.layers(None if not deterministic else seed * 1000 + start_epoch)
-        if augmentation.mixes:
-            dataset = dataset.map(lambda x, y: transforms.mix_batch(x, y, cutmix, mixup), num_parallel_calls=sequential)
-        if rand is not None:
-            dataset = dataset.map(lambda x, y: (tf.map_fn(lambda image: rand(image, training=True), x), y),
-                                  num_parallel_calls=sequential)
-    dataset = dataset.map(lambda x, y: (transforms.normalize(x, mean, std), y), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic, threads))
 
 
 def eval_dataset(source, transform, batch_size, input_context=None):

@@ -20,7 +20,8 @@ class Source:
     ``(H, W, 3)`` when all images share one size (``None`` when they vary); ``lookup(i)`` returns
     example ``i`` for sources with random access (then epochs are exact stateless permutations);
     otherwise ``records`` yields compact fixed-shape records (encoded images) and ``decode(record)``
-    turns one into ``(image, label)``, so windows of records can be shuffled statelessly."""
+    turns one into ``(image, label)``, so windows of records can be shuffled statelessly;
+    ``read(i)`` returns example ``i`` still encoded ``(bytes, label)`` (image folders)."""
 
     name: str
     split: str
@@ -32,6 +33,20 @@ class Source:
     lookup: Optional[Callable] = None
     records: Optional[object] = None
     decode: Optional[Callable] = None
+    read: Optional[Callable] = None
+
+    @property
+    def encoded(self):
+        """Whether training can take the images still encoded (``read(i)`` or string ``records``),
+        so that a JPEG is decoded inside its crop window alone."""
+        if self.read is not None:
+            return True
+        if self.records is None:
+            return False
+        import tensorflow as tf
+
+        spec = self.records.element_spec
+        return isinstance(spec, tuple) and getattr(spec[0], "dtype", None) == tf.string
 
 
 def _digits_split():
@@ -195,7 +210,8 @@ def image_folder_source(path, split="train", validation_fraction=0.1, check=True
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     paths_t, labels_t = tf.constant(paths), tf.constant(np.asarray(labels, "int64"))
     return Source(os.path.basename(os.path.normpath(path)), split, dataset, len(paths), len(classes), tuple(classes),
-                  lookup=lambda i: load(tf.gather(paths_t, i), tf.gather(labels_t, i)))
+                  lookup=lambda i: load(tf.gather(paths_t, i), tf.gather(labels_t, i)),
+                  read=lambda i: (tf.io.read_file(tf.gather(paths_t, i)), tf.gather(labels_t, i)))
 
 
 def tfds_source(name, split="train", data_dir=None, manual_dir=None, download=True):

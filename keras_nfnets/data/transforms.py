@@ -2,13 +2,15 @@
 
 Per image, stateless and seeded by ``(seed, epoch, index)``: Inception-style random crop
 (``sample_distorted_bounding_box``: min object covered 0.1, aspect 3/4–4/3, area 8–100%,
-10 attempts, centre-crop fallback), random flip, bicubic resize. Per batch, Keras core layers:
-CutMix on one half, MixUp on the other, then RandAugment. Evaluation: one
+10 attempts, centre-crop fallback; a JPEG decoded inside the crop window alone), random flip,
+bicubic resize. Per batch, stateless too: CutMix on one half, MixUp on the other, then
+DeepMind's RandAugment per image (:mod:`keras_nfnets.data.randaugment`). Evaluation: one
 :class:`EvalTransform` per checkpoint or recipe, used by ``preprocess_image`` and the tf.data
 evaluation pipeline alike.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -104,20 +106,52 @@ def _center_crop(image, fraction):
     return image[top:top + side, left:left + side]
 
 
-def inception_crop(image, seed, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
-                   min_object_covered=0.1, max_attempts=10):
-    """A random crop as in Inception/DeepMind's ``_decode_and_random_crop``; when no box is
-    found in ``max_attempts``, the centre crop used for evaluation (``224 / 256`` of the short side)."""
+def crop_window(shape, seed, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), min_object_covered=0.1,
+                max_attempts=10):
+    """``(offset_y, offset_x, height, width)`` of a random crop of an image of ``shape``, as
+    Inception/DeepMind's ``_decode_and_random_crop``: when no box is found in ``max_attempts``,
+    the centre crop used for evaluation (``224 / 256`` of the short side). Only the shape is
+    needed, so a JPEG can be decoded inside the window alone."""
     import tensorflow as tf
 
-    shape = tf.shape(image)
+    shape = tf.cast(shape, tf.int32)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
         min_object_covered=min_object_covered, aspect_ratio_range=aspect_ratio_range, area_range=area_range,
         max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, size)
     failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))  # DeepMind's test for "no box found"
-    return tf.cond(failed, lambda: _center_crop(image, 224.0 / 256.0), lambda: crop)
+    side = tf.maximum(tf.cast(tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) * (224.0 / 256.0), tf.int32), 1)
+    centre = tf.stack([(shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2, side, side])
+    return tf.where(failed, centre, tf.stack([begin[0], begin[1], size[0], size[1]]))
+
+
+def inception_crop(image, seed, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                   min_object_covered=0.1, max_attempts=10):
+    """The :func:`crop_window` of a decoded image, cut out."""
+    import tensorflow as tf
+
+    window = crop_window(tf.shape(image), seed, area_range, aspect_ratio_range, min_object_covered, max_attempts)
+    return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+
+def decode_and_crop(encoded, seed, area_range=(0.08, 1.0), decode=None):
+    """The :func:`crop_window` of an encoded image, decoded to uint8 RGB: a JPEG is decoded inside
+    the window alone (``tf.io.decode_and_crop_jpeg``, from the shape in its header); other formats
+    are decoded whole (by ``decode``, default ``tf.io.decode_image``) and cut. The window is the
+    same either way, so the crops' distribution does not depend on the format."""
+    import tensorflow as tf
+
+    def full():
+        image = decode(encoded) if decode is not None else tf.io.decode_image(encoded, channels=3,
+                                                                              expand_animations=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        return inception_crop(image, seed, area_range=area_range)
+
+    def jpeg():
+        window = crop_window(tf.image.extract_jpeg_shape(encoded), seed, area_range=area_range)
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    return tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, full), [None, None, 3])
 
 
 def resize_bicubic(image, size):
@@ -128,12 +162,17 @@ def resize_bicubic(image, size):
     return tf.ensure_shape(image, (size, size, 3))
 
 
-def train_image(image, size, seed, flip=True, area_range=(0.08, 1.0)):
-    """One training image: random crop, flip, bicubic resize; float32 on the 0–255 scale."""
+def train_image(image, size, seed, flip=True, area_range=(0.08, 1.0), decode=None):
+    """One training image: random crop, flip, bicubic resize; float32 on the 0–255 scale.
+    ``image`` is a decoded ``(H, W, 3)`` image or encoded bytes (a string tensor: see
+    :func:`decode_and_crop`; ``decode`` decodes non-JPEG bytes)."""
     import tensorflow as tf
 
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = inception_crop(image, crop_seed, area_range=area_range)
+    if image.dtype == tf.string:
+        image = decode_and_crop(image, crop_seed, area_range=area_range, decode=decode)
+    else:
+        image = inception_crop(image, crop_seed, area_range=area_range)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return resize_bicubic(image, size)
@@ -150,13 +189,15 @@ def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """Batch-level augmentation (NFNet paper App. A.3).
+    """The NFNets' batch augmentation (NFNet paper App. A.3), stateless: CutMix on the first half
+    of each batch, MixUp on the second, then RandAugment on every image (DeepMind's order,
+    ``augment_before_mix=False``).
 
     Args:
-        mixup_alpha: MixUp's Beta(α, α) (0 disables); cutmix_alpha: CutMix's factor (0 disables).
-            With both, CutMix mixes the first half of each batch and MixUp the second.
-        randaugment: ``(num_layers, magnitude)`` with DeepMind's magnitude on its 0–10 scale
-            (NFNet-F0 ``(4, 5)``); applied per image after mixing. ``None`` disables.
+        mixup_alpha: MixUp's Beta(α, α) (0 disables); cutmix_alpha: CutMix's Beta(α, α) for the
+            kept area (1: uniform, as the paper; 0 disables). With only one, it mixes the whole batch.
+        randaugment: ``(num_layers, magnitude)``, DeepMind's RandAugment (magnitude on its 0–10
+            scale, extrapolating above 10: NFNet-F0 ``(4, 5)``, F3–F7 ``(4, 15)``). ``None`` disables.
     """
 
     mixup_alpha: float = 0.0
@@ -164,12 +205,14 @@ class Augmentation:
     randaugment: Optional[Tuple[int, float]] = None
 
     def __post_init__(self):
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            raise ValueError("mixup_alpha and cutmix_alpha must be >= 0.")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"`{name}` must be a number >= 0 (0 disables it); received {value!r}.")
         if self.randaugment is not None:
-            layers, magnitude = self.randaugment
-            if int(layers) < 1 or not 0 < magnitude:
-                raise ValueError(f"randaugment must be (num_layers >= 1, magnitude > 0); received {self.randaugment!r}.")
+            if not isinstance(self.randaugment, (tuple, list)) or len(self.randaugment) != 2:
+                raise ValueError(f"`randaugment` must be (num_layers, magnitude) or None; received {self.randaugment!r}.")
+            self.rand_augment()  # validates num_layers >= 1 and magnitude >= 0
 
     @property
     def mixes(self):
@@ -179,45 +222,122 @@ class Augmentation:
     def enabled(self):
         return self.mixes or self.randaugment is not None
 
-    def randaugment_factor(self):
-        """Keras' RandAugment ``factor`` (0–1) for DeepMind's magnitude: ``magnitude / 10``,
-        capped at 1 (DeepMind's magnitude 15 extrapolates past its own maximum of 10)."""
-        return min(1.0, float(self.randaugment[1]) / 10.0)
+    def rand_augment(self):
+        """The :class:`~keras_nfnets.data.randaugment.RandAugment` of this augmentation (or ``None``)."""
+        from keras_nfnets.data.randaugment import RandAugment
 
-    def layers(self, seed=None):
-        """Fresh Keras core layers ``(cutmix, mixup, randaugment)`` (``None`` where disabled),
-        float32 whatever the global dtype policy."""
-        import keras
+        return None if self.randaugment is None else RandAugment(*self.randaugment)
 
-        def child(offset):
-            return None if seed is None else int(seed) * 7 + offset
-
-        cutmix = keras.layers.CutMix(factor=self.cutmix_alpha, seed=child(1), dtype="float32") if self.cutmix_alpha else None
-        mixup = keras.layers.MixUp(alpha=self.mixup_alpha, seed=child(2), dtype="float32") if self.mixup_alpha else None
-        rand = None
-        if self.randaugment is not None:
-            rand = keras.layers.RandAugment(value_range=(0, 255), num_ops=int(self.randaugment[0]),
-                                            factor=self.randaugment_factor(), interpolation="bilinear",
-                                            seed=child(3), dtype="float32")
-        return cutmix, mixup, rand
+    def mix(self, images, labels, seed):
+        """Mix one batch of float images on the 0–255 scale and their one-hot labels (see
+        :func:`mix_batch`)."""
+        return mix_batch(images, labels, seed, cutmix_alpha=self.cutmix_alpha, mixup_alpha=self.mixup_alpha)
 
 
-def mix_batch(images, labels, cutmix, mixup):
-    """CutMix the first half of the batch and MixUp the second (either may be ``None``: then the
-    other mixes the whole batch). ``labels`` are one-hot/soft and are mixed alike."""
+def _beta(shape, alpha, seed):
+    """Beta(α, α) samples from two stateless Gamma(α) draws."""
     import tensorflow as tf
 
-    def apply(layer, x, y):
-        out = layer({"images": x, "labels": y}, training=True)
-        mixed_images, mixed_labels = out["images"], out["labels"]
-        mixed_images.set_shape(x.shape)
-        mixed_labels.set_shape(y.shape)
-        return mixed_images, mixed_labels
+    first, second = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    a = tf.random.stateless_gamma(shape, first, alpha)
+    b = tf.random.stateless_gamma(shape, second, alpha)
+    return a / tf.maximum(a + b, 1e-12)
 
-    if cutmix is not None and mixup is not None:
+
+def _partners(count, seed):
+    """Each image's mixing partner: ``(i + shift) mod count`` with a stateless random shift in
+    ``1 … count − 1``, so no image is mixed with itself (an image alone keeps itself)."""
+    import tensorflow as tf
+
+    shift = tf.random.stateless_uniform([], seed, 1, tf.maximum(count, 2), dtype=tf.int32)
+    return (tf.range(count) + shift) % count
+
+
+def cutmix(images, labels, seed, alpha=1.0):
+    """CutMix (Yun et al. 2019), as DeepMind's ``cutmix_padding``: per image a box of side ratio
+    ``sqrt(1 − λ)``, λ ~ Beta(α, α), centred uniformly and clipped at the edges, filled from a
+    partner image; the labels are weighted by the exact areas kept."""
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    partner_seed, ratio_seed, y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    partners = _partners(count, partner_seed)
+    ratio = tf.sqrt(1.0 - _beta([count], alpha, ratio_seed))
+    cy = tf.random.stateless_uniform([count], y_seed, 0, height, dtype=tf.int32)
+    cx = tf.random.stateless_uniform([count], x_seed, 0, width, dtype=tf.int32)
+    half_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32) // 2
+    half_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32) // 2
+    top, bottom = tf.clip_by_value(cy - half_h, 0, height), tf.clip_by_value(cy + half_h, 0, height)
+    left, right = tf.clip_by_value(cx - half_w, 0, width), tf.clip_by_value(cx + half_w, 0, width)
+    mixed = _paste_boxes(images, partners, top, bottom, left, right)
+    area = tf.cast((bottom - top) * (right - left), tf.float32) / tf.cast(height * width, tf.float32)
+    kept = 1.0 - area
+    return mixed, kept[:, None] * labels + (1.0 - kept[:, None]) * tf.gather(labels, partners)
+
+
+def _xla(function):
+    """``function`` compiled by XLA once per process, which fuses its whole-batch pixel
+    arithmetic into one loop (random draws stay outside: XLA would draw other numbers)."""
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=True, reduce_retracing=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name):
+    return _xla({"paste": _paste_boxes_graph, "blend": _blend_pairs_graph}[name])
+
+
+def _paste_boxes(images, partners, top, bottom, left, right):
+    return _compiled("paste")(images, partners, top, bottom, left, right)
+
+
+def _paste_boxes_graph(images, partners, top, bottom, left, right):
+    """Each image with the box ``[top, bottom) × [left, right)`` taken from its partner."""
+    import tensorflow as tf
+
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    rows, cols = tf.range(height)[None, :, None], tf.range(width)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < right[:, None, None]))
+    return tf.where(inside[..., None], tf.gather(images, partners), images)
+
+
+def _blend_pairs_graph(images, partners, ratio):
+    """``ratio · x + (1 − ratio) · x_partner`` per image."""
+    import tensorflow as tf
+
+    ratio = ratio[:, None, None, None]
+    return ratio * images + (1.0 - ratio) * tf.gather(images, partners)
+
+
+def mixup(images, labels, seed, alpha=0.2):
+    """MixUp (Zhang et al. 2018): per image λ ~ Beta(α, α), ``λ·x + (1 − λ)·x_partner`` and the
+    labels alike."""
+    import tensorflow as tf
+
+    partner_seed, ratio_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    partners = _partners(tf.shape(images)[0], partner_seed)
+    ratio = _beta([tf.shape(images)[0]], alpha, ratio_seed)
+    mixed = _compiled("blend")(images, partners, ratio)
+    return mixed, ratio[:, None] * labels + (1.0 - ratio[:, None]) * tf.gather(labels, partners)
+
+
+def mix_batch(images, labels, seed, cutmix_alpha=1.0, mixup_alpha=0.2):
+    """CutMix the first half of the batch and MixUp the second (DeepMind's ``my_mixup_cutmix``
+    order of halves aside); with only one enabled (alpha > 0), it mixes the whole batch. Partners
+    come from the same half. Stateless: the same ``seed`` gives the same mix."""
+    import tensorflow as tf
+
+    cut_seed, mix_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if cutmix_alpha > 0 and mixup_alpha > 0:
         half = tf.shape(images)[0] // 2
-        x1, y1 = apply(cutmix, images[:half], labels[:half])
-        x2, y2 = apply(mixup, images[half:], labels[half:])
+        x1, y1 = cutmix(images[:half], labels[:half], cut_seed, cutmix_alpha)
+        x2, y2 = mixup(images[half:], labels[half:], mix_seed, mixup_alpha)
         return tf.concat([x1, x2], 0), tf.concat([y1, y2], 0)
-    layer = cutmix if cutmix is not None else mixup
-    return apply(layer, images, labels) if layer is not None else (images, labels)
+    if cutmix_alpha > 0:
+        return cutmix(images, labels, cut_seed, cutmix_alpha)
+    if mixup_alpha > 0:
+        return mixup(images, labels, mix_seed, mixup_alpha)
+    return images, labels

@@ -53,6 +53,79 @@ class StopOnNaN(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
+def measure_input_rate(dataset, batch_size, seconds=3.0, max_batches=40):
+    """Images/s that ``dataset`` delivers alone (a separate iterator; the run's own is untouched):
+    batches drawn for about ``seconds`` after two warm-up batches."""
+    import time
+
+    iterator = iter(dataset)
+    start, count = None, 0
+    for index, _ in enumerate(iterator):  # a short run's dataset may end first
+        if index == 1:
+            start = time.perf_counter()
+        elif index > 1:
+            count += 1
+            if count >= max_batches or (count >= 3 and time.perf_counter() - start >= seconds):
+                break
+    return count * batch_size / (time.perf_counter() - start) if count else None
+
+
+class InputBoundReport(keras.callbacks.Callback):
+    """Says at the start of training whether the input pipeline or the model sets the pace.
+
+    ``pipeline_rate`` is what the pipeline delivers alone (:func:`measure_input_rate`),
+    ``plain_rate`` the same pipeline without augmentation (``None`` when there is none). After
+    ``skip`` batches (tracing), the training steps of about ``seconds`` are timed; training at
+    90% or more of the pipeline's rate means the accelerator waits for data: the report then
+    names the cause (augmentation when the plain pipeline is 1.5× faster, else decoding and
+    cropping) and the fixes. ``self.report`` keeps the text.
+    """
+
+    def __init__(self, pipeline_rate, batch_size, plain_rate=None, augmentation=None, skip=3, seconds=3.0,
+                 max_batches=30, stream=None, clock=None):
+        super().__init__()
+        import time
+
+        self.pipeline_rate, self.plain_rate, self.batch_size = pipeline_rate, plain_rate, batch_size
+        self.augmentation, self.skip, self.seconds, self.max_batches = augmentation, skip, seconds, max_batches
+        self.stream, self.clock = stream, clock or time.perf_counter
+        self.report, self._seen, self._start = None, 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.report is not None:
+            return
+        self._seen += 1
+        if self._seen == self.skip:
+            self._start, self._timed = self.clock(), 0
+        elif self._seen > self.skip:
+            self._timed += 1
+            elapsed = self.clock() - self._start
+            if self._timed >= self.max_batches or (self._timed >= 3 and elapsed >= self.seconds):
+                self._finish(self._timed * self.batch_size / elapsed)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.report is None and self._start is not None and self._timed:
+            self._finish(self._timed * self.batch_size / (self.clock() - self._start))
+
+    def _finish(self, training_rate):
+        rates = (f"input pipeline {self.pipeline_rate:,.0f} images/s (measured alone), training "
+                 f"{training_rate:,.0f} images/s")
+        if training_rate < 0.9 * self.pipeline_rate:
+            self.report = f"Throughput: {rates}: the model sets the pace, the input pipeline keeps up."
+        else:
+            if self.plain_rate is not None and self.plain_rate >= 1.5 * self.pipeline_rate:
+                cause = (f"the augmentation ({self.augmentation}): without it the pipeline delivers "
+                         f"{self.plain_rate:,.0f} images/s")
+                fixes = ("more CPU cores for the input pipeline, fewer RandAugment layers or a smaller magnitude "
+                         "(--randaugment 2,5; randaugment=(2, 5)), or no augmentation (--augment none)")
+            else:
+                cause = "decoding and cropping the images"
+                fixes = "more CPU cores for the input pipeline, smaller source images, or faster storage"
+            self.report = (f"Input-bound: {rates}, so the model waits for data. The cause: {cause}. "
+                           f"Fixes: {fixes}.")
+        print(self.report, file=self.stream or sys.stdout, flush=True)
+
+
 def _seed_generators(model):
     """The Keras seed generators of ``model``'s layers (dropout, stochastic depth, ...)."""
     found, seen = [], set()

@@ -10,9 +10,9 @@ import time
 from typing import Optional
 
 from keras_nfnets import _compat
+from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
 from keras_nfnets.saving import save_model_atomically
-from keras_nfnets.data import transforms
 from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.files import read_json, write_json_atomically
 
@@ -157,13 +157,16 @@ def check_output_dir(output_dir, argument="output_dir"):
                               f"{error.strerror or error}); choose a writable directory.") from None
 
 
-def _check_arguments(model_name, augment, counts, learning_rate=None):
+def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper"):
     from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.data.transforms import Augmentation
 
     if model_name not in BUILDERS:
         raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(BUILDERS)}.")
     if augment not in AUGMENT_CHOICES:
         raise ValueError(f"`augment` must be one of {AUGMENT_CHOICES}; received {augment!r}.")
+    if randaugment not in ("paper", None):
+        Augmentation(randaugment=randaugment)  # (num_layers >= 1, magnitude >= 0), else a ValueError
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
@@ -219,10 +222,16 @@ def build_classifier(model_name, num_classes, image_size, weights=None, drop_rat
     return keras.Model(backbone.input, logits, name=backbone.name)
 
 
-def _augmentation(augment, dataset, paper):
+def _augmentation(augment, dataset, paper, randaugment="paper"):
+    """The run's augmentation: the recipe's (none for digits by default, none with ``"none"``),
+    its RandAugment replaced by ``randaugment`` (``(layers, magnitude)``, or ``None`` for off)."""
     if augment == "none" or (augment == "default" and "augmentation" in DATASET_DEFAULTS.get(dataset, {})):
         return None
-    return paper.augmentation()
+    augmentation = paper.augmentation()
+    if randaugment != "paper":
+        augmentation = dataclasses.replace(augmentation, randaugment=None if randaugment is None else
+                                           tuple(randaugment))
+    return augmentation
 
 
 def _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides):
@@ -237,7 +246,8 @@ def _build_and_compile(model_name, settings, distribution, weights, drop_rate, o
             learning_rate = paper.base_learning_rate * settings["batch_size"] / paper.base_batch_size / 10.0
         plan = recipe(model_name, settings["batch_size"], settings["epochs"], settings["steps_per_epoch"],
                       settings["classes"], learning_rate=learning_rate,
-                      augmentation=_augmentation(settings["augment"], settings["dataset"], paper), **overrides)
+                      augmentation=_augmentation(settings["augment"], settings["dataset"], paper,
+                                                 settings["randaugment"]), **overrides)
         model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
     if _compat.is_multi_worker(distribution):
         _compat.enable_keras_multi_worker_training(model)
@@ -400,6 +410,27 @@ def _save_final_model(model, output_dir, role):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _input_report(train_ds, make_train, augmentation, batch_size):
+    """An :class:`InputBoundReport` with the pipeline's rate alone, and without augmentation
+    when there is some (each measured on its own iterator, for about two seconds)."""
+    import keras
+
+    from keras_nfnets.training.callbacks import InputBoundReport, measure_input_rate
+
+    rate = measure_input_rate(train_ds, batch_size, seconds=2.0)
+    if rate is None:  # fewer than four batches in the whole run: nothing to time
+        return keras.callbacks.Callback()
+    plain = None
+    if augmentation is not None and augmentation.enabled:
+        plain = measure_input_rate(make_train(None, augmentation=None), batch_size, seconds=2.0)
+    described = None if augmentation is None else (
+        ", ".join(filter(None, [f"CutMix {augmentation.cutmix_alpha:g}" if augmentation.cutmix_alpha else "",
+                                f"MixUp {augmentation.mixup_alpha:g}" if augmentation.mixup_alpha else "",
+                                "RandAugment {} layers, magnitude {:g}".format(*augmentation.randaugment)
+                                if augmentation.randaugment else ""])))
+    return InputBoundReport(rate, batch_size, plain_rate=plain, augmentation=described)
+
+
 def _datasets(distribution, role, make_train, make_eval):
     """The training and evaluation datasets: as built for one machine (Keras splits each global
     batch over local replicas), or, with several workers, one shard per input pipeline through
@@ -414,7 +445,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
           steps_per_epoch=None, data_dir=None, manual_dir=None, tpu=None, resume=True, tensorboard=True,
-          verbose="auto", drop_rate=None, callbacks=None):
+          verbose="auto", drop_rate=None, callbacks=None, input_report=True, randaugment="paper"):
     """Train the builder ``model_name`` on ``dataset`` with the paper's recipe and ``model.fit``.
 
     Args:
@@ -434,12 +465,17 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         seed: data order, crops and initialisation (``None``: not reproducible).
         learning_rate, clip_factor, weight_decay, ema: override the recipe (``"paper"``: keep).
         augment: ``"default"`` (the paper's, none for digits), ``"paper"``, or ``"none"``.
+        randaugment: ``"paper"`` (the recipe's RandAugment), ``(num_layers, magnitude)``
+            (DeepMind's magnitude scale, extrapolating above 10), or ``None`` (off).
         steps_per_epoch: cap the steps of each epoch (quick runs, benchmarks).
         resume: continue from ``output_dir/backup`` if present (else start over).
         tensorboard: write TensorBoard logs (skipped, with a note, when tensorboard is missing).
         verbose: Keras' progress output (0, 1 a bar, 2 a line per epoch); ``"auto"``: a bar when
             standard output is a terminal, else a line per epoch.
         callbacks: extra Keras callbacks for ``fit``.
+        input_report: at the start of training, measure the input pipeline alone and print
+            whether it or the model sets the pace, with the cause and the fixes when the model
+            waits for data (one machine; a cluster's workers are not measured).
     """
     import keras
 
@@ -449,7 +485,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 
     # 1. arguments and settings
     _check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
-                                               steps_per_epoch=steps_per_epoch), learning_rate)
+                                               steps_per_epoch=steps_per_epoch), learning_rate, randaugment)
     paper = paper_hyperparameters(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
@@ -474,7 +510,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
                     class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
                     steps_per_epoch=steps, precision=precision, strategy=strategy,
                     replicas=distribution.num_replicas_in_sync, workers=role.count, seed=seed, eval_split=eval_split,
-                    augment=augment)
+                    augment=augment, randaugment=randaugment)
 
     # 4. model and recipe
     set_precision(precision)
@@ -499,10 +535,10 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     start_epoch = _agreed_start_epoch(distribution, role, backup_dir)
 
     # 6. data pipelines (one shard per worker in a cluster) and callbacks
-    def make_train(input_context):
+    def make_train(input_context, augmentation=plan.augmentation):
         return data.train_dataset(
             train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=min(start_epoch, epochs - 1),
-            seed=seed, flip=settings["flip"], area_range=settings["area_range"], augmentation=plan.augmentation,
+            seed=seed, flip=settings["flip"], area_range=settings["area_range"], augmentation=augmentation,
             mean=settings["eval_transform"].mean, std=settings["eval_transform"].std, steps_per_epoch=steps,
             input_context=input_context)
 
@@ -515,6 +551,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     # the history first: at an epoch's end it is written before the backup, so a resume never finds
     # a backed-up epoch missing from history.json (an extra one is dropped)
     fit_callbacks = [history, *_callbacks(plan, output_dir, backup_dir, throughput, callbacks or [], tensorboard, role)]
+    if input_report and role.count == 1 and start_epoch < epochs:
+        fit_callbacks.append(_input_report(train_ds, make_train, plan.augmentation, batch_size))
 
     # 7. fit (or reload a run whose final save is missing), save, evaluate
     stopped = None
