@@ -118,6 +118,8 @@ def test_readme_commands_as_a_user_types_them(tmp_path):
 
     history = json.loads((tmp_path / "runs" / "NFResNet14_digits" / "history.json").read_text())
     assert history["test"]["accuracy"] >= 0.95, history["test"]
+    main_job = outputs["nfnets train"].stdout
+    assert "Throughput: input pipeline" in main_job and "the model sets the pace" in main_job  # digits: model-bound
     evaluated = outputs["nfnets evaluate runs/NFResNet14_digits"].stdout
     assert f"accuracy {history['test']['accuracy']:.4f}" in evaluated
     predicted = outputs["nfnets predict digit.png --model runs/NFResNet14_digits"].stdout.splitlines()
