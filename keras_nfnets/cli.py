@@ -255,12 +255,9 @@ def _number_or_off(text):
     if text.lower() in ("0", "off", "none"):
         return None
     try:
-        value = float(text)
-    except ValueError:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}")
-    return value
 
 
 def _randaugment(text):
