@@ -364,3 +364,14 @@ def test_channels_first_is_rejected():
 def test_docstrings_state_sizes():
     assert "192px for training, 224px for evaluation" in NFRegNetB0.__doc__
     assert NFNetF0.__name__ == "NFNetF0"
+
+
+@pytest.mark.slow
+def test_the_stored_counts_are_the_built_models():
+    """`nfnets models` and the README's table print models/counts.py without building; every row
+    equals a shapes-only build of its variant (a changed architecture fails here)."""
+    from keras_nfnets.models.counts import COUNTS, compute_counts
+
+    assert list(COUNTS) == list(VARIANTS)
+    for name in VARIANTS:
+        assert compute_counts(name) == COUNTS[name], name
