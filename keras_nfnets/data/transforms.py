@@ -270,7 +270,7 @@ def cutmix(images, labels, seed, alpha=1.0):
     half_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32) // 2
     top, bottom = tf.clip_by_value(cy - half_h, 0, height), tf.clip_by_value(cy + half_h, 0, height)
     left, right = tf.clip_by_value(cx - half_w, 0, width), tf.clip_by_value(cx + half_w, 0, width)
-    mixed = _paste_boxes(images, partners, top, bottom, left, right)
+    mixed = _compiled("paste")(images, partners, top, bottom, left, right)
     area = tf.cast((bottom - top) * (right - left), tf.float32) / tf.cast(height * width, tf.float32)
     kept = 1.0 - area
     return mixed, kept[:, None] * labels + (1.0 - kept[:, None]) * tf.gather(labels, partners)
@@ -287,10 +287,6 @@ def _xla(function):
 @functools.lru_cache(maxsize=None)
 def _compiled(name):
     return _xla({"paste": _paste_boxes_graph, "blend": _blend_pairs_graph}[name])
-
-
-def _paste_boxes(images, partners, top, bottom, left, right):
-    return _compiled("paste")(images, partners, top, bottom, left, right)
 
 
 def _paste_boxes_graph(images, partners, top, bottom, left, right):

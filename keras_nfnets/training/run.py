@@ -134,26 +134,26 @@ def load_run(path):
     return model, settings, transform
 
 
-def check_output_dir(output_dir, argument="output_dir"):
+def check_output_dir(output_dir):
     """Fail before any work when ``output_dir`` cannot hold a run: it is a file, or its nearest
     existing folder cannot be written (read-only file system, no permission). Creates nothing."""
     import tempfile
 
     path = os.path.abspath(os.fspath(output_dir))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise NotADirectoryError(f"`{argument}` {output_dir!r} is a file, not a directory; choose a directory for the "
+        raise NotADirectoryError(f"`output_dir` {output_dir!r} is a file, not a directory; choose a directory for the "
                                  "run's files.")
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise NotADirectoryError(f"`{argument}` {output_dir!r} is inside {existing!r}, which is a file; choose a "
+        raise NotADirectoryError(f"`output_dir` {output_dir!r} is inside {existing!r}, which is a file; choose a "
                                  "directory for the run's files.")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise PermissionError(f"`{argument}` {output_dir!r} cannot be written ({existing!r}: "
+        raise PermissionError(f"`output_dir` {output_dir!r} cannot be written ({existing!r}: "
                               f"{error.strerror or error}); choose a writable directory.") from None
 
 
