@@ -61,18 +61,31 @@ def keras_tensorflow_conv(replacement):
         tf_nn.conv = original
 
 
-def is_multi_worker(strategy):
-    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` spanning more than one worker
-    (``extended._num_workers``: the public API gives only the replica count, which a one-worker
-    cluster with several GPUs shares with a multi-worker one)."""
-    import keras
+def worker_count(strategy):
+    """The number of workers a ``tf.distribute`` strategy spans (``extended._num_workers``: the
+    public API gives only the replica count, which a one-worker cluster with several GPUs shares
+    with a multi-worker one)."""
+    return getattr(strategy.extended, "_num_workers", 1)
 
-    if keras.backend.backend() != "tensorflow":
+
+def variable_index(optimizer, variable):
+    """The position of ``variable`` in ``optimizer``'s variable list, which indexes its slot
+    variables (``BaseOptimizer._get_variable_index``: Keras keeps the mapping private)."""
+    return optimizer._get_variable_index(variable)
+
+
+class WholeStepUpdate:
+    """Optimizer mixin: Keras calls ``self.update_all(grads, variables, learning_rate)`` with all of
+    a step's gradients at once, and runs its own per-variable ``update_step`` loop when that returns
+    False (overrides ``BaseOptimizer._backend_update_step``, the one private method that sees a
+    whole step: a multi-tensor update needs it)."""
+
+    def update_all(self, grads, variables, learning_rate):
         return False
-    import tensorflow as tf
 
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and getattr(strategy.extended, "_num_workers", 1) > 1)
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self.update_all(grads, trainable_variables, learning_rate):
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
 
 
 def enable_keras_multi_worker_training(model):
@@ -93,6 +106,8 @@ def enable_keras_multi_worker_training(model):
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer
 
+    from keras_nfnets.backend import tf_backend
+
     def first_local(value):
         if isinstance(value, tf.distribute.DistributedValues):
             return model.distribute_strategy.experimental_local_results(value)[0]
@@ -111,7 +126,7 @@ def enable_keras_multi_worker_training(model):
         original = trainer.reduce_per_replica
 
         def reduce_per_replica(values, strategy, reduction):
-            if reduction not in ("auto", "mean") or not is_multi_worker(strategy):
+            if reduction not in ("auto", "mean") or not tf_backend.is_multi_worker(strategy):
                 return original(values, strategy, reduction)
 
             def mean(value):

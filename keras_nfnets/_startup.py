@@ -49,17 +49,9 @@ def quiet_tensorflow_start(strategy=None):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
     with stderr_silenced():
-        import tensorflow as tf
+        from keras_nfnets import backend
 
-        if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-            tf.config.set_visible_devices([], "GPU")  # tf.data only: the GPUs are JAX's / PyTorch's
-            tf.config.list_logical_devices()
-        elif strategy == "multi_worker":
-            from keras_nfnets.training.distribute import make_strategy
-
-            make_strategy("multi_worker")
-        else:
-            tf.config.list_logical_devices()
+        backend.for_backend(backend.selected()).start_tensorflow(strategy)
 
 
 def user_environment():

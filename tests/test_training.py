@@ -195,12 +195,13 @@ def test_keras_data_parallel_refuses_what_it_cannot_do(monkeypatch):
     mirrored over several GPUs on PyTorch (Keras has no data-parallel engine there), are errors."""
     import torch
 
-    from keras_nfnets.training.distribute import KerasDataParallel
+    from keras_nfnets.backend import for_backend
 
-    with pytest.raises(ValueError, match="tf.distribute strategy"):
-        KerasDataParallel.for_strategy("multi_worker")
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    for name in ("jax", "torch"):
+        for strategy in ("multi_worker", "tpu"):
+            with pytest.raises(ValueError, match="tf.distribute strategy"):
+                for_backend(name).make_strategy(strategy)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match="no data-parallel engine for PyTorch"):
-        KerasDataParallel.for_strategy("mirrored")
-    assert KerasDataParallel.for_strategy("one_device").num_replicas_in_sync == 1
+        for_backend("torch").make_strategy("mirrored")
+    assert for_backend("torch").make_strategy("one_device").num_replicas_in_sync == 1

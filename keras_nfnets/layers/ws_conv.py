@@ -8,6 +8,7 @@ The kernel is standardized at call time, so gradients flow through the standardi
 import keras
 from keras import ops
 
+from keras_nfnets import backend
 from keras_nfnets.layer_options import EPS_MODES, PADDINGS
 from keras_nfnets.layers.conv_ops import conv2d
 
@@ -19,13 +20,7 @@ def standardize_kernel(kernel, gain, eps, eps_mode, gamma=1.0):
     ``eps_mode="add"``: ``gain · (W − μ) / √(σ² + eps) / √N`` (timm). Both times ``gamma``.
     """
     fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
-    if keras.backend.backend() == "torch":  # one pass for both moments (Keras' ops.var takes two)
-        import torch
-
-        var, mean = torch.var_mean(ops.convert_to_tensor(kernel), dim=(0, 1, 2), correction=0, keepdim=True)
-    else:
-        mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
-        var = ops.var(kernel, axis=(0, 1, 2), keepdims=True)
+    mean, var = backend.current().kernel_moments(kernel)
     if eps_mode == "floor":
         scale = ops.rsqrt(ops.maximum(var * fan_in, eps))
     else:

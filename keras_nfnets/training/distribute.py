@@ -5,98 +5,34 @@ import dataclasses
 import json
 import os
 
-from keras_nfnets import _compat
+from keras_nfnets import backend
+from keras_nfnets.backend.common import KerasDataParallel  # noqa: F401  (the strategy on JAX/PyTorch)
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-_MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
 
 
 def make_strategy(name="auto", tpu=None):
-    """A ``tf.distribute.Strategy`` by name.
+    """A distribution strategy by name, as the backend runs one (:mod:`keras_nfnets.backend`).
 
-    ``auto``: a TPU if one is reachable (``TPU_NAME`` or Colab's TPU runtime), all local GPUs
-    with ``mirrored`` when there are several, else the default one-device strategy.
-    ``one_device``: the first GPU, else the CPU. ``mirrored``: all local GPUs (or the CPU).
-    ``multi_worker``: ``MultiWorkerMirroredStrategy`` (the cluster comes from ``TF_CONFIG``).
-    ``tpu``: ``TPUStrategy`` on ``tpu`` (a name or grpc address; default: ``TPU_NAME`` / local).
+    TensorFlow (``tf.distribute``): ``auto`` is a TPU if one is reachable (``TPU_NAME`` or Colab's
+    TPU runtime), all local GPUs with ``mirrored`` when there are several, else the default
+    one-device strategy; ``one_device`` the first GPU, else the CPU; ``mirrored`` all local GPUs
+    (or the CPU); ``multi_worker`` ``MultiWorkerMirroredStrategy`` (the cluster from ``TF_CONFIG``);
+    ``tpu`` ``TPUStrategy`` on ``tpu`` (a name or grpc address; default ``TPU_NAME`` / local).
+    JAX: Keras' ``DataParallel`` over every local device (``one_device``: the first). PyTorch: one
+    device. ``multi_worker`` and ``tpu`` need TensorFlow.
     """
-    import keras
-
     if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
-    if keras.backend.backend() != "tensorflow":
-        return KerasDataParallel.for_strategy(name)
-    import tensorflow as tf
-
-    if name == "auto":
-        if tpu or os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
-            return make_strategy("tpu", tpu)
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if name == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        raise ValueError(f"Unknown `strategy` {name!r}; choose one of {', '.join(STRATEGIES)}.")
     if name == "multi_worker":
         cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
-        if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
-            return _MULTI_WORKER[0]
-        try:
-            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
-            return _MULTI_WORKER[0]
-        except RuntimeError as error:
-            if "program startup" not in str(error):
-                raise
-            raise RuntimeError("The multi_worker strategy must be created before TensorFlow runs anything in this "
-                               "process: start each worker as a fresh process (nfnets train --strategy multi_worker, "
-                               "or nfnets launch) and create the strategy first.") from error
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME", ""))
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.NotFoundError, tf.errors.UnavailableError) as error:
-        raise RuntimeError(f"No TPU found ({error}). On a TPU VM pass --tpu local, on Colab pick a TPU runtime, "
-                           "or use --strategy auto.") from error
-    return tf.distribute.TPUStrategy(resolver)
+    return backend.current().make_strategy(name, tpu)
 
 
-class KerasDataParallel:
-    """What ``train`` needs of a strategy, on the JAX and PyTorch backends: Keras' own
-    ``keras.distribution.DataParallel`` over every local device when there are several (JAX:
-    the step is compiled for all of them and the gradient is the whole batch's, so AGC clips the
-    averaged gradient), else one device. ``scope()`` is a no-op: the distribution is global."""
-
-    def __init__(self, devices):
-        self.devices = list(devices)
-        self.num_replicas_in_sync = max(1, len(self.devices))
-
-    @classmethod
-    def for_strategy(cls, name):
-        import keras
-
-        if name in ("multi_worker", "tpu"):
-            raise ValueError(f"--strategy {name} is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
-                             "(on JAX/PyTorch use auto, mirrored or one_device).")
-        if keras.backend.backend() == "torch" and name == "mirrored":
-            import torch
-
-            if torch.cuda.device_count() > 1:
-                raise ValueError(
-                    f"--strategy mirrored over {torch.cuda.device_count()} GPUs: Keras has no data-parallel engine "
-                    "for PyTorch. Use KERAS_BACKEND=jax or tensorflow for several devices, or one_device here.")
-        devices = keras.distribution.list_devices() if keras.backend.backend() == "jax" else []
-        if name == "one_device" or len(devices) < 2:
-            keras.distribution.set_distribution(None)
-            return cls(devices[:1])
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return cls(devices)
-
-    def scope(self):
-        import contextlib
-
-        return contextlib.nullcontext()
+def is_multi_worker(strategy):
+    """Whether ``strategy`` spans several worker processes."""
+    return backend.current().is_multi_worker(strategy)
 
 
 def set_precision(precision="float32"):
@@ -148,7 +84,7 @@ class WorkerRole:
 def worker_role(strategy):
     """The :class:`WorkerRole` of this process under ``strategy`` (one worker, the chief, for
     every single-machine strategy)."""
-    if not _compat.is_multi_worker(strategy):
+    if not is_multi_worker(strategy):
         return WorkerRole()
     resolver = strategy.cluster_resolver
     spec = resolver.cluster_spec().as_dict()

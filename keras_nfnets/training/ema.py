@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_nfnets import backend
+
 
 def _copy(variable):
     """A NumPy copy of a variable's value (on JAX a plain conversion can share the buffer that the
@@ -75,15 +77,9 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             for average, weight in zip(self.averages, weights):
                 average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))
 
-        if keras.backend.backend() == "tensorflow":
-            if self._update is None:
-                import tensorflow as tf
-
-                weights = self.weights
-                self._update = tf.function(lambda d: update(d, weights))  # one graph instead of eager ops
-            self._update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"))
-        else:  # self.weights goes through self.model, which brings JAX's in-flight state into the variables
-            update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"), self.weights)
+        if self._update is None:  # TF: one graph per step; JAX/PyTorch: eager, reading self.weights each step
+            self._update = backend.current().ema_updater(update, lambda: self.weights)
+        self._update(ops.convert_to_tensor(ema_decay(self.step, self.decay), "float32"))
         self.step += 1
 
     def _swap_in(self):

@@ -11,6 +11,8 @@ gradient (coupled L2, as DeepMind's ``SGD_AGC``), not applied to gains, biases o
 import keras
 from keras import ops
 
+from keras_nfnets import _compat, backend
+
 DEFAULT_AGC_EXCLUDE = ("predictions/kernel",)
 DEFAULT_DECAY_EXCLUDE = ("gain", "bias", "skip_gain", "gamma", "beta")
 
@@ -51,7 +53,7 @@ def _matches(path, patterns):
 
 
 @keras.saving.register_keras_serializable(package="keras_nfnets")
-class SGDAGC(keras.optimizers.SGD):
+class SGDAGC(_compat.WholeStepUpdate, keras.optimizers.SGD):
     """SGD (Nesterov momentum) with AGC and coupled weight decay, as DeepMind's ``SGD_AGC``.
 
     Args:
@@ -95,55 +97,33 @@ class SGDAGC(keras.optimizers.SGD):
         self._clipped = [self.clip_factor > 0 and not _matches(v.path, self.agc_exclude) for v in variables]
         self._decayed = [self.l2 > 0 and not _matches(v.path, self.decay_exclude) for v in variables]
 
+    def _prepared_gradient(self, gradient, variable, value):
+        """The all-reduced gradient of ``variable`` (whose value is ``value``) clipped by AGC, plus
+        the coupled weight decay: what the SGD step then applies."""
+        index = _compat.variable_index(self, variable)
+        gradient = ops.cast(gradient, value.dtype)
+        if self._clipped[index]:
+            gradient = adaptive_grad_clip(gradient, value, self.clip_factor, self.eps)
+        if self._decayed[index]:
+            gradient = gradient + ops.cast(self.l2, value.dtype) * value
+        return gradient
+
     def update_step(self, gradient, variable, learning_rate):
         """Runs per variable on the all-reduced gradient: clip, add weight decay, SGD step."""
-        index = self._get_variable_index(variable)
-        gradient = ops.cast(gradient, variable.dtype)
-        if self._clipped[index]:
-            gradient = adaptive_grad_clip(gradient, variable, self.clip_factor, self.eps)
-        if self._decayed[index]:
-            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
-        super().update_step(gradient, variable, learning_rate)
+        super().update_step(self._prepared_gradient(gradient, variable, variable), variable, learning_rate)
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if keras.backend.backend() != "torch":
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        return self._torch_update_step(grads, trainable_variables, learning_rate)
-
-    def _torch_update_step(self, grads, variables, learning_rate):
-        """The same update as :meth:`update_step`, in direct PyTorch calls (multi-tensor ``_foreach``
-        for the momentum step): Keras' per-variable path costs ~90 ms a step on NF-RegNet-B0's 244
-        tensors on CPU, this ~10 ms (``tools/benchmark_backends.py``)."""
-        import torch
-
-        with torch.no_grad():
-            values = [v.value for v in variables]
-            lr = float(learning_rate)
-            updated = []
-            for variable, value, gradient in zip(variables, values, grads):
-                index = self._get_variable_index(variable)
-                gradient = gradient.to(value.dtype)
-                if self._clipped[index]:
-                    axes = _unit_axes(tuple(value.shape))
-                    max_norm = torch.linalg.vector_norm(value, dim=axes, keepdim=axes is not None)
-                    max_norm = max_norm.clamp_min(self.eps) * self.clip_factor
-                    grad_norm = torch.linalg.vector_norm(gradient, dim=axes, keepdim=axes is not None)
-                    clipped = gradient * (max_norm / grad_norm.clamp_min(1e-6))
-                    gradient = torch.where(grad_norm > max_norm, clipped, gradient)
-                if self._decayed[index]:
-                    gradient = gradient.add(value, alpha=self.l2)
-                updated.append(gradient)
-            if self.momentum == 0:
-                torch._foreach_add_(values, updated, alpha=-lr)
-                return
-            buffers = [self.momentums[self._get_variable_index(v)].value for v in variables]
-            torch._foreach_mul_(buffers, self.momentum)  # m = momentum·m − lr·g
-            torch._foreach_add_(buffers, updated, alpha=-lr)
-            if self.nesterov:  # w += momentum·m − lr·g
-                torch._foreach_add_(values, updated, alpha=-lr)
-                torch._foreach_add_(values, buffers, alpha=self.momentum)
-            else:
-                torch._foreach_add_(values, buffers)
+    def update_all(self, grads, variables, learning_rate):
+        """The whole step at once where the backend has a multi-tensor update (PyTorch): the same
+        clipping and decay as :meth:`update_step`, then one momentum update of every tensor.
+        Returns False where Keras' per-variable path runs instead."""
+        step = backend.current().sgd_momentum_step
+        if step is None:
+            return False
+        values = [v.value for v in variables]
+        buffers = [self.momentums[_compat.variable_index(self, v)].value for v in variables] if self.momentum else []
+        step(lambda: [self._prepared_gradient(g, v, value) for g, v, value in zip(grads, variables, values)],
+             values, buffers, learning_rate, self.momentum, self.nesterov)
+        return True
 
     def get_config(self):
         config = super().get_config()

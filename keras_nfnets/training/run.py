@@ -14,6 +14,7 @@ from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
 from keras_nfnets.saving import save_model_atomically
 from keras_nfnets.training.callbacks import backup_progress
+from keras_nfnets.training.distribute import is_multi_worker
 from keras_nfnets.training.files import read_json, write_json_atomically
 
 DEFAULT_MODEL = "NFResNet14"
@@ -249,7 +250,7 @@ def _build_and_compile(model_name, settings, distribution, weights, drop_rate, o
                       augmentation=_augmentation(settings["augment"], settings["dataset"], paper,
                                                  settings["randaugment"]), **overrides)
         model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
-    if _compat.is_multi_worker(distribution):
+    if is_multi_worker(distribution):
         _compat.enable_keras_multi_worker_training(model)
     return model, plan
 
@@ -373,7 +374,7 @@ def _reload_finished(model, plan, output_dir, backup_dir, distribution):
         with distribution.scope():
             model = load_keras_file(final)
             model.compile(loss=plan.loss, metrics=plan.metrics)
-        if _compat.is_multi_worker(distribution):
+        if is_multi_worker(distribution):
             _compat.enable_keras_multi_worker_training(model)
     else:
         load_weights_file(model, os.path.join(backup_progress(backup_dir)[1], "model.weights.h5"))

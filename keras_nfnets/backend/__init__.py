@@ -1,0 +1,56 @@
+"""Everything that differs between the Keras backends, behind one table.
+
+One module per backend (:mod:`.tf_backend`, :mod:`.jax_backend`, :mod:`.torch_backend`) defines
+each entry of :data:`TABLE`; the layers, the optimizer, the EMA and the strategy code call these
+functions and never ask which backend runs (``tests/test_backends_table.py`` fails if a module
+outside this package does). Importing this package imports no backend.
+"""
+
+import functools
+import importlib
+import os
+
+TABLE = {
+    "conv2d": "convolution of NHWC inputs with an HWIO kernel; padding 'same' or 'valid'",
+    "native_grouped_conv_supported": "whether the backend's own grouped convolution is fast on a device type",
+    "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
+    "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
+    "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
+    "ema_updater": "the per-step EMA update as the backend runs it fastest",
+    "device_type": "'GPU', 'TPU' or 'CPU': where the backend computes by default",
+    "make_strategy": "what train() needs of a distribution strategy, by name",
+    "is_multi_worker": "whether a strategy spans several worker processes",
+    "start_tensorflow": "TensorFlow's devices at the command line's quiet start (JAX/PyTorch: tf.data only)",
+}
+MODULES = {"tensorflow": "tf_backend", "jax": "jax_backend", "torch": "torch_backend"}
+
+
+def selected():
+    """The backend Keras will load (``KERAS_BACKEND``, else TensorFlow), read without importing
+    Keras: the command line's quiet start needs it before Keras is imported."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@functools.lru_cache(maxsize=None)
+def for_backend(name):
+    """The table module of backend ``name``."""
+    if name not in MODULES:
+        raise ValueError(f"Unknown Keras backend {name!r}; keras_nfnets runs on {', '.join(MODULES)}.")
+    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
+    missing = [entry for entry in TABLE if not hasattr(module, entry)]
+    if missing:
+        raise NotImplementedError(f"keras_nfnets.backend.{MODULES[name]} lacks {missing}")
+    return module
+
+
+def current():
+    """The table module of the backend Keras runs on."""
+    import keras
+
+    return for_backend(keras.backend.backend())
+
+
+def __getattr__(entry):  # keras_nfnets.backend.conv2d(...) is the current backend's
+    if entry in TABLE:
+        return getattr(current(), entry)
+    raise AttributeError(f"module {__name__!r} has no attribute {entry!r}")

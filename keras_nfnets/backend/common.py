@@ -1,0 +1,79 @@
+"""Pieces shared by the backend modules (no backend is imported here)."""
+
+
+def symmetric_padding(kernel_size, strides, dilation_rate):
+    """PyTorch-style padding ``((s - 1) + d * (k - 1)) // 2`` on both sides (timm)."""
+    return [((s - 1) + d * (k - 1)) // 2 for k, s, d in zip(kernel_size, strides, dilation_rate)]
+
+
+def same_padding(size, kernel_size, stride, dilation):
+    """TensorFlow SAME padding of one spatial dimension as ``(before, after)`` (extra at the end)."""
+    extent = dilation * (kernel_size - 1) + 1
+    total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_symmetric(inputs, kernel_size, strides, dilation_rate):
+    """``inputs`` zero-padded by :func:`symmetric_padding` on every side, and the padding ("valid")
+    the convolution then takes."""
+    from keras import ops
+
+    pad_h, pad_w = symmetric_padding(kernel_size, strides, dilation_rate)
+    if pad_h or pad_w:
+        inputs = ops.pad(inputs, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+    return inputs, "valid"
+
+
+def split_groups(conv, inputs, kernel, groups):
+    """One convolution per channel group, concatenated (identical numerics to a grouped conv)."""
+    from keras import ops
+
+    return ops.concatenate(
+        [conv(x, k) for x, k in zip(ops.split(inputs, groups, axis=-1), ops.split(kernel, groups, axis=-1))], axis=-1)
+
+
+def portable_kernel_moments(kernel):
+    from keras import ops
+
+    return ops.mean(kernel, axis=(0, 1, 2), keepdims=True), ops.var(kernel, axis=(0, 1, 2), keepdims=True)
+
+
+def eager_ema_updater(update, weights):
+    """``update(decay, weights())`` called op by op: ``weights()`` is read at every step (on JAX it
+    brings the trainer's in-flight state into the variables)."""
+    return lambda decay: update(decay, weights())
+
+
+class KerasDataParallel:
+    """What ``train`` needs of a strategy, on the JAX and PyTorch backends: Keras' own
+    ``keras.distribution.DataParallel`` over ``devices`` when there are several (JAX: the step is
+    compiled for all of them and the gradient is the whole batch's, so AGC clips the averaged
+    gradient), else one device. ``scope()`` is a no-op: the distribution is global."""
+
+    def __init__(self, devices):
+        import keras
+
+        self.devices = list(devices)
+        self.num_replicas_in_sync = max(1, len(self.devices))
+        distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
+        keras.distribution.set_distribution(distribution)
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def refuse_tf_distribute(name):
+    if name in ("multi_worker", "tpu"):
+        raise ValueError(f"`strategy` {name!r} is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
+                         "(on JAX/PyTorch use 'auto', 'mirrored' or 'one_device').")
+
+
+def start_tensorflow_for_data(strategy=None):
+    """TensorFlow only runs tf.data here: its devices are created without the GPUs, which belong
+    to JAX / PyTorch."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.list_logical_devices()

@@ -1,0 +1,176 @@
+"""The TensorFlow backend's table entries (see :mod:`keras_nfnets.backend`).
+
+Convolutions call TensorFlow's own ``Conv2D`` op: Keras 3 routes every grouped convolution on
+this backend through an XLA-compiled function whose CPU backward pass is two orders of magnitude
+slower, while TF's op runs grouped convolutions natively on GPU (cuDNN) and on x86 CPUs with
+oneDNN (a probe decides once per process; one convolution per group where a build has none).
+γ-scaled elementwise activations run as XLA-fused kernels with fused gradients
+(``KERAS_NFNETS_FUSED_KERNELS=0`` turns them off: identical maths, plain ops).
+"""
+
+import functools
+import os
+
+from keras_nfnets.backend.common import pad_symmetric, portable_kernel_moments, split_groups
+from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS
+
+kernel_moments = portable_kernel_moments
+_MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
+
+
+def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
+    import tensorflow as tf
+
+    if padding == "symmetric":
+        inputs, padding = pad_symmetric(inputs, kernel.shape[:2], strides, dilation_rate)
+
+    def conv(x, k):
+        return tf.nn.conv2d(x, k, strides=strides, padding=padding.upper(), dilations=dilation_rate)
+
+    return conv(inputs, kernel) if implementation == "native" or groups == 1 else split_groups(conv, inputs, kernel, groups)
+
+
+@functools.lru_cache(maxsize=None)
+def native_grouped_conv_supported(device_type):
+    """GPUs and TPUs always; on CPU it depends on the build (oneDNN): probed once with a tiny
+    graph-mode step, remembered for the process."""
+    if device_type != "CPU":
+        return True
+    import tensorflow as tf
+
+    @tf.function
+    def probe(x, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = tf.nn.conv2d(x, kernel, 1, "SAME")
+        return tape.gradient(y, [x, kernel])
+
+    try:
+        # Eagerly, outside any caller's tf.function or replica context (the first call may come
+        # from inside a distributed train step).
+        with tf.init_scope(), tf.device("/CPU:0"):
+            probe(tf.ones((1, 4, 4, 4)), tf.ones((3, 3, 2, 4)))
+        return True
+    except Exception:  # the error class differs between builds; any failure means "no"
+        return False
+
+
+def fused_kernels_enabled():
+    return os.environ.get("KERAS_NFNETS_FUSED_KERNELS", "1") != "0"
+
+
+def xla_fused(fn):
+    """``fn(*tensors) -> tensor`` as a custom-gradient op whose forward and backward are each one
+    XLA-compiled function (the backward is the vector-Jacobian product of ``fn``): TensorFlow
+    would run each elementwise op of an activation and of its gradient as a separate pass over
+    memory. The convolutions around them are never compiled (XLA's grouped conv is slow on CPU)."""
+    import tensorflow as tf
+
+    # reduce_retracing: one trace with relaxed shapes serves every input size (XLA still compiles
+    # one kernel per concrete shape), so eager calls at new sizes do not retrace (nor warn).
+    forward = tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+
+    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+    def backward(args, dy):
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y = fn(*args)
+        return tape.gradient(y, args, output_gradients=dy)
+
+    @tf.custom_gradient
+    def fused(*args):
+        return forward(*args), lambda dy: backward(args, dy)
+
+    return fused
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_gamma_activation(fn, gamma):
+    from keras import ops
+
+    return xla_fused(lambda x: fn(x) * ops.cast(gamma, x.dtype))
+
+
+def scaled_activation(name, fn, gamma, inputs):
+    """One fused kernel forward and one backward per (activation, γ): SiLU/GELU training steps
+    get about 1.5× cheaper on CPU."""
+    if name not in ELEMENTWISE_ACTIVATIONS or not fused_kernels_enabled():
+        return None
+    return _fused_gamma_activation(fn, gamma)(inputs)
+
+
+sgd_momentum_step = None  # Keras' own step runs inside the compiled train function
+
+
+def ema_updater(update, weights):
+    """One graph per step instead of eager ops (the variables are fixed once training runs)."""
+    import tensorflow as tf
+
+    fixed = weights()
+    return tf.function(lambda decay: update(decay, fixed))
+
+
+def device_type():
+    import tensorflow as tf
+
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def start_tensorflow(strategy=None):
+    """Create TensorFlow's devices, or for ``strategy="multi_worker"`` the process's
+    ``MultiWorkerMirroredStrategy`` in their place (TensorFlow requires it before any op)."""
+    import tensorflow as tf
+
+    if strategy == "multi_worker":
+        from keras_nfnets.training.distribute import make_strategy
+
+        make_strategy("multi_worker")  # checks TF_CONFIG first
+    else:
+        tf.config.list_logical_devices()
+
+
+def make_strategy(name, tpu=None):
+    """``auto``: a TPU if one is reachable (``TPU_NAME`` or Colab's TPU runtime), all local GPUs
+    with ``mirrored`` when there are several, else the default one-device strategy. ``one_device``:
+    the first GPU, else the CPU. ``mirrored``: all local GPUs (or the CPU). ``multi_worker``:
+    ``MultiWorkerMirroredStrategy`` (the cluster from ``TF_CONFIG``). ``tpu``: ``TPUStrategy``."""
+    import tensorflow as tf
+
+    if name == "auto":
+        if tpu or os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
+            return make_strategy("tpu", tpu)
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
+            return _MULTI_WORKER[0]
+        try:
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+            return _MULTI_WORKER[0]
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise RuntimeError("The multi_worker strategy must be created before TensorFlow runs anything in this "
+                               "process: start each worker as a fresh process (nfnets train --strategy multi_worker, "
+                               "or nfnets launch) and create the strategy first.") from error
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or os.environ.get("TPU_NAME", ""))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.NotFoundError, tf.errors.UnavailableError) as error:
+        raise RuntimeError(f"No TPU found ({error}). On a TPU VM pass `tpu`='local', on Colab pick a TPU runtime, "
+                           "or use `strategy`='auto'.") from error
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_multi_worker(strategy):
+    import tensorflow as tf
+
+    from keras_nfnets import _compat
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _compat.worker_count(strategy) > 1

@@ -1,0 +1,130 @@
+"""The PyTorch backend's table entries (see :mod:`keras_nfnets.backend`).
+
+Convolutions run on a channels-last view of the NHWC tensor (no copies; Keras' own ``ops.conv``
+copies every input to NCHW and back); PyTorch's grouped kernels are fast everywhere. Scaled
+activations whose gradient reads their input scale their fresh output in place; the optimizer's
+momentum step is one multi-tensor (``_foreach``) update.
+"""
+
+from keras_nfnets.backend.common import (  # noqa: F401
+    KerasDataParallel,
+    eager_ema_updater,
+    refuse_tf_distribute,
+    start_tensorflow_for_data,
+    same_padding,
+    split_groups,
+    symmetric_padding,
+)
+
+ema_updater = eager_ema_updater
+start_tensorflow = start_tensorflow_for_data
+
+
+def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
+    """``permute`` makes an NCHW view of the NHWC tensor, which is PyTorch's channels-last memory
+    format, so oneDNN/cuDNN convolve it in place and the output permutes back to NHWC without a
+    copy (Keras' own pooling leaves NCHW memory behind: that input is made channels-last once,
+    else the layouts mix downstream and every later op slows down)."""
+    if groups > 1 and implementation == "split":
+        return split_groups(lambda x, k: _conv(x, k, strides, padding, dilation_rate), inputs, kernel, groups)
+    return _conv(inputs, kernel, strides, padding, dilation_rate)
+
+
+def _conv(inputs, kernel, strides, padding, dilation_rate):
+    import torch
+    import torch.nn.functional as F
+    from keras import ops
+
+    x = ops.convert_to_tensor(inputs).permute(0, 3, 1, 2)
+    x = x.contiguous(memory_format=torch.channels_last)  # a no-op unless a Keras op left NCHW memory
+    weight = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)  # HWIO -> OIHW
+    groups = x.shape[1] // weight.shape[1]
+    if padding == "symmetric":
+        explicit = tuple(symmetric_padding(weight.shape[2:], strides, dilation_rate))
+    elif padding == "valid":
+        explicit = (0, 0)
+    else:
+        (top, bottom), (left, right) = (
+            same_padding(n, k, s, d) for n, k, s, d in zip(x.shape[2:], weight.shape[2:], strides, dilation_rate))
+        if (top, left) == (bottom, right):
+            explicit = (top, left)
+        else:
+            x, explicit = F.pad(x, (left, right, top, bottom)), (0, 0)
+    outputs = F.conv2d(x, weight, None, strides, explicit, dilation_rate, groups)
+    return outputs.permute(0, 2, 3, 1)
+
+
+def native_grouped_conv_supported(device_type):
+    return True
+
+
+def kernel_moments(kernel):
+    """One pass for both moments (Keras' ``ops.var`` takes two)."""
+    import torch
+    from keras import ops
+
+    var, mean = torch.var_mean(ops.convert_to_tensor(kernel), dim=(0, 1, 2), correction=0, keepdim=True)
+    return mean, var
+
+
+_IN_PLACE = {"silu": ("silu", {}), "gelu": ("gelu", {"approximate": "tanh"}), "gelu_exact": ("gelu", {})}
+
+
+def scaled_activation(name, fn, gamma, inputs):
+    """SiLU and GELU compute their gradient from their input, not their output: their fresh
+    output is scaled in place (a pass over memory and an allocation saved per activation)."""
+    if name not in _IN_PLACE:
+        return None
+    import torch.nn.functional as F
+
+    function, kwargs = _IN_PLACE[name]
+    return getattr(F, function)(inputs, **kwargs).mul_(gamma)
+
+
+def sgd_momentum_step(gradients, values, buffers, learning_rate, momentum, nesterov):
+    """SGD with (Nesterov) momentum over every tensor at once (``torch._foreach_*``): Keras'
+    per-variable path costs ~90 ms a step on NF-RegNet-B0's 244 tensors on CPU, this ~10 ms
+    (``tools/benchmark_backends.py``). ``m = momentum·m − lr·g``; ``w += momentum·m − lr·g``
+    (Nesterov) or ``w += m``. ``gradients()`` gives the prepared (clipped, decayed) gradients;
+    nothing here is recorded for autograd."""
+    import torch
+
+    with torch.no_grad():
+        _foreach_step(gradients(), values, buffers, float(learning_rate), momentum, nesterov)
+
+
+def _foreach_step(gradients, values, buffers, lr, momentum, nesterov):
+    import torch
+
+    if momentum == 0:
+        torch._foreach_add_(values, gradients, alpha=-lr)
+        return
+    torch._foreach_mul_(buffers, momentum)
+    torch._foreach_add_(buffers, gradients, alpha=-lr)
+    if nesterov:
+        torch._foreach_add_(values, gradients, alpha=-lr)
+        torch._foreach_add_(values, buffers, alpha=momentum)
+    else:
+        torch._foreach_add_(values, buffers)
+
+
+def device_type():
+    import torch
+
+    return "GPU" if torch.cuda.is_available() else "CPU"
+
+
+def make_strategy(name, tpu=None):
+    """One device: Keras has no data-parallel engine for PyTorch."""
+    import torch
+
+    refuse_tf_distribute(name)
+    if name == "mirrored" and torch.cuda.device_count() > 1:
+        raise ValueError(
+            f"`strategy` 'mirrored' over {torch.cuda.device_count()} GPUs: Keras has no data-parallel engine "
+            "for PyTorch. Use KERAS_BACKEND=jax or tensorflow for several devices, or 'one_device' here.")
+    return KerasDataParallel([])
+
+
+def is_multi_worker(strategy):
+    return False

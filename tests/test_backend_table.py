@@ -1,0 +1,43 @@
+"""Backend-specific code lives in keras_nfnets/backend/ only (issue 22): every backend module fills
+the whole table, and no other module asks which backend runs."""
+
+import pathlib
+import re
+
+import pytest
+
+from keras_nfnets import backend
+
+PACKAGE = pathlib.Path(backend.__file__).parent.parent
+# asking which backend runs, or importing a backend framework
+BRANCH = re.compile(r"backend\.backend\(\)|config\.backend\(\)|KERAS_BACKEND|^\s*(import|from) (jax|torch)\b", re.M)
+ALLOWED = {  # path -> why the match is not a backend branch
+    "weights/convert.py": "reads PyTorch .pth checkpoint files with torch.load (a file format, on every backend)",
+}
+
+
+def test_every_backend_module_fills_the_whole_table():
+    for name, module in backend.MODULES.items():
+        table = backend.for_backend(name)
+        assert table.__name__ == f"keras_nfnets.backend.{module}"
+        missing = [entry for entry in backend.TABLE if not hasattr(table, entry)]
+        assert not missing, (name, missing)
+    with pytest.raises(ValueError, match="Unknown Keras backend 'mxnet'"):
+        backend.for_backend("mxnet")
+
+
+def test_no_module_outside_the_backend_package_branches_on_the_backend():
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("backend/") or relative in ALLOWED:
+            continue
+        hits = BRANCH.findall(path.read_text())
+        if hits:
+            found[relative] = hits
+    assert not found, f"backend-specific code outside keras_nfnets/backend/: {found}"
+
+
+def test_the_scan_finds_a_branch():  # the scan above can fail
+    assert BRANCH.search('if keras.backend.backend() == "jax":\n    pass')
+    assert BRANCH.search("def f():\n    import torch\n")
