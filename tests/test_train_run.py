@@ -176,7 +176,9 @@ def test_fit_steps_under_each_precision(tmp_path, precision):
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys):
+def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys, monkeypatch):
+    from keras_nfnets.training import run as run_module
+
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
@@ -205,8 +207,10 @@ def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys):
                                    rtol=1e-5, atol=1e-6, err_msg=a.path)
     assert resumed.metrics["accuracy"] == pytest.approx(straight.metrics["accuracy"])
 
-    # a finished run is never rewritten: other settings are refused, the same ones are a no-op
+    # a finished run is never rewritten: other settings are refused, the same ones are a no-op; both
+    # answers come before any model is built (the builder fails if called)
     files = {name: (tmp_path / "b" / name).read_bytes() for name in ("history.json", "run.json", "model.keras")}
+    monkeypatch.setattr(run_module, "build_classifier", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(ValueError, match=r"--epochs: 3 in the checkpoint, 5 now; --batch-size: 16 in the checkpoint, "
                                          r"8 now\)\. .*--restart"):
         train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **dict(settings, batch_size=8, epochs=5))

@@ -235,24 +235,31 @@ def _augmentation(augment, dataset, paper, randaugment="paper"):
     return augmentation
 
 
-def _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides):
-    """The classifier and the paper's recipe (scaled to the run), compiled under ``distribution``."""
+def _make_plan(model_name, settings, distribution, weights, overrides):
+    """The paper's recipe scaled to the run (its optimizer's variables made under ``distribution``);
+    no model is built, so a resume check can refuse or return first."""
     from keras_nfnets.training.recipes import paper_hyperparameters, recipe
 
     paper = paper_hyperparameters(model_name)
+    overrides = dict(overrides)
+    learning_rate = overrides.pop("learning_rate")
+    if learning_rate is None and weights not in (None, "none"):  # fine-tuning: a tenth of the recipe's LR
+        learning_rate = paper.base_learning_rate * settings["batch_size"] / paper.base_batch_size / 10.0
     with distribution.scope():
-        model = build_classifier(model_name, settings["classes"], settings["image_size"], weights, drop_rate)
-        learning_rate = overrides.pop("learning_rate")
-        if learning_rate is None and weights not in (None, "none"):  # fine-tuning: a tenth of the recipe's LR
-            learning_rate = paper.base_learning_rate * settings["batch_size"] / paper.base_batch_size / 10.0
-        plan = recipe(model_name, settings["batch_size"], settings["epochs"], settings["steps_per_epoch"],
+        return recipe(model_name, settings["batch_size"], settings["epochs"], settings["steps_per_epoch"],
                       settings["classes"], learning_rate=learning_rate,
                       augmentation=_augmentation(settings["augment"], settings["dataset"], paper,
                                                  settings["randaugment"]), **overrides)
+
+
+def _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan):
+    """The classifier, compiled with ``plan`` under ``distribution``."""
+    with distribution.scope():
+        model = build_classifier(model_name, settings["classes"], settings["image_size"], weights, drop_rate)
         model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
     if is_multi_worker(distribution):
         _compat.enable_keras_multi_worker_training(model)
-    return model, plan
+    return model
 
 
 def _tensorboard_available():
@@ -513,7 +520,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
                     replicas=distribution.num_replicas_in_sync, workers=role.count, seed=seed, eval_split=eval_split,
                     augment=augment, randaugment=randaugment)
 
-    # 4. model and recipe
+    # 4. the recipe
     set_precision(precision)
     overrides = dict(learning_rate=None if learning_rate is None else float(learning_rate))
     if clip_factor != "paper":
@@ -522,16 +529,18 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         overrides["weight_decay"] = weight_decay
     if ema != "paper":
         overrides["ema"] = ema
-    model, plan = _build_and_compile(model_name, settings, distribution, weights, drop_rate, overrides)
+    plan = _make_plan(model_name, settings, distribution, weights, overrides)
     settings.update(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
 
-    # 5. what an earlier run left: refuse other settings, stop if finished; then the run record
-    #    (every worker reads; the chief alone writes, and everyone waits for it)
+    # 5. what an earlier run left, decided before any model is built: refuse other settings, stop
+    #    if finished; then the model and the run record (every worker reads; the chief alone
+    #    writes, and everyone waits for it)
     if resume:
         _check_resumable(output_dir, backup_dir, settings)
         finished = _finished_run(output_dir, backup_dir, epochs)
         if finished is not None:
             return finished
+    model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan)
     record = _write_run_record(output_dir, settings, resume, role)
     start_epoch = _agreed_start_epoch(distribution, role, backup_dir)
 
