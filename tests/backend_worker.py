@@ -7,7 +7,9 @@ Checks: ``forward`` (builders loading a ``.weights.h5`` saved under TensorFlow, 
 decay step from given weights), ``train`` (a short ``train`` run on digits with AGC and EMA, then ``model.fit`` with NFNet's
 recipe and CutMix/MixUp/RandAugment batches),
 ``timm`` (``from_timm`` and ``weights="imagenet"`` from local timm checkpoints), ``spp`` (signal
-propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold`` (``fold_weight_standardization``, the folded model saved as ``.keras``).
+propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold``
+(``fold_weight_standardization``, the folded model saved as ``.keras``), ``data_parallel`` (JAX:
+``train`` under each named strategy, last). One process runs every check a task names.
 """
 
 import json
@@ -82,14 +84,6 @@ if "train" in task:
     results["augmented_fit"] = {"loss": history["loss"], "labels_per_row": np.count_nonzero(labels, 1).tolist(),
                                 "label_sums": labels.sum(1).tolist(), "recipe": plan.summary()}
 
-if "data_parallel" in task:  # train(strategy="auto"): keras.distribution.DataParallel over every local device
-    from keras_nfnets.training import train
-
-    run = train("NFResNet14", "digits", output_dir=task["data_parallel"], epochs=1, steps_per_epoch=4, batch_size=16,
-                image_size=32, clip_factor=0.01, verbose=0, tensorboard=False)
-    results["data_parallel"] = {"replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
-                                "distribution": type(keras.distribution.distribution()).__name__}
-
 if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path of this backend
     from keras_nfnets.layers.conv_ops import conv2d
 
@@ -155,5 +149,16 @@ if "fold" in task:
         folded = fold_weight_standardization(model)
         np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))
         folded.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.keras"))
+
+if "data_parallel" in task:  # last: train(strategy="auto") sets keras.distribution.DataParallel globally
+    from keras_nfnets.training import train
+
+    results["data_parallel"] = {}
+    for strategy, output_dir in task["data_parallel"].items():  # "one_device" first, then "auto"
+        run = train("NFResNet14", "digits", output_dir=output_dir, epochs=1, steps_per_epoch=4, batch_size=16,
+                    image_size=32, clip_factor=0.01, verbose=0, tensorboard=False, strategy=strategy)
+        results["data_parallel"][strategy] = {
+            "replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
+            "distribution": type(keras.distribution.distribution()).__name__}
 
 json.dump(results, open(task["out"], "w"))

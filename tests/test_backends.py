@@ -24,6 +24,7 @@ BACKENDS = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not No
 MODELS = ("NFResNet26", "NFRegNetB0", "NFNetF0")  # the three families
 pytestmark = pytest.mark.skipif(len(BACKENDS) < 2, reason="jax and torch are test extras")
 WORKER_ENV = {}  # set for this module's worker processes by the fixture below
+TF_MODELS = {}  # the randomised models made_under_tensorflow built
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,7 +68,7 @@ def made_under_tensorflow(tmp_path_factory):
     np.save(tmp_path / "x.npy", x)
     weights, reference = {}, {}
     for name in MODELS:
-        model = _randomised(name, (64, 64, 3))
+        model = TF_MODELS[name] = _randomised(name, (64, 64, 3))
         weights[name] = str(tmp_path / f"{name}.weights.h5")
         model.save_weights(weights[name])
         reference[name] = keras.ops.convert_to_numpy(model(x, training=False))
@@ -86,7 +87,7 @@ def spp_under_tensorflow(made_under_tensorflow):
     inputs = np.random.default_rng(3).standard_normal((4, 64, 64, 3)).astype("float32")
     np.save(folder / "spp_x.npy", inputs)
     spp_weights = dict(weights)
-    models = {name: _randomised(name, (64, 64, 3)) for name in MODELS}  # the weights saved above
+    models = dict(TF_MODELS)  # the models whose weights were saved above
     for _, config, _ in figure_models(2, depth=SPP_DEPTH):
         keras.utils.set_random_seed(0)
         models[config.name] = build_nf_model(config, include_top=False, input_shape=(64, 64, 3))
@@ -95,20 +96,72 @@ def spp_under_tensorflow(made_under_tensorflow):
     return spp_weights, {name: signal_propagation(model, inputs=inputs) for name, model in models.items()}
 
 
+CONV_CASES = [  # (input shape, kernel shape HWIO, strides, padding, dilation, groups)
+    ((2, 9, 9, 8), (3, 3, 8, 12), (1, 1), "same", (1, 1), 1),
+    ((2, 15, 15, 16), (3, 3, 4, 16), (2, 2), "same", (1, 1), 4),   # odd size, stride 2: TF's asymmetric SAME
+    ((2, 16, 16, 16), (3, 3, 2, 24), (2, 2), "symmetric", (1, 1), 8),
+    ((2, 10, 10, 12), (1, 1, 12, 20), (2, 2), "same", (1, 1), 1),  # 1x1 strided (a matmul on JAX's CPU)
+    ((2, 10, 10, 12), (1, 1, 12, 20), (1, 1), "valid", (1, 1), 1),
+    ((2, 12, 12, 8), (3, 3, 4, 8), (1, 1), "same", (2, 2), 2),      # dilated, grouped
+    ((2, 13, 13, 6), (5, 5, 3, 6), (2, 2), "valid", (1, 1), 2),
+    ((2, 14, 14, 3), (7, 7, 3, 8), (2, 2), "symmetric", (1, 1), 1),  # timm's ResNet stem
+]
+TIMM_CHECKPOINTS = ("nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "eca_nfnet_l0")
+
+
 @pytest.fixture(scope="module")
-def three_families_on(made_under_tensorflow, spp_under_tensorflow, tmp_path_factory):
-    """``three_families_on(backend)``: one worker per backend (cached) for the checks on the three
-    families: logits from .weights.h5 and .keras files, folding, SPP."""
+def conv_cases(tmp_path_factory):
+    """Inputs, kernels and cotangents of :data:`CONV_CASES` (saved for the workers) and TensorFlow's
+    native conv and its gradients on them (itself checked against dense convs in test_ws_conv.py)."""
+    import tensorflow as tf
+
+    from keras_nfnets.layers.conv_ops import conv2d
+
+    rng = np.random.default_rng(5)
+    arrays, reference = {"cases": json.dumps([dict(strides=c[2], padding=c[3], dilation=c[4], groups=c[5])
+                                              for c in CONV_CASES])}, {}
+    for index, (x_shape, k_shape, strides, padding, dilation, groups) in enumerate(CONV_CASES):
+        x = tf.constant(rng.standard_normal(x_shape).astype("float32"))
+        k = tf.constant(rng.standard_normal(k_shape).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = conv2d(x, k, strides, padding, dilation, groups, implementation="native")
+        r = rng.standard_normal(y.shape).astype("float32")
+        dx, dk = tape.gradient(y, [x, k], output_gradients=tf.constant(r))
+        arrays.update({f"x{index}": x.numpy(), f"k{index}": k.numpy(), f"r{index}": r})
+        reference.update({f"y{index}": y.numpy(), f"dx{index}": dx.numpy(), f"dk{index}": dk.numpy()})
+    path = tmp_path_factory.mktemp("conv") / "conv_cases.npz"
+    np.savez(path, **arrays)
+    return path, reference
+
+
+@pytest.fixture(scope="module")
+def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_reference, tmp_path_factory):
+    """``on_backend(name)``: ONE worker process per backend (cached) runs every check of this module
+    there: logits from .weights.h5 and .keras files, folding, SPP, one SGD+AGC step, a short
+    ``train`` run and an augmented ``fit``, conv2d and its gradients on every path, timm checkpoints
+    and ``weights="imagenet"`` from an offline Hub cache; on JAX also ``train`` on one device and on
+    two (host devices forced by XLA_FLAGS). Returns ``(its folder, its results)``."""
     folder, _, weights, _ = made_under_tensorflow
     runs = {}
 
     def run(backend):
         if backend not in runs:
-            place = tmp_path_factory.mktemp(f"families_{backend}")
+            place = tmp_path_factory.mktemp(f"on_{backend}")
+            env, _ = offline_hub_env(place, timm_reference / "nf_regnet_b1.safetensors")
+            timm = {}
+            for name in TIMM_CHECKPOINTS:
+                np.save(place / f"{name}_x.npy", np.load(timm_reference / f"{name}.npz")["x"])
+                timm[name] = [str(timm_reference / f"{name}.safetensors"), str(place / f"{name}_x.npy")]
             task = {"x": str(folder / "x.npy"), "forward": weights, "keras_file": str(folder / "model.keras"),
                     "fold": weights, "spp": {"builders": list(MODELS), "depth": SPP_DEPTH,
-                                             "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")}}
-            runs[backend] = place, _run_worker(backend, task, place)
+                                             "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")},
+                    "agc_step": {"model": "NFResNet26", "weights": weights["NFResNet26"]},
+                    "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm}
+            if backend == "jax":
+                task["data_parallel"] = {"one_device": str(place / "one_device"), "auto": str(place / "two_devices")}
+                env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+            runs[backend] = place, _run_worker(backend, task, place, env=env)
         return runs[backend]
 
     return run
@@ -116,9 +169,9 @@ def three_families_on(made_under_tensorflow, spp_under_tensorflow, tmp_path_fact
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, three_families_on):
+def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, on_backend):
     folder, x, weights, reference = made_under_tensorflow
-    tmp_path, result = three_families_on(backend)
+    tmp_path, result = on_backend(backend)
     assert result["backend"] == backend
     # building the models and loading .weights.h5 / .keras files needs no TensorFlow there
     assert result["tensorflow_imported_by_models"] is False
@@ -147,7 +200,7 @@ def test_tensorflows_own_floor_with_onednn_off(made_under_tensorflow, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorflow, tmp_path):
+def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorflow, on_backend):
     import dataclasses
 
     from keras_nfnets.models import build_nf_model
@@ -163,9 +216,8 @@ def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorfl
                   keras.losses.CategoricalCrossentropy(from_logits=True))
     model.train_on_batch(x, np.eye(10, dtype="float32")[np.arange(len(x)) % 10])
     after = {w.path: keras.ops.convert_to_numpy(w.value) for w in model.weights}
-    _run_worker(backend, {"x": str(folder / "x.npy"),
-                          "agc_step": {"model": "NFResNet26", "weights": weights["NFResNet26"]}}, tmp_path)
-    other = np.load(tmp_path / f"agc_step_{backend}.npz")
+    place, _ = on_backend(backend)
+    other = np.load(place / f"agc_step_{backend}.npz")
     assert set(other.files) == set(after)
     differences = {k: np.abs(other[k] - after[k]).max() / max(np.abs(after[k]).max(), 1e-12) for k in after}
     worst = max(differences.values())
@@ -177,9 +229,8 @@ def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorfl
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, made_under_tensorflow, tmp_path):
-    folder, _, _, _ = made_under_tensorflow
-    result = _run_worker(backend, {"x": str(folder / "x.npy"), "train": str(tmp_path / "run")}, tmp_path)
+def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_backend):
+    tmp_path, result = on_backend(backend)
     history, test = result["train"]["history"], result["train"]["test"]
     print(backend, history["loss"], test)
     assert len(history["loss"]) == 3 and np.all(np.isfinite(history["loss"]))
@@ -199,37 +250,12 @@ def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, made
 
 
 @pytest.mark.slow
-def test_the_default_digits_run_reaches_95_percent_on_jax(tmp_path):
-    """The README's main job, `nfnets train` with no arguments (NF-ResNet-14, 15 epochs), under
-    KERAS_BACKEND=jax (3 min on 2 cores); its model.keras evaluates the same under TensorFlow.
-    The same command under PyTorch (98.3%, 2.6 min) was run by hand, not here, to keep CI under
-    40 minutes (docs/backends.md)."""
-    from keras_nfnets.training import evaluate
-
-    result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "train", "--progress", "2"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=1200,
-                            env=dict(REPO_ENV, **WORKER_ENV, KERAS_BACKEND="jax"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = tmp_path / "runs" / "NFResNet14_digits"
-    history = json.load(open(run / "history.json"))
-    print("jax", result.stdout.strip().splitlines()[-1])
-    assert history["test"]["accuracy"] >= 0.95
-    assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)  # TensorFlow here
-
-
-@pytest.mark.slow
-def test_jax_data_parallel_over_two_devices_equals_one(made_under_tensorflow, tmp_path):
+def test_jax_data_parallel_over_two_devices_equals_one(on_backend):
     """train(strategy="auto") on JAX with two (host) devices uses keras.distribution.DataParallel;
     the gradient is the whole batch's, so AGC clips the averaged gradient and the run equals the
-    one-device run."""
-    folder, _, _, _ = made_under_tensorflow
-    runs = {}
-    for devices in (1, 2):
-        place = tmp_path / f"devices{devices}"
-        place.mkdir()
-        result = _run_worker("jax", {"x": str(folder / "x.npy"), "data_parallel": str(place / "run")}, place,
-                             env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
-        runs[devices] = result["data_parallel"]
+    one-device run (strategy="one_device" in the same process)."""
+    runs = on_backend("jax")[1]["data_parallel"]
+    runs = {1: runs["one_device"], 2: runs["auto"]}
     print(runs)
     assert runs[2]["replicas"] == 2 and runs[2]["distribution"] == "DataParallel"
     assert runs[1]["replicas"] == 1 and runs[1]["distribution"] == "NoneType"
@@ -237,44 +263,14 @@ def test_jax_data_parallel_over_two_devices_equals_one(made_under_tensorflow, tm
     assert runs[2]["test"]["accuracy"] == pytest.approx(runs[1]["test"]["accuracy"], abs=1e-6)
 
 
-CONV_CASES = [  # (input shape, kernel shape HWIO, strides, padding, dilation, groups)
-    ((2, 9, 9, 8), (3, 3, 8, 12), (1, 1), "same", (1, 1), 1),
-    ((2, 15, 15, 16), (3, 3, 4, 16), (2, 2), "same", (1, 1), 4),   # odd size, stride 2: TF's asymmetric SAME
-    ((2, 16, 16, 16), (3, 3, 2, 24), (2, 2), "symmetric", (1, 1), 8),
-    ((2, 10, 10, 12), (1, 1, 12, 20), (2, 2), "same", (1, 1), 1),  # 1x1 strided (a matmul on JAX's CPU)
-    ((2, 10, 10, 12), (1, 1, 12, 20), (1, 1), "valid", (1, 1), 1),
-    ((2, 12, 12, 8), (3, 3, 4, 8), (1, 1), "same", (2, 2), 2),      # dilated, grouped
-    ((2, 13, 13, 6), (5, 5, 3, 6), (2, 2), "valid", (1, 1), 2),
-    ((2, 14, 14, 3), (7, 7, 3, 8), (2, 2), "symmetric", (1, 1), 1),  # timm's ResNet stem
-]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, made_under_tensorflow, tmp_path):
+def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_cases, on_backend):
     """The conv paths of each backend (auto, native, per-group split; the channels-last view on
     PyTorch, the matmul for 1x1 convs on JAX's CPU), forward and backward, against TensorFlow's
     native conv (itself checked against dense convs in test_ws_conv.py)."""
-    import tensorflow as tf
-
-    from keras_nfnets.layers.conv_ops import conv2d
-
-    folder = made_under_tensorflow[0]
-    rng = np.random.default_rng(5)
-    arrays, reference = {"cases": json.dumps([dict(strides=c[2], padding=c[3], dilation=c[4], groups=c[5])
-                                              for c in CONV_CASES])}, {}
-    for index, (x_shape, k_shape, strides, padding, dilation, groups) in enumerate(CONV_CASES):
-        x = tf.constant(rng.standard_normal(x_shape).astype("float32"))
-        k = tf.constant(rng.standard_normal(k_shape).astype("float32"))
-        with tf.GradientTape() as tape:
-            tape.watch([x, k])
-            y = conv2d(x, k, strides, padding, dilation, groups, implementation="native")
-        r = rng.standard_normal(y.shape).astype("float32")
-        dx, dk = tape.gradient(y, [x, k], output_gradients=tf.constant(r))
-        arrays.update({f"x{index}": x.numpy(), f"k{index}": k.numpy(), f"r{index}": r})
-        reference.update({f"y{index}": y.numpy(), f"dx{index}": dx.numpy(), f"dk{index}": dk.numpy()})
-    np.savez(tmp_path / "conv_cases.npz", **arrays)
-    _run_worker(backend, {"x": str(folder / "x.npy"), "conv": str(tmp_path / "conv_cases.npz")}, tmp_path)
+    reference = conv_cases[1]
+    tmp_path, _ = on_backend(backend)
     other = np.load(tmp_path / f"conv_{backend}.npz")
     worst = 0.0
     for index in range(len(CONV_CASES)):
@@ -289,21 +285,13 @@ def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, made_
     print(f"{backend}: worst conv2d / gradient difference to TensorFlow {worst:.1e} (relative)")
 
 
-TIMM_CHECKPOINTS = ("nf_regnet_b1", "nf_resnet50", "dm_nfnet_f0", "eca_nfnet_l0")
-
-
 @pytest.mark.slow
 @needs_timm
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_reference, tmp_path):
+def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_reference, on_backend):
     """from_timm (safetensors -> NumPy -> Keras) and weights="imagenet" (an offline Hub cache holding
     a local checkpoint) on JAX and PyTorch, against timm's own logits; no TensorFlow imported."""
-    env, _ = offline_hub_env(tmp_path, timm_reference / "nf_regnet_b1.safetensors")
-    task = {}
-    for name in TIMM_CHECKPOINTS:
-        np.save(tmp_path / f"{name}_x.npy", np.load(timm_reference / f"{name}.npz")["x"])
-        task[name] = [str(timm_reference / f"{name}.safetensors"), str(tmp_path / f"{name}_x.npy")]
-    result = _run_worker(backend, {"x": task["nf_regnet_b1"][1], "timm": task}, tmp_path, env=env)
+    tmp_path, result = on_backend(backend)
     assert result["tensorflow_imported_by_weights"] is False
     outputs = {name: np.load(tmp_path / f"timm_{name}_{backend}.npy") for name in TIMM_CHECKPOINTS}
     outputs["weights='imagenet'"] = np.load(tmp_path / f"imagenet_nf_regnet_b1_{backend}.npy")
@@ -322,11 +310,11 @@ def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_r
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_tensorflow, three_families_on):
+def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_tensorflow, on_backend):
     """SPP (paper §3) of the three families and of Figure 2's models, BatchNorm in training mode
     included, with weights made under TensorFlow: every statistic within 1e-4 (relative)."""
     reference = spp_under_tensorflow[1]
-    tmp_path, _ = three_families_on(backend)
+    tmp_path, _ = on_backend(backend)
     worst = 0.0
     for name, stats in reference.items():
         other = np.load(tmp_path / f"spp_{name}_{backend}.npz")
@@ -341,7 +329,7 @@ def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, three_families_on,
+def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, on_backend,
                                                                     tmp_path):
     """fold_weight_standardization on JAX/PyTorch gives the unfolded TensorFlow logits; the folded
     .keras file it writes loads under TensorFlow (without keras_nfnets layers) and exports to TFLite
@@ -349,7 +337,7 @@ def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, mad
     from keras_nfnets.export import export_tflite, run_exported
 
     folder, x, weights, reference = made_under_tensorflow
-    place, _ = three_families_on(backend)
+    place, _ = on_backend(backend)
     for name in MODELS:
         folded_logits = np.load(place / f"folded_{name}_{backend}.npy")
         relative = np.abs(folded_logits - reference[name]).max() / np.abs(reference[name]).max()
