@@ -10,15 +10,11 @@ block's worth of activations.
 
 import dataclasses
 import math
-import re
 from typing import List
 
 import numpy as np
 
-from keras_nfnets import graph
-
-_BLOCK_OUTPUT = re.compile(r"^(stage(\d+)_block(\d+))_add$")
-
+from keras_nfnets import graph, names
 
 @dataclasses.dataclass
 class SignalPropagation:
@@ -67,17 +63,18 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
     # which tensors to measure: block outputs, and the end of each residual branch
     branch_ends, block_outputs = {}, {}
     for layer in model.layers:
-        match = _BLOCK_OUTPUT.match(layer.name)
-        if not match:
+        if not names.is_block_output(layer.name):
             continue
-        block_outputs[id(layer.output)] = match.group(1)
-        branch = graph.producer(layer.input[1]).input  # Add([shortcut, α·branch]): the input of α
+        block_name = layer.name[: -len(names.block_output(""))]
+        block_outputs[id(layer.output)] = block_name
+        branch = graph.producer(layer.input[1]).input  # names.block_output: Add([shortcut, α·branch])
         while isinstance(graph.producer(branch), (SkipInitGain, StochasticDepth)):
             branch = graph.producer(branch).input
-        branch_ends[id(branch)] = match.group(1)
+        branch_ends[id(branch)] = block_name
     if not block_outputs:
         raise ValueError(
-            f"Model {model.name!r} has no residual blocks named 'stage<i>_block<j>_add'; signal_propagation "
+            f"Model {model.name!r} has no residual blocks named {names.block_output(names.block('<i>', '<j>'))!r}; "
+            "signal_propagation "
             "needs a model built by keras_nfnets (build_nf_model or a public builder)."
         )
 
@@ -95,14 +92,14 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
 
     graph.propagate(model, [keras.ops.convert_to_tensor(inputs)], measure, release=True)
 
-    names = [layer.name[: -len("_add")] for layer in model.layers if id(layer.output) in block_outputs]
-    stages = [int(_BLOCK_OUTPUT.match(f"{n}_add").group(2)) for n in names]
-    stage_ends = [i for i in range(len(names)) if i == len(names) - 1 or stages[i + 1] != stages[i]]
+    blocks = [block_outputs[id(layer.output)] for layer in model.layers if id(layer.output) in block_outputs]
+    stages = [names.parse_block_layer(names.block_output(b))[0] for b in blocks]
+    stage_ends = [i for i in range(len(blocks)) if i == len(blocks) - 1 or stages[i + 1] != stages[i]]
     return SignalPropagation(
-        block_names=names,
-        avg_sq_mean=np.array([stats[n][0] for n in names]),
-        avg_var=np.array([stats[n][1] for n in names]),
-        residual_avg_var=np.array([residual[n] for n in names]),
+        block_names=blocks,
+        avg_sq_mean=np.array([stats[n][0] for n in blocks]),
+        avg_var=np.array([stats[n][1] for n in blocks]),
+        residual_avg_var=np.array([residual[n] for n in blocks]),
         stage_ends=stage_ends,
         name=model.name,
     )

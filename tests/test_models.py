@@ -164,6 +164,31 @@ def test_layer_names_read_as_a_path():
         assert expected in names
 
 
+def test_the_name_contract_parses_what_the_builder_names():
+    """keras_nfnets.names: every block layer parses back to its stage, block and part; each block
+    ends in its Add(shortcut, branch); the classifier is found by name (AGC leaves its kernel alone)."""
+    from keras_nfnets import names
+    from keras_nfnets.graph import producer
+    from keras_nfnets.training.optimizers import DEFAULT_AGC_EXCLUDE
+
+    model = NFNetF0(input_shape=(64, 64, 3))
+    blocks = {}
+    for layer in model.layers:
+        parsed = names.parse_block_layer(layer.name)
+        if parsed:
+            stage, index, part = parsed
+            assert layer.name == names.block_layer(names.block(stage, index), part)
+            blocks.setdefault((stage, index), set()).add(part)
+    assert sorted(blocks) == [(s, b) for s, depth in enumerate((1, 2, 6, 3), 1) for b in range(1, depth + 1)]
+    assert all({"conv1", "conv2", "conv3", "add"} <= parts for parts in blocks.values())
+    add = model.get_layer(names.block_output(names.block(2, 1)))
+    assert producer(add.input[0]).name == "stage2_block1_shortcut_conv"  # input 0: the shortcut
+    assert producer(add.input[1]).name == "stage2_block1_alpha"           # input 1: α · branch
+    assert names.has_classifier(model) and not names.has_classifier(NFNetF0(include_top=False))
+    assert model.get_layer(names.CLASSIFIER).kernel.path in DEFAULT_AGC_EXCLUDE
+    assert names.parse_block_layer("stem_conv1") is None and not names.is_block_output("stage1_block1_conv1")
+
+
 def _randomise_skip_gains(model, seed=0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:

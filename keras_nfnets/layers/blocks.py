@@ -13,6 +13,8 @@ import math
 import keras
 from keras import layers, ops
 
+from keras_nfnets import names
+
 
 @keras.saving.register_keras_serializable(package="keras_nfnets")
 class SqueezeExcite(keras.layers.Layer):
@@ -233,5 +235,5 @@ def nf_block(
     if skipinit:
         out = SkipInitGain(name=f"{name}_skip_gain")(out)
     out = layers.Rescaling(alpha, name=f"{name}_alpha")(out)
-    return layers.Add(name=f"{name}_add")([shortcut, out])
+    return layers.Add(name=names.block_output(name))([shortcut, out])  # the order names.block_output promises
 

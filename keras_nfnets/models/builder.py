@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_nfnets import names
 from keras_nfnets.layers.activations import GammaActivation, get_gamma
 from keras_nfnets.layers.blocks import ECA, SqueezeExcite, SymmetricMaxPooling2D, nf_block
 from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
@@ -129,20 +130,20 @@ def _attention_factory(config):
 def _stem(x, config, make_conv, make_activation):
     width = config.stem_width
     if config.stem == "7x7_pool":
-        x = make_conv(width, 7, strides=2, name="stem_conv")(x)
+        x = make_conv(width, 7, strides=2, name=names.stem_layer("conv"))(x)
         if not config.stem_pool:
             return x
         if config.padding == "symmetric":  # PyTorch MaxPool2d(3, 2, padding=1): pads 1 each side with -inf
-            return SymmetricMaxPooling2D(3, 2, name="stem_pool")(x)
-        return layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+            return SymmetricMaxPooling2D(3, 2, name=names.stem_layer("pool"))(x)
+        return layers.MaxPooling2D(3, 2, padding="same", name=names.stem_layer("pool"))(x)
     if config.stem == "3x3":
-        return make_conv(width, 3, strides=2, name="stem_conv")(x)
+        return make_conv(width, 3, strides=2, name=names.stem_layer("conv"))(x)
     # deep_quad: 3×3 convs to width/8, /4, /2, width with strides 2, 1, 1, 2 (NFNet paper §5)
     stem_widths = (width // 8, width // 4, width // 2, width)
     for i, (filters, strides) in enumerate(zip(stem_widths, (2, 1, 1, 2)), start=1):
         if i > 1:
-            x = make_activation(name=f"stem_act{i - 1}")(x)
-        x = make_conv(filters, 3, strides=strides, name=f"stem_conv{i}")(x)
+            x = make_activation(name=names.stem_layer(f"act{i - 1}"))(x)
+        x = make_conv(filters, 3, strides=strides, name=names.stem_layer(f"conv{i}"))(x)
     return x
 
 
@@ -241,7 +242,7 @@ def weights_fit(model, shapes):
     if file_shapes == model_shapes:
         return True
     extra, missing = file_shapes - model_shapes, model_shapes - file_shapes
-    has_top = any(layer.name == "predictions" for layer in model.layers)
+    has_top = names.has_classifier(model)
     return not has_top and not missing and sorted(len(s) for s in extra.elements()) == [1, 2]
 
 
@@ -272,7 +273,7 @@ def add_classifier_head(features, classes, *, drop_rate=0.0, init_std=0.0, activ
     if drop_rate > 0:
         x = layers.Dropout(drop_rate, name="top_dropout")(x)
     kernel_init = keras.initializers.RandomNormal(stddev=init_std) if init_std > 0 else "zeros"
-    return layers.Dense(classes, activation=activation, kernel_initializer=kernel_init, name="predictions",
+    return layers.Dense(classes, activation=activation, kernel_initializer=kernel_init, name=names.CLASSIFIER,
                         dtype="float32")(x)
 
 
@@ -345,10 +346,10 @@ def build_nf_model(
             stochastic_depth_rate=spec["stochastic_depth_rate"],
             extra_conv=config.extra_conv,
             attention_position=config.attention_position,
-            name=f"stage{spec['stage']}_block{spec['block']}",
+            name=names.block(spec["stage"], spec["block"]),
         )
     if config.final_conv_channels:
-        x = make_conv(config.final_conv_channels, 1, name="final_conv")(x)
+        x = make_conv(config.final_conv_channels, 1, name=names.FINAL_CONV)(x)
     x = make_activation(name="final_act")(x)
 
     if include_top:

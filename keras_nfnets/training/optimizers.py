@@ -11,9 +11,9 @@ gradient (coupled L2, as DeepMind's ``SGD_AGC``), not applied to gains, biases o
 import keras
 from keras import ops
 
-from keras_nfnets import _compat, backend
+from keras_nfnets import _compat, backend, names
 
-DEFAULT_AGC_EXCLUDE = ("predictions/kernel",)
+DEFAULT_AGC_EXCLUDE = (names.CLASSIFIER_KERNEL,)
 DEFAULT_DECAY_EXCLUDE = ("gain", "bias", "skip_gain", "gamma", "beta")
 
 

@@ -6,16 +6,15 @@ tensors, raised before any weight is assigned (never a partly loaded model).
 """
 
 import os
-import re
 
 import numpy as np
 
+from keras_nfnets import names
 from keras_nfnets.layers.blocks import ECA, SkipInitGain, SqueezeExcite
 from keras_nfnets.layers.ws_conv import GroupConv2D
 from keras_nfnets.models.timm_configs import timm_config
 
 HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
-_BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(.+)$")
 _BLOCK_PARTS = {"conv1": "conv1", "conv2": "conv2", "conv2b": "conv2b", "conv3": "conv3",
                 "shortcut_conv": "downsample.conv", "skip_gain": "skipinit_gain"}
 
@@ -75,20 +74,19 @@ def _to_numpy(value, name):
 
 def _layer_prefix(layer_name, attention_key):
     """timm module path of the Keras layer ``layer_name``."""
-    if layer_name == "stem_conv":
-        return "stem.conv"
-    if layer_name.startswith("stem_conv"):
-        return "stem.conv" + layer_name[len("stem_conv"):]
-    if layer_name == "final_conv":
+    stem_conv = names.stem_layer("conv")
+    if layer_name.startswith(stem_conv):  # stem_conv, stem_conv1, ...
+        return "stem.conv" + layer_name[len(stem_conv):]
+    if layer_name == names.FINAL_CONV:
         return "final_conv"
-    if layer_name == "predictions":
+    if layer_name == names.CLASSIFIER:
         return "head.fc"
-    match = _BLOCK.match(layer_name)
-    if match:
-        stage, block, part = int(match.group(1)) - 1, int(match.group(2)) - 1, match.group(3)
+    parsed = names.parse_block_layer(layer_name)
+    if parsed:
+        stage, block, part = parsed
         part = attention_key if part == "attention" else _BLOCK_PARTS.get(part)
         if part is not None:
-            return f"stages.{stage}.{block}.{part}"
+            return f"stages.{stage - 1}.{block - 1}.{part}"
     raise CheckpointError(f"Layer {layer_name!r} has no timm counterpart.")
 
 
@@ -126,7 +124,7 @@ def timm_weight_map(model, config):
             entries.append((layer.kernel, f"{prefix}.conv.weight", lambda a: a.reshape(-1, 1, 1)))
         elif isinstance(layer, SkipInitGain):
             entries.append((layer.skip_gain, prefix, lambda a: a.reshape(())))
-        elif layer.name == "predictions":
+        elif layer.name == names.CLASSIFIER:
             entries.append((layer.kernel, f"{prefix}.weight", lambda a: a.T))
             entries.append((layer.bias, f"{prefix}.bias", lambda a: a))
         else:
@@ -154,7 +152,7 @@ def match_checkpoint(model, state, config, allow_unused_head=None):
     naming every missing, unused or misshapen tensor.
     """
     if allow_unused_head is None:
-        allow_unused_head = "predictions" not in {layer.name for layer in model.layers}
+        allow_unused_head = not names.has_classifier(model)
     used, missing, misshapen, assignments = set(), [], [], []
     for variable, key, convert in timm_weight_map(model, config):
         if key not in state:

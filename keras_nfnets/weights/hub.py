@@ -2,6 +2,7 @@
 
 import os
 
+from keras_nfnets import names
 from keras_nfnets.models.builder import build_nf_model, validate_application_args
 from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
@@ -106,7 +107,7 @@ def load_pretrained(model, checkpoint, config):
     The first call downloads and converts (NumPy + safetensors, no torch) and saves
     ``<tag>[_notop].weights.h5`` under :func:`keras_cache_dir`; later calls load that file.
     """
-    has_top = "predictions" in {layer.name for layer in model.layers}
+    has_top = names.has_classifier(model)
     cache_path = os.path.join(keras_cache_dir(), f"{checkpoint.tag}{'' if has_top else '_notop'}.weights.h5")
     if os.path.exists(cache_path):
         try:
