@@ -1,0 +1,112 @@
+"""Every private Keras / TensorFlow / LiteRT interface keras_nfnets uses lives in _compat.py; each is
+exercised here by name, so a release that breaks one fails this file first (issue 22)."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras_nfnets import _compat
+
+
+def _tiny_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="pool")(x))
+
+
+def test_producer_layer():
+    model = _tiny_model()
+    assert _compat.producer_layer(model.output).name == "pool"
+    assert _compat.producer_layer(model.get_layer("pool").input).name == "conv"
+
+
+def test_all_sublayers():
+    from keras_nfnets.layers import SqueezeExcite
+
+    inputs = keras.Input((4, 4, 8))
+    model = keras.Model(inputs, SqueezeExcite(4, name="se")(inputs))
+    found = _compat.all_sublayers(model)
+    assert found[0] is model
+    se = model.get_layer("se")
+    assert se in found and se.fc1 in found and se.fc2 in found  # the nested Dense layers too
+    assert se.fc1 not in model.layers
+
+
+def test_freeze_concrete_function():
+    import tensorflow as tf
+
+    variable = tf.Variable(3.0)
+    concrete = tf.function(lambda x: x * variable).get_concrete_function(tf.TensorSpec((), tf.float32))
+    frozen = _compat.freeze_concrete_function(concrete)
+    assert not frozen.variables and float(frozen(tf.constant(2.0))[0]) == 6.0
+
+
+def test_tflite_op_names(tmp_path):
+    import tensorflow as tf
+
+    concrete = tf.function(lambda x: tf.nn.relu(x) + 1.0).get_concrete_function(tf.TensorSpec((1, 4), tf.float32))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert())
+    assert {"RELU", "ADD"} <= _compat.tflite_op_names(path)
+
+
+def test_keras_tensorflow_conv_routes_keras_convolutions():
+    calls = []
+
+    def replacement(original, inputs, kernel, strides, padding, data_format, dilation_rate):
+        calls.append(tuple(kernel.shape))
+        return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+
+    model = _tiny_model()
+    x = np.ones((1, 8, 8, 3), "float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    with _compat.keras_tensorflow_conv(replacement):
+        got = keras.ops.convert_to_numpy(model(x))
+    assert calls == [(3, 3, 3, 4)] and np.array_equal(got, expected)
+    model(x)
+    assert len(calls) == 1  # restored afterwards
+
+
+def test_worker_count():
+    import tensorflow as tf
+
+    assert _compat.worker_count(tf.distribute.get_strategy()) == 1
+    assert _compat.worker_count(tf.distribute.MirroredStrategy(["/cpu:0"])) == 1
+
+
+def test_variable_index_and_the_whole_step_hook():
+    class Recorder(_compat.WholeStepUpdate, keras.optimizers.SGD):
+        take_over = False
+
+        def update_all(self, grads, variables, learning_rate):
+            self.seen = [_compat.variable_index(self, v) for v in variables]
+            return self.take_over
+
+    variables = [keras.Variable(np.ones(3, "float32")), keras.Variable(np.ones(2, "float32"))]
+    optimizer = Recorder(0.5)
+    optimizer.build(variables)
+    grads = [np.ones(3, "float32"), np.ones(2, "float32")]
+    optimizer.apply(grads, variables)
+    assert optimizer.seen == [0, 1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), 0.5)  # Keras' own step ran
+    optimizer.take_over = True
+    optimizer.apply(grads, variables)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), 0.5)  # the hook took the step
+
+
+def test_the_multi_worker_patch_leaves_other_strategies_to_keras():
+    """The patch wraps Keras' reduce_per_replica once; for a strategy that is not multi-worker it
+    returns what Keras' own function returns (the multi-worker path: tests/test_multi_worker.py)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    model = _tiny_model()
+    _compat.enable_keras_multi_worker_training(model)
+    patched = trainer.reduce_per_replica
+    original = patched._keras_nfnets_original
+    assert original is not None and original is not patched
+    _compat.enable_keras_multi_worker_training(model)  # patched once, not wrapped twice
+    assert trainer.reduce_per_replica is patched
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
+        values = {"loss": tf.constant(1.5)}
+        assert float(patched(values, strategy, "auto")["loss"]) == float(original(values, strategy, "auto")["loss"])
