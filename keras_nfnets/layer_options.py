@@ -23,6 +23,10 @@ GAMMA = {
     "tanh": 1.5939117670059204,
 }
 
+# Which GELU each name means: "gelu" is the tanh approximation 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))
+# (JAX's default, which DeepMind trained with); "gelu_exact" the erf form (timm's, PyTorch's default).
+GELU_TANH_APPROXIMATION = {"gelu": True, "gelu_exact": False}
+
 # Activations that keep the shape of their input, usable inside the residual networks.
 ELEMENTWISE_ACTIVATIONS = tuple(name for name in GAMMA if name not in ("glu", "log_softmax"))
 

@@ -208,7 +208,7 @@ def test_export_refuses_a_flatbuffer_that_needs_the_flex_delegate(export_model, 
     from keras_nfnets import _compat
 
     flatbuffer = tflite_files[None][0].read_bytes()
-    monkeypatch.setattr(exporting, "_convert", lambda converter, quantization, data: flatbuffer)
+    monkeypatch.setattr(exporting.converters, "_convert", lambda converter, quantization, data: flatbuffer)
     monkeypatch.setattr(_compat, "tflite_op_names", lambda path: {"CONV_2D", "FlexConv2D"})
     with pytest.raises(RuntimeError, match=r"non-built-in ops \['FlexConv2D'\]"):
         exporting.export_tflite(export_model, tmp_path / "model.tflite")
@@ -258,7 +258,7 @@ def test_export_targets_are_checked_before_any_work(tmp_path, monkeypatch):
     import importlib.util
 
     model = keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3))
-    monkeypatch.setattr(exporting, "fold_weight_standardization", lambda m: pytest.fail("folded before checking"))
+    monkeypatch.setattr(exporting.converters, "fold_weight_standardization", lambda m: pytest.fail("folded before checking"))
     with pytest.raises(ValueError, match=r"A tflite export is a \.tflite file"):
         exporting.export_tflite(model, tmp_path / "model.onnx")
     with pytest.raises(ValueError, match=r"A onnx export is a \.onnx file"):

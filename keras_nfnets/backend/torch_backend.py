@@ -6,6 +6,7 @@ activations whose gradient reads their input scale their fresh output in place; 
 momentum step is one multi-tensor (``_foreach``) update.
 """
 
+from keras_nfnets.layer_options import GELU_TANH_APPROXIMATION
 from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
@@ -67,7 +68,8 @@ def kernel_moments(kernel):
     return mean, var
 
 
-_IN_PLACE = {"silu": ("silu", {}), "gelu": ("gelu", {"approximate": "tanh"}), "gelu_exact": ("gelu", {})}
+_IN_PLACE = {"silu": ("silu", {}), **{name: ("gelu", {"approximate": "tanh" if tanh else "none"})
+                                       for name, tanh in GELU_TANH_APPROXIMATION.items()}}
 
 
 def scaled_activation(name, fn, gamma, inputs):

@@ -12,14 +12,14 @@ import numpy as np
 from keras import ops
 
 from keras_nfnets import backend
-from keras_nfnets.layer_options import GAMMA
+from keras_nfnets.layer_options import GAMMA, GELU_TANH_APPROXIMATION
 
 ACTIVATIONS = {
     "identity": lambda x: x,
     "celu": lambda x: ops.celu(x),
     "elu": lambda x: ops.elu(x),
-    "gelu": lambda x: ops.gelu(x, approximate=True),  # JAX's default, as DeepMind trained
-    "gelu_exact": lambda x: ops.gelu(x, approximate=False),
+    "gelu": lambda x: ops.gelu(x, approximate=GELU_TANH_APPROXIMATION["gelu"]),
+    "gelu_exact": lambda x: ops.gelu(x, approximate=GELU_TANH_APPROXIMATION["gelu_exact"]),
     "glu": lambda x: ops.glu(x, axis=-1),
     "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),  # jax.nn.leaky_relu default
     "log_sigmoid": lambda x: ops.log_sigmoid(x),

@@ -1,0 +1,183 @@
+"""Converters: a folded model as a SavedModel, a LiteRT (TFLite) flatbuffer of built-in ops only,
+or ONNX; each target is checked before any work."""
+
+import contextlib
+import os
+
+import numpy as np
+
+from keras_nfnets import _compat
+from keras_nfnets.export.folding import fold_weight_standardization
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+
+@contextlib.contextmanager
+def native_grouped_convolutions():
+    """Within this context, Keras built-in convolutions run as TensorFlow's own Conv2D op instead of
+    Keras' XLA wrapper for grouped convs: TFLite and ONNX converters then see a plain, natively
+    convertible grouped conv, and a folded model traced here runs its grouped convs at native speed
+    (e.g. ``with native_grouped_convolutions(): serve = tf.function(folded)``). Where the device
+    has no native grouped kernel, Keras' own path is kept."""
+    import tensorflow as tf
+
+    from keras_nfnets.layers.conv_ops import current_device_type, native_grouped_conv_supported
+
+    native = native_grouped_conv_supported(current_device_type())
+
+    def conv(original, inputs, kernel, strides, padding, data_format, dilation_rate):
+        if native and len(inputs.shape) == 4 and (data_format in (None, "channels_last")):
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(), dilations=dilation_rate)
+        return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+
+    with _compat.keras_tensorflow_conv(conv):
+        yield
+
+
+def _serving_function(folded, input_name):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None,) + tuple(folded.input.shape[1:]), tf.float32, name=input_name)
+
+    @tf.function(input_signature=[spec])
+    def serve(images):
+        return folded(images, training=False)
+
+    with native_grouped_convolutions():
+        concrete = serve.get_concrete_function()
+    return serve, concrete
+
+
+# What each format needs beyond the core install (import name -> pip name), checked before any work.
+FORMAT_REQUIREMENTS = {
+    "saved_model": {},
+    "tflite": {"ai_edge_litert": "ai-edge-litert"},
+    "onnx": {"tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime"},
+}
+FORMAT_SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+
+
+def check_export_target(path, fmt):
+    """Before any slow work: the format's optional packages are installed, ``path`` fits the
+    format (``.tflite`` / ``.onnx`` file, a directory for ``saved_model``), and its parent
+    directory exists (created if missing, for every format) and is writable. Returns the path."""
+    import importlib.util
+
+    if fmt not in FORMAT_REQUIREMENTS:
+        raise ValueError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMAT_REQUIREMENTS)}.")
+    missing = [pip for module, pip in FORMAT_REQUIREMENTS[fmt].items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ImportError(f"{fmt} export needs {', '.join(missing)}: pip install \"keras-nfnets[export]\"")
+    path = os.fspath(path)
+    suffix = FORMAT_SUFFIXES.get(fmt)
+    if suffix and not path.endswith(suffix):
+        raise ValueError(f"A {fmt} export is a {suffix} file; received {path!r}.")
+    if fmt == "saved_model" and os.path.isfile(path):
+        raise ValueError(f"A SavedModel is a directory, but {path!r} is a file; choose another path.")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"Cannot create the output directory {parent!r}: {error.strerror}.") from error
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"Cannot write to {parent!r}; choose an output path in a writable directory.")
+    return path
+
+
+def export_saved_model(model, path, input_name="images"):
+    """Fold, then write a TensorFlow SavedModel with a ``serving_default`` signature taking
+    ``input_name`` (dynamic batch). Returns the folded model."""
+    import tensorflow as tf
+
+    path = check_export_target(path, "saved_model")
+    folded = fold_weight_standardization(model)
+    serve, concrete = _serving_function(folded, input_name)
+    module = tf.Module()
+    module.model = folded
+    module.serve = serve
+    tf.saved_model.save(module, os.fspath(path), signatures={"serving_default": concrete})
+    return folded
+
+
+def export_tflite(model, path, quantization=None, representative_data=None, input_name="images"):
+    """Fold, then write a LiteRT (TFLite) flatbuffer made of built-in ops only.
+
+    Args:
+        quantization: ``None`` (float32), ``"float16"`` (fp16 weights), ``"dynamic"`` (int8
+            weights, dynamic-range activations) or ``"int8"`` (full-integer ops; needs
+            ``representative_data``, an iterable of input batches, and a static input size).
+    Returns the op names in the file.
+    """
+    import tensorflow as tf
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"`quantization` must be one of {QUANTIZATIONS}; received {quantization!r}.")
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError("Full-integer int8 quantization needs `representative_data`: a few input batches.")
+        if None in tuple(model.input.shape[1:3]):
+            raise ValueError(
+                "Full-integer int8 quantization needs a static input size (calibration fixes the ranges); build "
+                "the model with a concrete `input_shape`."
+            )
+    path = check_export_target(path, "tflite")
+    folded = fold_weight_standardization(model)
+    _, concrete = _serving_function(folded, input_name)
+    frozen = _compat.freeze_concrete_function(concrete)  # every weight becomes a constant
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], trackable_obj=folded)
+    flatbuffer = _convert(converter, quantization, representative_data)
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+    ops = tflite_op_names(path)
+    flex = sorted(op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE"))
+    if flex:
+        raise RuntimeError(f"The TFLite file contains non-built-in ops {flex}; it would need the Flex delegate.")
+    return ops
+
+
+def _convert(converter, quantization, representative_data):
+    import tensorflow as tf
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        batches = list(representative_data)
+
+        def representative_dataset():
+            for batch in batches:
+                batch = np.asarray(batch, "float32")
+                for i in range(batch.shape[0]):
+                    yield [batch[i:i + 1]]
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    import warnings
+
+    from keras_nfnets._startup import stderr_silenced
+
+    # Quiet: the calibrator prints its settings to stderr and warns that float inputs carry no
+    # quantization statistics (they are float by design); conversion errors still raise.
+    with warnings.catch_warnings(), stderr_silenced():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return converter.convert()
+
+
+def tflite_op_names(path):
+    """The set of operator names in a ``.tflite`` file."""
+    return _compat.tflite_op_names(path)
+
+
+def export_onnx(model, path, opset=17, input_name="images"):
+    """Fold, then convert to ONNX with tf2onnx. Returns the folded model."""
+    path = check_export_target(path, "onnx")
+    import tensorflow as tf
+    import tf2onnx
+
+    folded = fold_weight_standardization(model)
+    spec = (tf.TensorSpec((None,) + tuple(folded.input.shape[1:]), tf.float32, name=input_name),)
+    function = tf.function(lambda images: folded(images, training=False))
+    with native_grouped_convolutions():
+        tf2onnx.convert.from_function(function, input_signature=spec, opset=opset, output_path=os.fspath(path))
+    return folded
