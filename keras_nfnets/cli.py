@@ -81,6 +81,41 @@ def trained_model(path):
     return model, list(names), transform, settings
 
 
+def resolve_model(model_name, weights=None, checkpoint=None, image_size=None):
+    """The one answer to "which model?" for ``predict`` and ``export``: ``(model, class_names,
+    EvalTransform, settings)`` for a builder name (``weights``: None/"none", "imagenet" or a
+    .weights.h5 file), a timm NF name (``checkpoint``: a .safetensors/.pth file, default the Hub),
+    or a trained run (a run directory of ``nfnets train`` or a .keras file, as ``model_name`` or
+    as ``weights``). ``class_names`` is ``None`` for ImageNet models (decode_predictions names
+    them); ``settings`` is a trained run's run.json, else ``None``. ``image_size`` sets a static
+    input size (a trained model keeps its own)."""
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
+    from keras_nfnets.preprocessing import eval_transform
+    from keras_nfnets.weights.hub import from_timm
+
+    trained = trained_model(model_name) or trained_model(weights)
+    if trained is not None:
+        model, names, transform, settings = trained
+        if image_size is not None and model.input.shape[1] != image_size:
+            raise ValueError(f"`image_size` {image_size} differs from the trained model's input size "
+                             f"{model.input.shape[1]}; leave it out to use the model as trained.")
+        return model, names, transform, settings
+    shape = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
+    if model_name in BUILDERS:
+        if checkpoint is not None:
+            raise ValueError("`checkpoint` is for timm model names; builders take `weights` ('imagenet' or a file)")
+        model = BUILDERS[model_name](weights=None if weights == "none" else weights, **shape)
+    elif model_name.split(".")[0] in TIMM_CONFIGS:
+        if weights not in (None, "imagenet"):
+            raise ValueError(f"{model_name!r} is a timm name: give its checkpoint file as `checkpoint`, not `weights`")
+        model = from_timm(model_name, checkpoint=checkpoint, **shape)
+    else:
+        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
+                         "model name, a run directory of nfnets train or a .keras file.")
+    return model, None, eval_transform(model_name, model.input.shape[1]), None
+
+
 def _probabilities(model, batch):
     import numpy as np
 
@@ -100,30 +135,14 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
     import numpy as np
 
     import keras_nfnets
-    from keras_nfnets.applications import BUILDERS
     from keras_nfnets.preprocessing import preprocess_image
 
     out, errors = out or sys.stdout, errors or sys.stderr
-    trained = trained_model(model_name) or trained_model(weights)
-    if trained is not None:
-        model, names, transform, _ = trained
+    model, names, transform, _ = resolve_model(model_name, weights, checkpoint)
 
-        def prepare(path):
-            return preprocess_image(path, transform=transform)
-    else:
-        if model_name in BUILDERS:
-            if checkpoint is not None:
-                raise ValueError("--checkpoint is for timm model names; builders take --weights imagenet|FILE")
-            model = BUILDERS[model_name](weights=None if weights == "none" else weights)
-        elif model_name.split(".")[0] in keras_nfnets.TIMM_CONFIGS:
-            model = keras_nfnets.from_timm(model_name, checkpoint=checkpoint)
-        else:
-            raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
-                             "model name, a run directory of nfnets train or a .keras file.")
-        size = model.input.shape[1]
+    def prepare(path):
+        return preprocess_image(path, transform=transform)
 
-        def prepare(path):
-            return preprocess_image(path, model_name, size=size)
     prepared, failed = [], []
     for path in images:
         try:
@@ -132,7 +151,7 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
             failed.append((path, error))
     if prepared:
         batch = np.stack([image for _, image in prepared])
-        if trained is not None:
+        if names is not None:  # a trained run: its own classes
             probabilities = _probabilities(model, batch)
             rows = [[(None, names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in probabilities]
         else:
@@ -183,8 +202,6 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     """Fold and export ``model_name``, then print the artifact's parity with the Keras model. A
     full-int8 TFLite export says which images calibrated it (see :func:`calibration_batches`)."""
     from keras_nfnets import export as exporting
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.preprocessing import eval_transform
 
     out = out or sys.stdout
     if quantization is not None and fmt != "tflite":
@@ -192,19 +209,7 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     if calibration is not None and quantization != "int8":
         raise ValueError("`calibration` images calibrate a full-int8 model: use it with `quantization` int8")
     exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
-    trained = trained_model(model_name) or trained_model(weights)
-    if trained is None and model_name not in BUILDERS:
-        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a run directory "
-                         "of nfnets train or a .keras file.")
-    if trained is not None:
-        model, _, transform, settings = trained
-        if image_size is not None and model.input.shape[1] != image_size:
-            raise ValueError(f"`image_size` {image_size} differs from the trained model's input size "
-                             f"{model.input.shape[1]}; leave it out to export the model as trained.")
-    else:
-        kwargs = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
-        model, settings = BUILDERS[model_name](weights=weights, **kwargs), None
-        transform = eval_transform(model_name, model.input.shape[1])
+    model, _, transform, settings = resolve_model(model_name, weights, image_size=image_size)
     size = model.input.shape[1]
     samples = exporting.sample_images(8, size, seed=1)
     if fmt == "saved_model":
@@ -227,17 +232,18 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     )
     if not check["informative"]:
         print("warning: the model's outputs do not depend on its input (random weights with a zero-initialised "
-              "classifier), so this check proves nothing; export with --weights imagenet or a trained "
+              "classifier), so this check proves nothing; export with `weights='imagenet'` or a trained "
               ".weights.h5 to check parity.", file=out)
     return check
 
 
-def spp_figure(number, output, depth=600, image_size=512, batch_size=8, out=None):
+def spp_figure(number, output, depth=None, image_size=None, batch_size=None, out=None):
     """Regenerate the paper's SPP figure ``number`` into ``output`` and print its summary."""
     from keras_nfnets.spp import figure
 
     out = out or sys.stdout
-    results = figure(number, output, depth=depth, image_size=image_size, batch_size=batch_size)
+    given = {k: v for k, v in dict(depth=depth, image_size=image_size, batch_size=batch_size).items() if v is not None}
+    results = figure(number, output, **given)  # the others: spp.FIGURE_DEFAULTS
     for result in results:
         print(
             f"{result.name}: {len(result.block_names)} blocks; last block avg sq mean {result.avg_sq_mean[-1]:.3g}, "
@@ -356,7 +362,9 @@ def evaluate_command(args):
 
 def build_parser():
     """The ``nfnets`` argument parser: one sub-command per task, each with its handler as ``func``."""
-    from keras_nfnets.training.distribute import PRECISIONS, STRATEGIES
+    from keras_nfnets.export.formats import FORMATS, QUANTIZATIONS
+    from keras_nfnets.spp import FIGURE_DEFAULTS, FIGURES
+    from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, PRECISIONS, STRATEGIES
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true",
@@ -392,9 +400,9 @@ def build_parser():
                      help="builder name, e.g. NFRegNetB0, or a trained run directory / .keras file")
     exp.add_argument("--weights", default=None,
                      help="imagenet, a .weights.h5 file, or a trained run directory / .keras file (default: random)")
-    exp.add_argument("--format", dest="fmt", choices=["saved_model", "tflite", "onnx"], required=True,
+    exp.add_argument("--format", dest="fmt", choices=FORMATS, required=True,
                      help="artifact format")
-    exp.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
+    exp.add_argument("--quantization", choices=[q for q in QUANTIZATIONS if q], default=None,
                      help="TFLite only: fp16 weights, int8 weights (dynamic range) or full int8 (default: float32)")
     exp.add_argument("--image-size", type=_positive_int, default=None, help="static input size (default: the model's)")
     exp.add_argument("--calibration", default=None, metavar="DIR",
@@ -404,18 +412,21 @@ def build_parser():
 
     spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
     spp.add_argument("output", help="image file (.png, .pdf, .svg)")
-    spp.add_argument("--figure", type=int, choices=[1, 2, 6, 7, 8, 9], required=True,
+    spp.add_argument("--figure", type=int, choices=FIGURES, required=True,
                      help="the paper's figure number (1, 2: BN vs NF; 6, 7: He init / linear; 8: γ; 9: SE)")
-    spp.add_argument("--depth", type=_positive_int, default=600, help="conv layers of the ResNetV2 (default 600)")
-    spp.add_argument("--image-size", type=_positive_int, default=512, help="input side in pixels (default 512, the paper's)")
-    spp.add_argument("--batch-size", type=_positive_int, default=8, help="Gaussian inputs per measurement (default 8)")
+    spp.add_argument("--depth", type=_positive_int, default=FIGURE_DEFAULTS["depth"],
+                     help="conv layers of the ResNetV2 (default %(default)s)")
+    spp.add_argument("--image-size", type=_positive_int, default=FIGURE_DEFAULTS["image_size"],
+                     help="input side in pixels (default %(default)s, the paper's)")
+    spp.add_argument("--batch-size", type=_positive_int, default=FIGURE_DEFAULTS["batch_size"],
+                     help="Gaussian inputs per measurement (default %(default)s)")
     spp.set_defaults(func=spp_command)
 
     tr = commands.add_parser("train", parents=[common],
                              help="train or fine-tune with the paper's recipe (default: NFResNet14 on the embedded "
                                   "digits, ~1.5 min on 2 CPU cores)")
-    tr.add_argument("--model", default="NFResNet14", help="builder name (default NFResNet14)")
-    tr.add_argument("--dataset", default="digits",
+    tr.add_argument("--model", default=DEFAULT_MODEL, help="builder name (default %(default)s)")
+    tr.add_argument("--dataset", default=DEFAULT_DATASET,
                     help="digits (embedded), an image folder (class sub-folders), or a TFDS name, e.g. imagenet2012")
     tr.add_argument("--data-dir", default=None, help="TFDS data directory")
     tr.add_argument("--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar for imagenet2012")
@@ -429,7 +440,7 @@ def build_parser():
     tr.add_argument("--learning-rate", type=_positive_float, default=None, help="peak LR (default: paper's, scaled by batch)")
     tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
-    tr.add_argument("--augment", choices=["default", "paper", "none"], default="default",
+    tr.add_argument("--augment", choices=AUGMENT_CHOICES, default=AUGMENT_CHOICES[0],
                     help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
     tr.add_argument("--randaugment", type=_randaugment, default="paper", metavar="LAYERS,MAGNITUDE",
                     help="RandAugment when augmenting: 'paper' (the recipe's, e.g. 4,5 for NFNetF0), 'off', or "
@@ -463,18 +474,37 @@ def build_parser():
     return parser
 
 
+# Python arguments whose command-line form is not ``--name value``.
+_CALL_FLAGS = {"resume=False": "--restart", "weights=None": "--weights none", "model_name": "--model",
+               "randaugment=None": "--randaugment off"}
+
+
 def as_flags(message, subparser):
-    """``message`` with the library's argument names in backticks (`` `output_dir` ``) written as
-    the command's flags (`` `--output-dir` ``), where the command has that flag."""
+    """``message`` with the library's arguments in backticks written as the command's flags, where
+    the command has that flag: `` `output_dir` `` → `` `--output-dir` ``, `` `learning_rate=0.05` ``
+    → `` `--learning-rate 0.05` ``, `` `resume=False` `` → `` `--restart` ``,
+    `` `randaugment=(2, 5)` `` → `` `--randaugment 2,5` ``."""
     import re
 
     flags = set(re.findall(r"--[a-z0-9][a-z0-9-]*", subparser.format_help()))
 
     def flag(match):
-        name = "--" + match.group(1).replace("_", "-")
-        return f"`{name}`" if name in flags else match.group(0)
+        argument = match.group(1)
+        if argument in _CALL_FLAGS:
+            special = _CALL_FLAGS[argument]
+            return f"`{special}`" if special.split()[0] in flags else match.group(0)
+        name, assigned, value = argument.partition("=")
+        option = "--" + name.replace("_", "-")
+        if option not in flags:
+            return match.group(0)
+        if not assigned:
+            return f"`{option}`"
+        value = value.strip().strip("'\"")
+        if value.startswith("(") and value.endswith(")"):  # a tuple: comma-separated
+            value = ",".join(part.strip() for part in value[1:-1].split(","))
+        return f"`{option} {value}`"
 
-    return re.sub(r"`([a-z][a-z0-9_]*)`", flag, message)
+    return re.sub(r"`([a-z][a-z0-9_]*(?:=[^`]*)?)`", flag, message)
 
 
 # Commands that load TensorFlow (models only for timm names, which it builds).
@@ -497,7 +527,7 @@ def main(argv=None):
     keras_nfnets.cli``): TensorFlow then starts quietly unless ``--verbose`` or
     ``TF_CPP_MIN_LOG_LEVEL`` asks for its logs. A list of arguments (a call from Python) runs the
     command in this process as it is, leaving standard error and the environment alone."""
-    from keras_nfnets import _startup
+    from keras_nfnets import _startup, messages
 
     is_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -506,7 +536,8 @@ def main(argv=None):
     try:
         if is_program and _needs_tensorflow(args) and not _startup.wants_tensorflow_logs(argv):
             _startup.quiet_tensorflow_start(strategy=getattr(args, "strategy", None))
-        return args.func(args)
+        with messages.translated(lambda message: as_flags(message, parser.subcommands[args.command])):
+            return args.func(args)
     except KeyboardInterrupt:
         if args.verbose:
             raise

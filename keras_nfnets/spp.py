@@ -174,7 +174,11 @@ def _resnet600_depths(depth):
     return [blocks] * 4
 
 
-def figure_models(figure, depth=600):
+FIGURES = (1, 2, 6, 7, 8, 9)  # the paper's SPP figures figure() regenerates
+FIGURE_DEFAULTS = dict(depth=600, image_size=512, batch_size=8)  # the paper's ResNetV2-600 at 512 px, batch 8
+
+
+def figure_models(figure, depth=FIGURE_DEFAULTS["depth"]):
     """The models of the paper's SPP figure ``figure`` (1, 2, 6, 7, 8 or 9) as ``(label, config, color)``."""
     from keras_nfnets.models.config import bn_resnetv2_config, nf_resnet_config
 
@@ -201,12 +205,14 @@ def figure_models(figure, depth=600):
              "tab:purple"),
             ("NF, SE ×2", ws_nf.replace(attention="se", attention_gain=2.0, name=f"nf_se_x2_{name}"), "tab:cyan")],
     }
+    assert tuple(figures) == FIGURES
     if figure not in figures:
         raise ValueError(f"The paper's SPP figures are {sorted(figures)}; received figure={figure!r}.")
     return figures[figure]
 
 
-def figure(number, path=None, depth=600, image_size=512, batch_size=8, seed=0):
+def figure(number, path=None, depth=FIGURE_DEFAULTS["depth"], image_size=FIGURE_DEFAULTS["image_size"],
+           batch_size=FIGURE_DEFAULTS["batch_size"], seed=0):
     """Regenerate the paper's SPP Figure ``number``; returns the :class:`SignalPropagation` list."""
     import keras
 

@@ -34,6 +34,19 @@ def logits(model, images):
     return keras.ops.convert_to_numpy(model(images, training=False))
 
 
+# first: the checks that TensorFlow is not imported come before the tasks that use tf.data
+if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an offline Hub cache (HF_HOME)
+    for name, (checkpoint, inputs) in task["timm"].items():  # timm name -> (checkpoint, inputs)
+        images = np.load(inputs)
+        model = keras_nfnets.from_timm(name, checkpoint=checkpoint, input_shape=images.shape[1:],
+                                       classifier_activation=None)
+        np.save(os.path.join(task["dir"], f"timm_{name}_{task['backend']}.npy"), logits(model, images))
+        if name == "nf_regnet_b1":  # the Hub cache holds this checkpoint as nf_regnet_b1.ra2_in1k
+            model = keras_nfnets.NFRegNetB1(weights="imagenet", input_shape=images.shape[1:],
+                                            classifier_activation=None)
+            np.save(os.path.join(task["dir"], f"imagenet_{name}_{task['backend']}.npy"), logits(model, images))
+    results["tensorflow_imported_by_weights"] = "tensorflow" in sys.modules
+
 for name, weights in task.get("forward", {}).items():
     model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
     model.load_weights(weights)
@@ -112,18 +125,6 @@ if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path
             outputs.update({f"y{index}_{implementation}": y, f"dx{index}_{implementation}": dx,
                             f"dk{index}_{implementation}": dk})
     np.savez(os.path.join(task["dir"], f"conv_{task['backend']}.npz"), **outputs)
-
-if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an offline Hub cache (HF_HOME)
-    for name, (checkpoint, inputs) in task["timm"].items():  # timm name -> (checkpoint, inputs)
-        images = np.load(inputs)
-        model = keras_nfnets.from_timm(name, checkpoint=checkpoint, input_shape=images.shape[1:],
-                                       classifier_activation=None)
-        np.save(os.path.join(task["dir"], f"timm_{name}_{task['backend']}.npy"), logits(model, images))
-        if name == "nf_regnet_b1":  # the Hub cache holds this checkpoint as nf_regnet_b1.ra2_in1k
-            model = keras_nfnets.NFRegNetB1(weights="imagenet", input_shape=images.shape[1:],
-                                            classifier_activation=None)
-            np.save(os.path.join(task["dir"], f"imagenet_{name}_{task['backend']}.npy"), logits(model, images))
-    results["tensorflow_imported_by_weights"] = "tensorflow" in sys.modules
 
 if "spp" in task:  # the three families with the forward check's weights, and Figure 2's models (BN included)
     from keras_nfnets import signal_propagation

@@ -294,7 +294,14 @@ def test_the_input_report_names_the_bottleneck_and_its_cause():
     assert printed.strip() == text
     assert text.startswith("Input-bound: input pipeline 100 images/s (measured alone), training 98 images/s")
     assert "The cause: the augmentation (RandAugment 4 layers, magnitude 5): without it the pipeline delivers 900" in text
-    assert "--augment none" in text and "more CPU cores" in text and "--randaugment 2,5" in text
+    assert "`augment='none'`" in text and "more CPU cores" in text and "`randaugment=(2, 5)`" in text
+    # run by the nfnets command, the same report names its flags
+    from keras_nfnets import messages
+    from keras_nfnets.cli import as_flags, build_parser
+
+    with messages.translated(lambda message: as_flags(message, build_parser().subcommands["train"])):
+        _, printed = _report(pipeline_rate=100.0, step_seconds=32 / 98.0, plain_rate=900.0)
+    assert "`--augment none`" in printed and "`--randaugment 2,5`" in printed and "augment=" not in printed
     text, _ = _report(pipeline_rate=100.0, step_seconds=32 / 98.0, plain_rate=110.0)
     assert "The cause: decoding and cropping the images" in text
     text, _ = _report(pipeline_rate=1000.0, step_seconds=32 / 200.0, plain_rate=1200.0)

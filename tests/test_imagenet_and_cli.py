@@ -201,3 +201,20 @@ def test_readme_links_resolve():
             assert path.exists(), f"{page.name} links to missing {target}"
             if anchor and path.suffix == ".md":
                 assert anchor in anchors(path), f"{page.name} links to missing section {target}#{anchor}"
+
+
+def test_library_messages_name_python_arguments_and_the_command_shows_its_flags():
+    """The library writes `name` / `name=value`; each command translates them to its own flags and
+    leaves alone what it has no flag for."""
+    from keras_nfnets.cli import as_flags, build_parser
+
+    commands = build_parser().subcommands
+    train, predict = commands["train"], commands["predict"]
+    assert as_flags("start it over with `resume=False`, or use another `output_dir`.", train) == \
+        "start it over with `--restart`, or use another `--output-dir`."
+    assert as_flags("try `learning_rate=0.05`; `randaugment=(2, 5)`; `augment='none'`", train) == \
+        "try `--learning-rate 0.05`; `--randaugment 2,5`; `--augment none`"
+    assert as_flags("`precision='mixed_bfloat16'` or `model_name`", train) == "`--precision mixed_bfloat16` or `--model`"
+    assert as_flags("`weights=None` or `checkpoint='model.safetensors'`", predict) == \
+        "`--weights none` or `--checkpoint model.safetensors`"
+    assert as_flags("`resume=False` and `clip_factor`", predict) == "`resume=False` and `clip_factor`"  # no such flags

@@ -216,7 +216,7 @@ def test_a_damaged_backup_is_reported_not_loaded(tmp_path):
     _fit(_tiny_model(), str(backup), 1)
     weights = backup / "epoch-0001" / "model.weights.h5"
     weights.write_bytes(weights.read_bytes()[:200])  # storage lost the end of the file
-    with pytest.raises(ValueError, match=r"The backup of epoch 1 in .*epoch-0001 cannot be read .*--restart"):
+    with pytest.raises(ValueError, match=r"The backup of epoch 1 in .*epoch-0001 cannot be read .*`resume=False`"):
         _fit(_tiny_model(), str(backup), 2, initial_epoch=1)
     (backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')  # Keras' BackupAndRestore layout
     with pytest.raises(ValueError, match="older layout"):

@@ -241,7 +241,7 @@ def tfds_source(name, split="train", data_dir=None, manual_dir=None, download=Tr
     except AssertionError as error:  # TFDS reports missing manual downloads this way
         raise FileNotFoundError(
             f"TFDS could not prepare {name!r}: {error}. For imagenet2012 download ILSVRC2012_img_train.tar and "
-            "ILSVRC2012_img_val.tar from image-net.org and pass their folder as manual_dir / --manual-dir."
+            "ILSVRC2012_img_val.tar from image-net.org and pass their folder as `manual_dir`."
         ) from error
     label = info.features[label_key]
     if not hasattr(label, "num_classes"):

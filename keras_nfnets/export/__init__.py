@@ -1,21 +1,13 @@
 """Deployment: fold Scaled WS and the NF scalars into plain weights (:mod:`.folding`), write a
 SavedModel, TFLite or ONNX file (:mod:`.converters`), and check it against the Keras model
-(:mod:`.verification`)."""
+(:mod:`.verification`). Submodules load on first use (:mod:`.formats` is plain data)."""
 
-from keras_nfnets.export.converters import (
-    FORMAT_REQUIREMENTS,
-    FORMAT_SUFFIXES,
-    QUANTIZATIONS,
-    check_export_target,
-    export_onnx,
-    export_saved_model,
-    export_tflite,
-    native_grouped_convolutions,
-    tflite_op_names,
-)
-from keras_nfnets.export.folding import FOLDERS, fold_weight_standardization
-from keras_nfnets.export.verification import run_exported, sample_images, verify_export
+from keras_nfnets._lazy import lazy_exports
 
-__all__ = ["FOLDERS", "FORMAT_REQUIREMENTS", "FORMAT_SUFFIXES", "QUANTIZATIONS", "check_export_target", "export_onnx",
-           "export_saved_model", "export_tflite", "fold_weight_standardization", "native_grouped_convolutions",
-           "run_exported", "sample_images", "tflite_op_names", "verify_export"]
+__all__ = lazy_exports(__name__, {
+    ".converters": ("check_export_target", "export_onnx", "export_saved_model", "export_tflite",
+                    "native_grouped_convolutions", "tflite_op_names"),
+    ".folding": ("FOLDERS", "fold_weight_standardization"),
+    ".formats": ("FORMATS", "FORMAT_REQUIREMENTS", "FORMAT_SUFFIXES", "QUANTIZATIONS"),
+    ".verification": ("run_exported", "sample_images", "verify_export"),
+})

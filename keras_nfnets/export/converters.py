@@ -8,8 +8,8 @@ import numpy as np
 
 from keras_nfnets import _compat
 from keras_nfnets.export.folding import fold_weight_standardization
+from keras_nfnets.export.formats import FORMAT_REQUIREMENTS, FORMAT_SUFFIXES, QUANTIZATIONS  # noqa: F401
 
-QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
 @contextlib.contextmanager
 def native_grouped_convolutions():
@@ -47,13 +47,6 @@ def _serving_function(folded, input_name):
     return serve, concrete
 
 
-# What each format needs beyond the core install (import name -> pip name), checked before any work.
-FORMAT_REQUIREMENTS = {
-    "saved_model": {},
-    "tflite": {"ai_edge_litert": "ai-edge-litert"},
-    "onnx": {"tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime"},
-}
-FORMAT_SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 
 
 def check_export_target(path, fmt):

@@ -9,7 +9,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_nfnets import _compat
+from keras_nfnets import _compat, messages
 from keras_nfnets.training.files import read_json, write_json_atomically
 
 
@@ -39,17 +39,17 @@ class StopOnNaN(keras.callbacks.Callback):
         hints = []
         if self.learning_rate is not None:
             hints.append(f"the learning rate ({self.learning_rate:.3g} peak) is too high for this batch size and "
-                         f"model; try {self.learning_rate / 2:.3g} (--learning-rate)")
+                         f"model; try `learning_rate={self.learning_rate / 2:.3g}`")
         if not self.clip_factor:
-            hints.append("Adaptive Gradient Clipping is off; turn it on with clip_factor=0.01 (--clip-factor 0.01)")
+            hints.append("Adaptive Gradient Clipping is off; turn it on with `clip_factor=0.01`")
         else:
             hints.append(f"AGC λ={self.clip_factor:g} is too weak for this batch size; try a smaller λ")
         policy = keras.config.dtype_policy().name
         if policy == "mixed_float16":
-            hints.append("float16 overflowed; try --precision mixed_bfloat16 or float32")
+            hints.append("float16 overflowed; try `precision='mixed_bfloat16'` or `precision='float32'`")
         self.message = (f"Training stopped: the loss became {loss} at epoch {self._epoch + 1}, batch {batch + 1}. "
                         f"Likely causes: {'; '.join(hints)}.")
-        print(self.message, file=self.stream or sys.stderr, flush=True)
+        messages.say(self.message, file=self.stream or sys.stderr)
         self.model.stop_training = True
 
 
@@ -117,13 +117,13 @@ class InputBoundReport(keras.callbacks.Callback):
                 cause = (f"the augmentation ({self.augmentation}): without it the pipeline delivers "
                          f"{self.plain_rate:,.0f} images/s")
                 fixes = ("more CPU cores for the input pipeline, fewer RandAugment layers or a smaller magnitude "
-                         "(--randaugment 2,5; randaugment=(2, 5)), or no augmentation (--augment none)")
+                         "(`randaugment=(2, 5)`), or no augmentation (`augment='none'`)")
             else:
                 cause = "decoding and cropping the images"
                 fixes = "more CPU cores for the input pipeline, smaller source images, or faster storage"
             self.report = (f"Input-bound: {rates}, so the model waits for data. The cause: {cause}. "
                            f"Fixes: {fixes}.")
-        print(self.report, file=self.stream or sys.stdout, flush=True)
+        messages.say(self.report, file=self.stream or sys.stdout)
 
 
 def _seed_generators(model):
@@ -148,7 +148,7 @@ def backup_progress(backup_dir):
         return 0, None
     if "directory" not in metadata:
         raise ValueError(f"{backup_dir} holds a backup in an older layout that this version cannot resume; start "
-                         "the run over with --restart (resume=False) or use another --output-dir.")
+                         "the run over with `resume=False` or use another `output_dir`.")
     return int(metadata["epoch"]), os.path.join(backup_dir, metadata["directory"])
 
 
@@ -188,13 +188,13 @@ class EpochBackup(keras.callbacks.Callback):
             state = dict(np.load(os.path.join(directory, "state.npz")))
         except Exception as error:
             raise ValueError(f"The backup of epoch {epoch} in {directory} cannot be read ({error}); the storage may "
-                             "be damaged. Restart the run (--restart, resume=False) or restore that directory."
+                             "be damaged. Restart the run (`resume=False`) or restore that directory."
                              ) from error
         for name, generator in _seed_generators(self.model):
             key = f"random/{name}"
             if key not in state:
                 raise ValueError(f"{directory} has no random state for {name!r}; it was written by another model. "
-                                 "Restart the run (--restart, resume=False).")
+                                 "Restart the run (`resume=False`).")
             generator.state.assign(state[key])
         for prefix, participant in self.participants.items():
             participant.restore_state({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(prefix + "/")})

@@ -8,8 +8,7 @@ import os
 from keras_nfnets import backend
 from keras_nfnets.backend.common import KerasDataParallel  # noqa: F401  (the strategy on JAX/PyTorch)
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from keras_nfnets.training.options import PRECISIONS, STRATEGIES  # noqa: F401  (re-exported)
 
 
 def make_strategy(name="auto", tpu=None):

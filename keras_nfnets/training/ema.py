@@ -67,7 +67,7 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             arrays = [self._restored.get(f"w{i}") for i in range(len(self.averages))]
             if any(a is None or a.shape != tuple(v.shape) for a, v in zip(arrays, self.averages)):
                 raise ValueError("The backed-up EMA state does not match this model; restart the run "
-                                 "(--restart, resume=False).")
+                                 "(`resume=False`).")
             for average, array in zip(self.averages, arrays):
                 average.assign(array)
             self.step, self._restored = int(self._restored["step"]), None

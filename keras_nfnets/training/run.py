@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Optional
 
-from keras_nfnets import _compat
+from keras_nfnets import _compat, messages
 from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
 from keras_nfnets.saving import save_model_atomically
@@ -17,8 +17,7 @@ from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.distribute import is_multi_worker
 from keras_nfnets.training.files import read_json, write_json_atomically
 
-DEFAULT_MODEL = "NFResNet14"
-DEFAULT_DATASET = "digits"
+from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
 
 # Dataset-specific defaults. Digits: 8×8 ink on black, not flipped, mildly cropped, scaled to
 # [0, 1] rather than centred (ImageNet's mean would turn the empty background into a large
@@ -27,7 +26,6 @@ DATASET_DEFAULTS = {
     "digits": dict(image_size=32, batch_size=64, epochs=15, flip=False, area_range=(0.6, 1.0), eval_crop="resize",
                    augmentation=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
 }
-AUGMENT_CHOICES = ("default", "paper", "none")
 
 
 @dataclasses.dataclass
@@ -93,12 +91,12 @@ def _history_callback(path, start_epoch):
     return HistoryRecord()
 
 
-# Settings a run cannot change when it resumes, with the command-line flag that sets each.
+# Settings a run cannot change when it resumes, as train()'s arguments name them.
 RESUME_SETTINGS = {
-    "model": "--model", "dataset": "--dataset", "weights": "--weights", "epochs": "--epochs",
-    "batch_size": "--batch-size", "image_size": "--image-size", "steps_per_epoch": "--steps-per-epoch",
-    "precision": "--precision", "seed": "--seed", "augment": "--augment",
-    "recipe": "the recipe (--learning-rate, --clip-factor, --ema)",
+    "model": "`model_name`", "dataset": "`dataset`", "weights": "`weights`", "epochs": "`epochs`",
+    "batch_size": "`batch_size`", "image_size": "`image_size`", "steps_per_epoch": "`steps_per_epoch`",
+    "precision": "`precision`", "seed": "`seed`", "augment": "`augment`",
+    "recipe": "the recipe (`learning_rate`, `clip_factor`, `ema`)",
 }
 
 
@@ -116,7 +114,7 @@ def _check_resumable(output_dir, backup_dir, settings):
     if changed:
         raise ValueError(
             f"{output_dir} holds a run started with other settings ({'; '.join(changed)}). Resume it with its "
-            "original settings, start it over with --restart (resume=False), or use another --output-dir."
+            "original settings, start it over with `resume=False`, or use another `output_dir`."
         )
 
 
@@ -587,8 +585,8 @@ def _finished_run(output_dir, backup_dir, epochs):
     if backup_progress(backup_dir)[0] < epochs or not os.path.exists(final) or not record.get("test"):
         return None
     summary = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
-    print(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
-          "Pass --restart (resume=False) to train it again.", flush=True)
+    messages.say(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
+                 "Pass `resume=False` to train it again.")
     return TrainResult(load_keras_file(final), record.get("history", {}), record["test"], output_dir,
                        read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
 
@@ -611,7 +609,7 @@ def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64,
         model, settings, transform = load_run(model)
     dataset = dataset or settings.get("dataset")
     if dataset is None:
-        raise ValueError("Which dataset? Pass dataset= (or --dataset).")
+        raise ValueError("Which dataset? Pass `dataset`.")
     split = split or (settings.get("eval_split") if dataset == settings.get("dataset") else None) or \
         data.default_splits(dataset, data_dir)[1]
     source = data.load_source(dataset, split, data_dir=data_dir, manual_dir=manual_dir)

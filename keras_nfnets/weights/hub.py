@@ -20,10 +20,9 @@ def keras_cache_dir():
 
 def _offline_alternatives(checkpoint):
     return (f"Offline alternatives: a Keras weights file of this model (converted by tools/convert_timm.py or saved "
-            "by model.save_weights: weights='FILE.weights.h5', --weights FILE), the "
-            f"timm checkpoint file (keras_nfnets.from_timm('{checkpoint.architecture}', checkpoint='model.safetensors'); "
-            f"nfnets predict --model {checkpoint.architecture} --checkpoint FILE), or random weights (weights=None, "
-            "--weights none).")
+            "by model.save_weights: `weights='FILE.weights.h5'`), the timm checkpoint file "
+            f"(keras_nfnets.from_timm('{checkpoint.architecture}', `checkpoint='model.safetensors'`)), or random "
+            "weights (`weights=None`).")
 
 
 def hub_offline():
