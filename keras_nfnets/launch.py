@@ -243,3 +243,7 @@ def main(argv=None):
         print(f"nfnets launch: error: {error}", file=sys.stderr)
         return 2
 
+
+
+if __name__ == "__main__":  # python -m keras_nfnets.launch --workers N -- COMMAND
+    sys.exit(main())
