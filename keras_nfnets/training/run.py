@@ -2,7 +2,6 @@
 paper's recipe, tf.data pipelines, per-epoch checkpoints with exact resume, TensorBoard, EMA."""
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -12,12 +11,11 @@ from typing import Optional
 from keras_nfnets import _compat, messages
 from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
-from keras_nfnets.saving import save_model_atomically
 from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.distribute import is_multi_worker
-from keras_nfnets.training.files import read_json, write_json_atomically
-
 from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
+from keras_nfnets.training.run_dir import INTERRUPTED, LOGS, MODEL_FILE, RunDir, load_run  # noqa: F401
+from keras_nfnets.training.settings import RunSettings
 
 # Dataset-specific defaults. Digits: 8×8 ink on black, not flipped, mildly cropped, scaled to
 # [0, 1] rather than centred (ImageNet's mean would turn the empty background into a large
@@ -68,16 +66,16 @@ def _throughput_callback(batch_size):
     return Throughput()
 
 
-def _history_callback(path, start_epoch):
+def _history_callback(run_dir, start_epoch):
     """A callback keeping ``history.json`` epoch by epoch: the epochs before ``start_epoch`` (a
     resumed run's earlier epochs) are kept from the file, later ones replaced by this run's.
-    ``path=None`` (a worker that is not the chief): the history is kept in memory only."""
+    ``run_dir=None`` (a worker that is not the chief): the history is kept in memory only."""
     import keras
 
     class HistoryRecord(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            earlier = (read_json(path) or {}).get("history", {}) if path else {}
+            earlier = run_dir.history().get("history", {}) if run_dir else {}
             self.history = {k: list(v[:start_epoch]) for k, v in earlier.items()}
 
         def on_epoch_end(self, epoch, logs=None):
@@ -85,75 +83,10 @@ def _history_callback(path, start_epoch):
                 values = self.history.setdefault(key, [])
                 del values[epoch:]
                 values.append(float(value))
-            if path:
-                write_json_atomically(path, {"history": self.history, "test": {}, "stopped": None})
+            if run_dir:
+                run_dir.write_history(self.history)
 
     return HistoryRecord()
-
-
-# Settings a run cannot change when it resumes, as train()'s arguments name them.
-RESUME_SETTINGS = {
-    "model": "`model_name`", "dataset": "`dataset`", "weights": "`weights`", "epochs": "`epochs`",
-    "batch_size": "`batch_size`", "image_size": "`image_size`", "steps_per_epoch": "`steps_per_epoch`",
-    "precision": "`precision`", "seed": "`seed`", "augment": "`augment`",
-    "recipe": "the recipe (`learning_rate`, `clip_factor`, `ema`)",
-}
-
-
-def _check_resumable(output_dir, backup_dir, settings):
-    """Refuse to continue a checkpointed run under other settings than it was started with."""
-    previous = read_json(os.path.join(output_dir, "run.json"))
-    if previous is None or not os.path.isdir(backup_dir):
-        return
-    normalised = json.loads(json.dumps({k: settings.get(k) for k in RESUME_SETTINGS}, default=str))
-    changed = [f"{flag}: {previous.get(key)!r} in the checkpoint, {normalised[key]!r} now"
-               for key, flag in RESUME_SETTINGS.items() if key != "recipe" and previous.get(key) != normalised[key]]
-    if not changed and previous.get("recipe") != normalised["recipe"]:  # only an LR / AGC / EMA override changed
-        changed = [f"{RESUME_SETTINGS['recipe']}: {previous.get('recipe')!r} in the checkpoint, "
-                   f"{normalised['recipe']!r} now"]
-    if changed:
-        raise ValueError(
-            f"{output_dir} holds a run started with other settings ({'; '.join(changed)}). Resume it with its "
-            "original settings, start it over with `resume=False`, or use another `output_dir`."
-        )
-
-
-def load_run(path):
-    """``(model, settings, EvalTransform)`` of a run directory written by :func:`train` or a
-    ``.keras`` file; ``settings`` is the run's ``run.json`` when it is there (else ``{}``) and the
-    transform the run's evaluation transform (else DeepMind's crop at the model's input size)."""
-    path = os.fspath(path)
-    run_dir, file = (path, os.path.join(path, "model.keras")) if os.path.isdir(path) else (os.path.dirname(path), path)
-    model = load_keras_file(file)
-    settings = read_json(os.path.join(run_dir, "run.json")) or {}
-    if "eval_transform" in settings:
-        transform = transforms.EvalTransform(**settings["eval_transform"])
-    else:
-        transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
-    return model, settings, transform
-
-
-def check_output_dir(output_dir):
-    """Fail before any work when ``output_dir`` cannot hold a run: it is a file, or its nearest
-    existing folder cannot be written (read-only file system, no permission). Creates nothing."""
-    import tempfile
-
-    path = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise NotADirectoryError(f"`output_dir` {output_dir!r} is a file, not a directory; choose a directory for the "
-                                 "run's files.")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise NotADirectoryError(f"`output_dir` {output_dir!r} is inside {existing!r}, which is a file; choose a "
-                                 "directory for the run's files.")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise PermissionError(f"`output_dir` {output_dir!r} cannot be written ({existing!r}: "
-                              f"{error.strerror or error}); choose a writable directory.") from None
 
 
 def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper"):
@@ -196,8 +129,8 @@ def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_
     size = int(image_size or defaults.get("image_size") or train_size)
     evaluation = evaluation.replace(size=int(eval_image_size or image_size or defaults.get("image_size")
                                              or evaluation.size))
-    return dict(image_size=size, flip=defaults.get("flip", True), area_range=tuple(defaults.get("area_range", (0.08, 1.0))),
-                eval_transform=evaluation)
+    return RunSettings(image_size=size, flip=defaults.get("flip", True),
+                       area_range=tuple(defaults.get("area_range", (0.08, 1.0))), eval_transform=evaluation)
 
 
 def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
@@ -242,18 +175,17 @@ def _make_plan(model_name, settings, distribution, weights, overrides):
     overrides = dict(overrides)
     learning_rate = overrides.pop("learning_rate")
     if learning_rate is None and weights not in (None, "none"):  # fine-tuning: a tenth of the recipe's LR
-        learning_rate = paper.base_learning_rate * settings["batch_size"] / paper.base_batch_size / 10.0
+        learning_rate = paper.base_learning_rate * settings.batch_size / paper.base_batch_size / 10.0
     with distribution.scope():
-        return recipe(model_name, settings["batch_size"], settings["epochs"], settings["steps_per_epoch"],
-                      settings["classes"], learning_rate=learning_rate,
-                      augmentation=_augmentation(settings["augment"], settings["dataset"], paper,
-                                                 settings["randaugment"]), **overrides)
+        return recipe(model_name, settings.batch_size, settings.epochs, settings.steps_per_epoch, settings.classes,
+                      learning_rate=learning_rate, **overrides,
+                      augmentation=_augmentation(settings.augment, settings.dataset, paper, settings.randaugment))
 
 
 def _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan):
     """The classifier, compiled with ``plan`` under ``distribution``."""
     with distribution.scope():
-        model = build_classifier(model_name, settings["classes"], settings["image_size"], weights, drop_rate)
+        model = build_classifier(model_name, settings.classes, settings.image_size, weights, drop_rate)
         model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
     if is_multi_worker(distribution):
         _compat.enable_keras_multi_worker_training(model)
@@ -266,7 +198,7 @@ def _tensorboard_available():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard, role):
+def _callbacks(plan, run_dir, throughput, extra, tensorboard, role):
     """Atomic per-epoch backups (weights, optimizer, EMA state, random states), the recipe's
     callbacks, throughput, TensorBoard (on the chief, when it is installed), and the caller's."""
     import keras
@@ -274,16 +206,16 @@ def _callbacks(plan, output_dir, backup_dir, throughput, extra, tensorboard, rol
     from keras_nfnets.training.callbacks import EpochBackup
 
     participants = [c for c in plan.callbacks if hasattr(c, "backup_state")]  # EMA
-    callbacks = [EpochBackup(backup_dir, participants, is_chief=role.is_chief), throughput, *plan.callbacks, *extra]
+    callbacks = [EpochBackup(run_dir.backup, participants, is_chief=role.is_chief), throughput, *plan.callbacks, *extra]
     if tensorboard and role.is_chief and _tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(run_dir.file(LOGS), write_graph=False))
     elif tensorboard and role.is_chief:
         print('TensorBoard logs skipped: the tensorboard package is missing (pip install "keras-nfnets[train]").',
               file=sys.stderr, flush=True)
     return callbacks
 
 
-def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, verbose, start_epoch, role):
+def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_epoch, role):
     """``model.fit`` from ``start_epoch``; SIGTERM (preemption) stops like Ctrl-C, which saves the
     current weights (on the chief)."""
     def on_sigterm(signum, frame):
@@ -296,16 +228,16 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, backup_dir, output_dir, 
     if verbose == "auto":  # Keras' bar redraws with control characters: a line per epoch into files and pipes
         verbose = 1 if sys.stdout.isatty() else 2
     try:
-        model.fit(train_ds, epochs=settings["epochs"], steps_per_epoch=settings["steps_per_epoch"],
+        model.fit(train_ds, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
                   initial_epoch=start_epoch, validation_data=eval_ds, shuffle=False, callbacks=callbacks,
                   verbose=verbose)
     except KeyboardInterrupt:
         if not role.is_chief:
             raise
-        path = os.path.join(output_dir, "interrupted.weights.h5")
+        path = run_dir.file(INTERRUPTED)
         model.save_weights(path)
-        finished = backup_progress(backup_dir)[0]
-        where = (f"the last completed epoch ({finished}) is in {backup_dir}. Run the same command again to resume "
+        finished = backup_progress(run_dir.backup)[0]
+        where = (f"the last completed epoch ({finished}) is in {run_dir.backup}. Run the same command again to resume "
                  "from it." if finished else "no epoch completed. Run the same command again to start over.")
         print(f"\nInterrupted: weights saved to {path}; {where}", file=sys.stderr, flush=True)
         raise
@@ -321,37 +253,6 @@ def _steps_per_epoch(source, batch_size, cap, replicas):
     if steps < 1:
         raise ValueError(f"batch_size {batch_size} exceeds the {source.num_examples} training images.")
     return steps
-
-
-# What a run leaves in its output directory besides run.json: a restarted run deletes all of it
-# before it trains, so no result of the run it replaces outlives the restart (an interrupted
-# restart must not leave the old model.keras for evaluate and predict to report).
-RUN_RESULTS = ("model.keras", "history.json", "interrupted.weights.h5", "backup", "logs")
-
-
-def _discard_results(output_dir):
-    """Delete every result of an earlier run in ``output_dir`` (:data:`RUN_RESULTS`)."""
-    import shutil
-
-    for name in RUN_RESULTS:
-        path = os.path.join(output_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-
-
-def _write_run_record(output_dir, settings, resume, role):
-    """On the chief: create ``output_dir``, delete an earlier run's results unless resuming, write
-    ``run.json``. Returns the record (on every worker)."""
-    record = dict(settings, eval_transform=dataclasses.asdict(settings["eval_transform"]))
-    if not role.is_chief:
-        return record
-    if not resume:
-        _discard_results(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    write_json_atomically(os.path.join(output_dir, "run.json"), record)
-    return record
 
 
 def _agreed_start_epoch(distribution, role, backup_dir):
@@ -370,11 +271,11 @@ def _agreed_start_epoch(distribution, role, backup_dir):
     return epochs[0]
 
 
-def _reload_finished(model, plan, output_dir, backup_dir, distribution):
+def _reload_finished(model, plan, run_dir, distribution):
     """The final model of a finished run (``model.keras``, else the last backup's weights)."""
     from keras_nfnets.models.builder import load_weights_file
 
-    final = os.path.join(output_dir, "model.keras")
+    final = run_dir.file(MODEL_FILE)
     if os.path.exists(final):
         with distribution.scope():
             model = load_keras_file(final)
@@ -382,38 +283,18 @@ def _reload_finished(model, plan, output_dir, backup_dir, distribution):
         if is_multi_worker(distribution):
             _compat.enable_keras_multi_worker_training(model)
     else:
-        load_weights_file(model, os.path.join(backup_progress(backup_dir)[1], "model.weights.h5"))
+        load_weights_file(model, os.path.join(backup_progress(run_dir.backup)[1], "model.weights.h5"))
     return model
 
 
-def _evaluate_and_record(model, eval_ds, output_dir, history, stopped, role):
+def _evaluate_and_record(model, eval_ds, run_dir, history, stopped, role):
     """Test metrics (none when training stopped on a NaN), written with the history to
     ``history.json`` by the chief."""
     metrics = model.evaluate(eval_ds, verbose=0, return_dict=True) if stopped is None else {}
     metrics = {k: float(v) for k, v in metrics.items()}
     if role.is_chief:
-        write_json_atomically(os.path.join(output_dir, "history.json"),
-                              {"history": history, "test": metrics, "stopped": stopped})
+        run_dir.write_history(history, metrics, stopped)
     return metrics
-
-
-def _save_final_model(model, output_dir, role):
-    """``model.keras``, saved atomically by the chief; the other workers run the same save into
-    a temporary directory that is deleted (the Keras multi-worker convention)."""
-    if role.is_chief:
-        save_model_atomically(model, os.path.join(output_dir, "model.keras"))
-        interrupted = os.path.join(output_dir, "interrupted.weights.h5")
-        if os.path.exists(interrupted):  # superseded by the finished model
-            os.remove(interrupted)
-        return
-    import shutil
-    import tempfile
-
-    scratch = tempfile.mkdtemp(prefix="keras_nfnets_worker_model_")
-    try:
-        model.save(os.path.join(scratch, "model.keras"))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _input_report(train_ds, make_train, augmentation, batch_size):
@@ -497,8 +378,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
     batch_size = int(batch_size or defaults.get("batch_size") or paper.batch_size)
     output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
-    backup_dir = os.path.join(output_dir, "backup")
-    check_output_dir(output_dir)
+    run_dir = RunDir(output_dir)
+    run_dir.check_writable()
     distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
     role = worker_role(distribution)
     if seed is not None:
@@ -512,11 +393,11 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 
     # 3. steps
     steps = _steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
-    settings.update(model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
-                    class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size,
-                    steps_per_epoch=steps, precision=precision, strategy=strategy,
-                    replicas=distribution.num_replicas_in_sync, workers=role.count, seed=seed, eval_split=eval_split,
-                    augment=augment, randaugment=randaugment)
+    settings = settings.replace(
+        model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
+        class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size, steps_per_epoch=steps,
+        precision=precision, strategy=strategy, replicas=distribution.num_replicas_in_sync, workers=role.count,
+        seed=seed, eval_split=eval_split, augment=augment, randaugment=randaugment)
 
     # 4. the recipe
     set_precision(precision)
@@ -528,37 +409,38 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     if ema != "paper":
         overrides["ema"] = ema
     plan = _make_plan(model_name, settings, distribution, weights, overrides)
-    settings.update(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
+    settings = settings.replace(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
+    record = settings.to_json()
 
     # 5. what an earlier run left, decided before any model is built: refuse other settings, stop
     #    if finished; then the model and the run record (every worker reads; the chief alone
     #    writes, and everyone waits for it)
     if resume:
-        _check_resumable(output_dir, backup_dir, settings)
-        finished = _finished_run(output_dir, backup_dir, epochs)
-        if finished is not None:
-            return finished
+        run_dir.check_resumable(record)
+        if run_dir.is_finished(epochs):
+            return _finished_run(run_dir, epochs)
     model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan)
-    record = _write_run_record(output_dir, settings, resume, role)
-    start_epoch = _agreed_start_epoch(distribution, role, backup_dir)
+    if role.is_chief:
+        run_dir.start(record, resume)
+    start_epoch = _agreed_start_epoch(distribution, role, run_dir.backup)
 
     # 6. data pipelines (one shard per worker in a cluster) and callbacks
     def make_train(input_context, augmentation=plan.augmentation):
         return data.train_dataset(
-            train_source, settings["image_size"], batch_size, epochs=epochs, start_epoch=min(start_epoch, epochs - 1),
-            seed=seed, flip=settings["flip"], area_range=settings["area_range"], augmentation=augmentation,
-            mean=settings["eval_transform"].mean, std=settings["eval_transform"].std, steps_per_epoch=steps,
+            train_source, settings.image_size, batch_size, epochs=epochs, start_epoch=min(start_epoch, epochs - 1),
+            seed=seed, flip=settings.flip, area_range=settings.area_range, augmentation=augmentation,
+            mean=settings.eval_transform.mean, std=settings.eval_transform.std, steps_per_epoch=steps,
             input_context=input_context)
 
     def make_eval(input_context):
-        return data.eval_dataset(eval_source, settings["eval_transform"], batch_size, input_context)
+        return data.eval_dataset(eval_source, settings.eval_transform, batch_size, input_context)
 
     train_ds, eval_ds = _datasets(distribution, role, make_train, make_eval)
     throughput = _throughput_callback(batch_size)
-    history = _history_callback(os.path.join(output_dir, "history.json") if role.is_chief else None, start_epoch)
+    history = _history_callback(run_dir if role.is_chief else None, start_epoch)
     # the history first: at an epoch's end it is written before the backup, so a resume never finds
     # a backed-up epoch missing from history.json (an extra one is dropped)
-    fit_callbacks = [history, *_callbacks(plan, output_dir, backup_dir, throughput, callbacks or [], tensorboard, role)]
+    fit_callbacks = [history, *_callbacks(plan, run_dir, throughput, callbacks or [], tensorboard, role)]
     if input_report and role.count == 1 and start_epoch < epochs:
         fit_callbacks.append(_input_report(train_ds, make_train, plan.augmentation, batch_size))
 
@@ -566,29 +448,26 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     stopped = None
     if start_epoch < epochs:
         if start_epoch:
-            print(f"Resuming from {backup_dir} at epoch {start_epoch + 1}/{epochs}.", flush=True)
-        _fit(model, train_ds, eval_ds, settings, fit_callbacks, backup_dir, output_dir, verbose, start_epoch, role)
+            print(f"Resuming from {run_dir.backup} at epoch {start_epoch + 1}/{epochs}.", flush=True)
+        _fit(model, train_ds, eval_ds, settings, fit_callbacks, run_dir, verbose, start_epoch, role)
         stopped = next((c.message for c in plan.callbacks if getattr(c, "message", None)), None)
         if stopped is None:
-            _save_final_model(model, output_dir, role)
+            run_dir.save_final_model(model, role.is_chief)
     else:
-        model = _reload_finished(model, plan, output_dir, backup_dir, distribution)
-    metrics = _evaluate_and_record(model, eval_ds, output_dir, history.history, stopped, role)
+        model = _reload_finished(model, plan, run_dir, distribution)
+    metrics = _evaluate_and_record(model, eval_ds, run_dir, history.history, stopped, role)
     return TrainResult(model, history.history, metrics, output_dir, record, throughput.images_per_second(), stopped)
 
 
-def _finished_run(output_dir, backup_dir, epochs):
-    """A :class:`TrainResult` read from disk when the run in ``output_dir`` already trained all
-    ``epochs`` and was saved and evaluated (nothing is rewritten), else ``None``."""
-    final = os.path.join(output_dir, "model.keras")
-    record = read_json(os.path.join(output_dir, "history.json")) or {}
-    if backup_progress(backup_dir)[0] < epochs or not os.path.exists(final) or not record.get("test"):
-        return None
+def _finished_run(run_dir, epochs):
+    """The :class:`TrainResult` of the finished run in ``run_dir``, read from disk (nothing is
+    rewritten)."""
+    record = run_dir.history()
     summary = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
-    messages.say(f"{output_dir}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
+    messages.say(f"{run_dir.path}: this run already finished its {epochs} epochs (test {summary}); nothing to do. "
                  "Pass `resume=False` to train it again.")
-    return TrainResult(load_keras_file(final), record.get("history", {}), record["test"], output_dir,
-                       read_json(os.path.join(output_dir, "run.json")) or {}, None, record.get("stopped"))
+    return TrainResult(load_keras_file(run_dir.file(MODEL_FILE)), record.get("history", {}), record["test"],
+                       run_dir.path, run_dir.settings() or {}, None, record.get("stopped"))
 
 
 def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64, crop=None, data_dir=None,
