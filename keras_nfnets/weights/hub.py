@@ -77,7 +77,8 @@ def download_checkpoint(checkpoint):
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError as error:
         raise ImportError(
-            "Pretrained weights need huggingface_hub and safetensors: pip install 'keras-nfnets[hub]'"
+            "Pretrained weights need huggingface_hub and safetensors, which keras-nfnets installs: reinstall it "
+            "(pip install keras-nfnets) or pip install huggingface_hub safetensors"
         ) from error
     where = f"{checkpoint.repo_id}/{checkpoint.filename}"
     cache = hub_cache_dir()
