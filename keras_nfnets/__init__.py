@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from keras_nfnets._lazy import lazy_exports
 from keras_nfnets.models.variants import VARIANTS
 
-__all__ = lazy_exports(__name__, {
+_EXPORTS = {
     # builders (keras.applications API) and their registry
     ".applications": (*VARIANTS, "BUILDERS", "BNResNetV2"),
     # inputs and outputs
@@ -40,4 +40,6 @@ __all__ = lazy_exports(__name__, {
     ".spp": ("signal_propagation", "plot_signal_propagation", "SignalPropagation"),
     # deployment
     ".export": ("fold_weight_standardization", "export_saved_model", "export_tflite", "export_onnx", "verify_export"),
-}) + ["data", "layers", "models", "spp", "training", "weights"]
+}
+_SUBPACKAGES = ("backend", "data", "export", "layers", "models", "names", "spp", "training", "weights")
+__all__ = lazy_exports(__name__, _EXPORTS) + list(_SUBPACKAGES)

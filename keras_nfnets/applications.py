@@ -1,16 +1,18 @@
-"""Public keras.applications-style builders, one thin function per variant.
+"""Public keras.applications-style builders, one per row of the variant table (generated:
+``keras_nfnets.models.variants.VARIANTS``; ``applications.pyi`` lists them for IDEs).
 
 ``weights="imagenet"`` switches the builder to its checkpoint's architecture (e.g. timm's
 channel rounding for NFRegNetB1) and default input size, then loads the converted weights.
 """
 
+import inspect
 import os
 
+from keras_nfnets.models.arguments import ApplicationArgs, document, signature
 from keras_nfnets.models.builder import (
     WeightsMismatchError,
-    build_nf_model,
+    build_checked,
     load_weights_file,
-    validate_application_args,
     weights_file_contents,
     weights_fit,
 )
@@ -32,19 +34,7 @@ Default image sizes: {train_size}px for training, {test_size}px for evaluation (
 {weights_doc}
 
 Args:
-    include_top: whether to include the pooling, dropout and classification head.
-    weights: `None` (random initialization), `"imagenet"`{imagenet_note} or the path to a
-        `.weights.h5` file.
-    input_tensor: optional Keras tensor (output of `layers.Input()`) to use as image input.
-    input_shape: optional `(height, width, channels)` tuple; at least 32×32. With
-        `include_top=True` it must be static; defaults to `({test_size}, {test_size}, 3)`,
-        or `(None, None, 3)` without the top.
-    pooling: with `include_top=False`: `None` (4D feature map), `"avg"` or `"max"`.
-    classes: number of classes of the classification head.
-    classifier_activation: activation of the `predictions` layer (`None` for logits).
-    name: model name (default `"{name}"`).
-    drop_rate: dropout before the classifier (default {drop_rate}).
-    stochastic_depth_rate: largest per-block stochastic-depth rate (default {sd_rate}).
+{arguments}
 
 Returns:
     A functional `keras.Model`.
@@ -96,7 +86,7 @@ def _pretrained_config(builder_name, config):
     return pretrained, checkpoint
 
 
-def _load_weights_file(builder_name, model, path, arguments):
+def _load_weights_file(builder_name, model, path, arguments):  # arguments: ApplicationArgs (weights=None)
     """Load the ``.weights.h5`` file ``path`` into ``model``, the builder's own architecture; a file
     of the builder's ImageNet architecture (``tools/convert_timm.py``'s output, the converted-weights
     cache) rebuilds the model with that architecture, as ``weights="imagenet"`` does. A file that
@@ -107,12 +97,11 @@ def _load_weights_file(builder_name, model, path, arguments):
         return model
     if builder_name in IMAGENET_PRESETS:
         pretrained, _ = _pretrained_config(builder_name, VARIANTS[builder_name])
-        alternative = build_nf_model(pretrained, **arguments)
+        alternative = build_checked(pretrained, arguments)
         if weights_fit(alternative, shapes):
             load_weights_file(alternative, path)
             return alternative
-    top = f"include_top={arguments['include_top']}" + (f", classes={arguments['classes']}" if arguments["include_top"]
-                                                     else "")
+    top = f"include_top={arguments.include_top}" + (f", classes={arguments.classes}" if arguments.include_top else "")
     raise WeightsMismatchError(
         f"The weights file {os.fspath(path)!r} holds {describe_weights(shapes, attributes)}, not {builder_name} "
         f"({top}; {model.count_params():,} parameters).")
@@ -121,33 +110,17 @@ def _load_weights_file(builder_name, model, path, arguments):
 def _make_builder(builder_name):
     config = VARIANTS[builder_name]
 
-    def builder(
-        *,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-        drop_rate=None,
-        stochastic_depth_rate=None,
-    ):
-        validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
-                                  input_shape=input_shape, pooling=pooling, classes=classes,
-                                  classifier_activation=classifier_activation)
+    def builder(**arguments):
+        args = ApplicationArgs.bind(builder_name, arguments)
+        args.check()
         build_config, checkpoint = config, None
-        if weights == "imagenet":
+        if args.pretrained:
             build_config, checkpoint = _pretrained_config(builder_name, config)
-        arguments = dict(include_top=include_top, input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                         classes=classes, classifier_activation=classifier_activation, name=name, drop_rate=drop_rate,
-                         stochastic_depth_rate=stochastic_depth_rate)
-        model = build_nf_model(build_config, **arguments)
+        model = build_checked(build_config, args.replace(weights=None))
         if checkpoint is not None:
             load_pretrained(model, checkpoint, build_config)
-        elif weights is not None:
-            model = _load_weights_file(builder_name, model, weights, arguments)
+        elif args.weights is not None:
+            model = _load_weights_file(builder_name, model, args.weights, args.replace(weights=None))
         return model
 
     builder.__name__ = builder.__qualname__ = builder_name
@@ -160,93 +133,42 @@ def _make_builder(builder_name):
         family=_FAMILY_NAMES[config.family],
         reference=reference,
         weights_doc=_weights_doc(builder_name),
-        imagenet_note="" if builder_name in IMAGENET_PRESETS else " (not available here)",
         train_size=config.train_size,
         test_size=config.test_size,
-        name=config.name,
-        drop_rate=config.drop_rate,
-        sd_rate=config.stochastic_depth_rate,
+        arguments=document(imagenet_note="" if builder_name in IMAGENET_PRESETS else " (not available here)",
+                           test_size=config.test_size, name=config.name, drop_rate=config.drop_rate,
+                           sd_rate=config.stochastic_depth_rate),
     )
+    builder.__signature__ = signature()
     builder.config = config
     return builder
 
 
-NFResNet14 = _make_builder("NFResNet14")
-NFResNet26 = _make_builder("NFResNet26")
-NFResNet50 = _make_builder("NFResNet50")
-NFResNet101 = _make_builder("NFResNet101")
-NFResNet152 = _make_builder("NFResNet152")
-NFResNet200 = _make_builder("NFResNet200")
-NFResNet288 = _make_builder("NFResNet288")
-
-NFRegNetB0 = _make_builder("NFRegNetB0")
-NFRegNetB1 = _make_builder("NFRegNetB1")
-NFRegNetB2 = _make_builder("NFRegNetB2")
-NFRegNetB3 = _make_builder("NFRegNetB3")
-NFRegNetB4 = _make_builder("NFRegNetB4")
-NFRegNetB5 = _make_builder("NFRegNetB5")
-NFRegNetB6 = _make_builder("NFRegNetB6")
-NFRegNetB7 = _make_builder("NFRegNetB7")
-NFRegNetB8 = _make_builder("NFRegNetB8")
-
-NFNetF0 = _make_builder("NFNetF0")
-NFNetF1 = _make_builder("NFNetF1")
-NFNetF2 = _make_builder("NFNetF2")
-NFNetF3 = _make_builder("NFNetF3")
-NFNetF4 = _make_builder("NFNetF4")
-NFNetF5 = _make_builder("NFNetF5")
-NFNetF6 = _make_builder("NFNetF6")
-NFNetF7 = _make_builder("NFNetF7")
-
-NFNetL0 = _make_builder("NFNetL0")
-ECANFNetL0 = _make_builder("ECANFNetL0")
-ECANFNetL1 = _make_builder("ECANFNetL1")
-ECANFNetL2 = _make_builder("ECANFNetL2")
-ECANFNetL3 = _make_builder("ECANFNetL3")
-
-BUILDERS = {name: globals()[name] for name in VARIANTS}
+BUILDERS = {name: _make_builder(name) for name in VARIANTS}
+globals().update(BUILDERS)  # NFResNet14, ..., ECANFNetL3: one public builder per variant
 
 
-def BNResNetV2(
-    depths=(3, 4, 6, 3),
-    order="bn_relu_conv",
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    drop_rate=None,
-    stochastic_depth_rate=0.0,
-):
+def BNResNetV2(depths=(3, 4, 6, 3), order="bn_relu_conv", **arguments):
     """The BatchNorm pre-activation ResNetV2 baseline of the paper (§3, Figure 1; Table 2).
 
     Same bottleneck layout, stem and widths as the NF-ResNets, with BatchNorm and ReLU in
     ``order`` ``"bn_relu_conv"`` (standard) or ``"relu_bn_conv"``, He-initialised plain
     convolutions, and residual blocks ``x + f(x)`` (no β, α or SkipInit). ``depths`` are the
     blocks per stage: (3, 4, 6, 3) is ResNet-50, [50] * 4 the paper's ResNet-600. Other arguments
-    as the NF builders; no pretrained weights exist.
+    as the NF builders (no stochastic depth by default); no pretrained weights exist.
     """
-    validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
-                              input_shape=input_shape, pooling=pooling, classes=classes,
-                              classifier_activation=classifier_activation)
-    if weights == "imagenet":
+    args = ApplicationArgs.bind("BNResNetV2", arguments, defaults=_BN_RESNET_DEFAULTS)
+    args.check()
+    if args.pretrained:
         raise ValueError("No ImageNet weights exist for BNResNetV2. Use `weights=None` or a `.weights.h5` file.")
     depth = 2 + 3 * sum(depths)
-    config = bn_resnetv2_config(tuple(depths), order, name=f"bn_resnetv2_{depth}")
-    return build_nf_model(
-        config,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        drop_rate=drop_rate,
-        stochastic_depth_rate=stochastic_depth_rate,
-    )
+    return build_checked(bn_resnetv2_config(tuple(depths), order, name=f"bn_resnetv2_{depth}"), args)
+
+
+_BN_RESNET_DEFAULTS = {"stochastic_depth_rate": 0.0}
+BNResNetV2.__signature__ = signature(
+    [inspect.Parameter("depths", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=(3, 4, 6, 3)),
+     inspect.Parameter("order", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="bn_relu_conv")],
+    defaults=_BN_RESNET_DEFAULTS)
+
+__all__ = [*BUILDERS, "BUILDERS", "BNResNetV2"]

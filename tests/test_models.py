@@ -400,3 +400,27 @@ def test_the_stored_counts_are_the_built_models():
     assert list(COUNTS) == list(VARIANTS)
     for name in VARIANTS:
         assert compute_counts(name) == COUNTS[name], name
+
+
+def test_builders_and_their_stubs_come_from_the_variant_table():
+    """One builder per variant row with the keras.applications signature written once
+    (models/arguments.py); the .pyi stubs IDEs read are the generated ones (tools/write_stubs.py)."""
+    import inspect
+    import pathlib
+
+    from keras_nfnets import _stubs, applications
+    from keras_nfnets.models.arguments import ApplicationArgs
+    from keras_nfnets.models.variants import VARIANTS
+
+    assert list(applications.BUILDERS) == list(VARIANTS) and set(VARIANTS) <= set(keras_nfnets.__all__)
+    fields = [f.name for f in __import__("dataclasses").fields(ApplicationArgs)]
+    for name, builder in applications.BUILDERS.items():
+        assert getattr(keras_nfnets, name) is builder and builder.__name__ == name
+        parameters = inspect.signature(builder).parameters
+        assert list(parameters) == fields and all(p.kind is p.KEYWORD_ONLY for p in parameters.values())
+        assert f"Instantiates the {name} architecture" in builder.__doc__ and "stochastic_depth_rate:" in builder.__doc__
+    with pytest.raises(TypeError, match=r"NFNetF0\(\) got an unexpected keyword argument 'input_size'"):
+        keras_nfnets.NFNetF0(input_size=64)
+    package = pathlib.Path(keras_nfnets.__file__).parent
+    for file, make in _stubs.STUBS.items():
+        assert (package / file).read_text() == make(), f"{file} is stale: run python tools/write_stubs.py"

@@ -6,6 +6,7 @@ Layer names read as a path: ``stem_conv1``, ``stage2_block3_conv2``, ``final_con
 1 (then 1 + α²) after each stage's first, transition block.
 """
 
+import inspect
 import math
 import os
 
@@ -17,10 +18,13 @@ from keras_nfnets import names
 from keras_nfnets.layers.activations import GammaActivation, get_gamma
 from keras_nfnets.layers.blocks import ECA, SqueezeExcite, SymmetricMaxPooling2D, nf_block
 from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
+from keras_nfnets.models.arguments import (  # noqa: F401  (validate_application_args: re-exported)
+    MIN_INPUT_SIZE,
+    ApplicationArgs,
+    signature,
+    validate_application_args,
+)
 from keras_nfnets.models.config import make_divisible
-
-MIN_INPUT_SIZE = 32
-POOLINGS = (None, "avg", "max")
 
 def block_plan(config):
     """Per-block geometry of ``config``, in order: a list of dicts with the stage and block
@@ -147,68 +151,6 @@ def _stem(x, config, make_conv, make_activation):
     return x
 
 
-def validate_application_args(*, weights=None, include_top=True, input_tensor=None, input_shape=None, pooling=None,
-                              classes=1000, classifier_activation="softmax"):
-    """Every keras.applications argument rule, with Keras' messages, checked before anything is built.
-
-    ``weights`` is ``None``, ``"imagenet"`` (pretrained: 3 input channels, 1000 classes with the
-    top, softmax or no classifier activation) or the path of an existing weights file.
-    """
-    pretrained = isinstance(weights, str) and weights == "imagenet"
-    if not (weights is None or pretrained or (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights))):
-        missing = isinstance(weights, (str, os.PathLike))
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), `imagenet` "
-            "(pre-training on ImageNet), or the path to the weights file to be loaded. "
-            f"Received: weights={weights}" + (", and no file exists at that path." if missing else "")
-        )
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "keras_nfnets models support only the `channels_last` image data format; call "
-            '`keras.config.set_image_data_format("channels_last")` first.'
-        )
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-    if pretrained and include_top and classes != 1000:
-        raise ValueError(
-            'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
-            f"Received classes={classes}"
-        )
-    if pooling not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and pooling is not None:
-        raise ValueError(
-            "`pooling` only applies when `include_top=False` (the classifier head always average-pools). "
-            f"Received: pooling={pooling!r} with include_top=True"
-        )
-    if weights is not None and include_top and classifier_activation not in {None, "softmax"}:
-        raise ValueError(
-            "Only `None` and `softmax` activations are allowed for the `classifier_activation` argument "
-            "when using pretrained weights, with `include_top=True`; "
-            f"Received: classifier_activation={classifier_activation}"
-        )
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
-    if input_shape is None:
-        return
-    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be a tuple of three integers. Received: input_shape={input_shape}")
-    input_shape = tuple(input_shape)
-    if pretrained and input_shape[-1] != 3:
-        raise ValueError(f"The input must have 3 channels; Received `input_shape={input_shape}`")
-    if input_shape[-1] is None:
-        raise ValueError(f"The number of input channels must be known. Received: input_shape={input_shape}")
-    for dim in input_shape[:2]:
-        if dim is not None and dim < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"Input size must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; Received: input_shape={input_shape}"
-            )
-    if include_top and None in input_shape[:2]:
-        raise ValueError(
-            f"If `include_top` is True, you should specify a static `input_shape`. Received: input_shape={input_shape}"
-        )
-
-
 class WeightsMismatchError(ValueError):
     """A ``.weights.h5`` file holds arrays of other shapes than the model's: another architecture,
     another number of classes, or a head the model does not have."""
@@ -277,40 +219,37 @@ def add_classifier_head(features, classes, *, drop_rate=0.0, init_std=0.0, activ
                         dtype="float32")(x)
 
 
-def build_nf_model(
-    config,
-    *,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    drop_rate=None,
-    stochastic_depth_rate=None,
-):
+def build_nf_model(config, **arguments):
     """Build the functional Keras model described by ``config``.
 
-    Args follow ``keras.applications``; ``drop_rate`` and ``stochastic_depth_rate`` override
-    the config's values. ``weights`` is ``None`` or the path of a ``.weights.h5`` file: the
-    ``"imagenet"`` preset is resolved by the public builders and :func:`keras_nfnets.from_timm`,
-    which know the checkpoints.
+    Keyword arguments follow ``keras.applications`` (:mod:`keras_nfnets.models.arguments`);
+    ``drop_rate`` and ``stochastic_depth_rate`` override the config's values. ``weights`` is
+    ``None`` or the path of a ``.weights.h5`` file: the ``"imagenet"`` preset is resolved by the
+    public builders and :func:`keras_nfnets.from_timm`, which know the checkpoints.
     """
-    if isinstance(weights, str) and weights == "imagenet":
+    args = ApplicationArgs.bind("build_nf_model", arguments)
+    if args.pretrained:
         raise ValueError(
             'build_nf_model takes `weights=None` or a weights file; `weights="imagenet"` is resolved by the public '
             "builders (keras_nfnets.NFRegNetB1, ...) and keras_nfnets.from_timm."
         )
-    validate_application_args(weights=weights, include_top=include_top, input_tensor=input_tensor,
-                              input_shape=input_shape, pooling=pooling, classes=classes,
-                              classifier_activation=classifier_activation)
+    args.check()
+    return build_checked(config, args)
+
+
+build_nf_model.__signature__ = signature([inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+
+def build_checked(config, args):
+    """:func:`build_nf_model` for :class:`ApplicationArgs` already checked (the public builders
+    check once, then build here)."""
+    include_top, weights, input_tensor, input_shape = args.include_top, args.weights, args.input_tensor, args.input_shape
+    pooling, classes, classifier_activation, name = args.pooling, args.classes, args.classifier_activation, args.name
     overrides = {}
-    if drop_rate is not None:
-        overrides["drop_rate"] = float(drop_rate)
-    if stochastic_depth_rate is not None:
-        overrides["stochastic_depth_rate"] = float(stochastic_depth_rate)
+    if args.drop_rate is not None:
+        overrides["drop_rate"] = float(args.drop_rate)
+    if args.stochastic_depth_rate is not None:
+        overrides["stochastic_depth_rate"] = float(args.stochastic_depth_rate)
     config = config.replace(**overrides) if overrides else config
 
     if input_tensor is not None and input_shape is None:

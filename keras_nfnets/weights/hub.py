@@ -1,9 +1,11 @@
 """Download timm checkpoints from the Hugging Face Hub, convert them, cache the Keras weights."""
 
+import inspect
 import os
 
 from keras_nfnets import names
-from keras_nfnets.models.builder import build_nf_model, validate_application_args
+from keras_nfnets.models.arguments import ApplicationArgs, document, signature
+from keras_nfnets.models.builder import build_checked
 from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
 from keras_nfnets.weights.files import save_weights
@@ -121,7 +123,7 @@ def load_pretrained(model, checkpoint, config):
     return model
 
 
-def from_timm(name, checkpoint=None, pretrained=True, **applications_kwargs):
+def from_timm(name, checkpoint=None, pretrained=True, **arguments):
     """The Keras twin of timm's NF model ``name`` (any of its 36 names, tag suffix allowed).
 
     Args:
@@ -129,29 +131,33 @@ def from_timm(name, checkpoint=None, pretrained=True, **applications_kwargs):
         checkpoint: a ``.safetensors`` file, a ``.pth``/``.bin`` file (needs torch), or a dict of
             arrays in timm's naming. ``None`` downloads the tag's Hub checkpoint.
         pretrained: ``False`` builds the architecture with random weights.
-        **applications_kwargs: ``include_top``, ``input_tensor``, ``input_shape``, ``pooling``,
-            ``classes``, ``classifier_activation``, ``name``, ``drop_rate``, ``stochastic_depth_rate``.
     """
     config = timm_config(name)
     preset = checkpoint_for(name if "." in name else config.name)
     if preset is not None:
         config = config.replace(train_size=preset.train_size, test_size=preset.test_size)
-    if "weights" in applications_kwargs:
+    if "weights" in arguments:
         raise TypeError("from_timm takes `checkpoint=` (or `pretrained=False`), not `weights=`.")
+    args = ApplicationArgs.bind("from_timm", arguments)
     loading = pretrained or checkpoint is not None
     if loading and checkpoint is None and preset is None:
         raise ValueError(
             f"timm's {name!r} has no published checkpoint. Pass `checkpoint=` (a .safetensors/.pth file or a "
             "dict of arrays), or `pretrained=False` for random weights."
         )
-    checked = {k: v for k, v in applications_kwargs.items() if k not in ("name", "drop_rate", "stochastic_depth_rate")}
-    validate_application_args(weights="imagenet" if loading else None, **checked)
-    model = build_nf_model(config, **applications_kwargs)
+    args.replace(weights="imagenet" if loading else None).check()  # a checkpoint has ImageNet's rules
+    model = build_checked(config, args)
     if checkpoint is not None:
         load_timm_weights(model, checkpoint, config)
     elif loading:
         load_pretrained(model, preset, config)
     return model
 
+
+from_timm.__signature__ = signature(
+    [inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+     inspect.Parameter("pretrained", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True)], exclude=("weights", "name"))
+from_timm.__doc__ += document(exclude=("weights", "name"), test_size="the checkpoint's test size") + "\n"
 
 __all__ = ["CheckpointError", "download_checkpoint", "from_timm", "keras_cache_dir", "load_pretrained"]
