@@ -21,7 +21,7 @@ from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.models.variants import TIMM_DESIGNED, VARIANTS
 from keras_nfnets.weights.files import describe_weights
 from keras_nfnets.weights.hub import load_pretrained
-from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS
+from keras_nfnets.weights.presets import CHECKPOINTS, IMAGENET_PRESETS, variant
 
 BASE_DOCSTRING = """Instantiates the {builder} architecture ({family}).
 
@@ -68,8 +68,8 @@ def _weights_doc(builder_name):
 
 
 def _pretrained_config(builder_name, config):
-    """The config a builder uses with ``weights="imagenet"``: the checkpoint's architecture and sizes,
-    the variant's regularisation."""
+    """The config a builder uses with ``weights="imagenet"``: the checkpoint's architecture, the
+    variant's regularisation; and the checkpoint (whose test size is the default input size)."""
     if builder_name not in IMAGENET_PRESETS:
         available = ", ".join(IMAGENET_PRESETS)
         raise ValueError(
@@ -78,8 +78,6 @@ def _pretrained_config(builder_name, config):
         )
     checkpoint = CHECKPOINTS[IMAGENET_PRESETS[builder_name]]
     pretrained = timm_config(checkpoint.architecture).replace(
-        train_size=checkpoint.train_size,
-        test_size=checkpoint.test_size,
         drop_rate=config.drop_rate,
         stochastic_depth_rate=config.stochastic_depth_rate,
     )
@@ -97,7 +95,8 @@ def _load_weights_file(builder_name, model, path, arguments):  # arguments: Appl
         return model
     if builder_name in IMAGENET_PRESETS:
         pretrained, _ = _pretrained_config(builder_name, VARIANTS[builder_name])
-        alternative = build_checked(pretrained, arguments)
+        checkpoint = CHECKPOINTS[IMAGENET_PRESETS[builder_name]]
+        alternative = build_checked(pretrained, arguments, default_size=checkpoint.test_size)
         if weights_fit(alternative, shapes):
             load_weights_file(alternative, path)
             return alternative
@@ -108,15 +107,17 @@ def _load_weights_file(builder_name, model, path, arguments):  # arguments: Appl
 
 
 def _make_builder(builder_name):
-    config = VARIANTS[builder_name]
+    row = variant(builder_name)
+    config = row.config
 
     def builder(**arguments):
         args = ApplicationArgs.bind(builder_name, arguments)
         args.check()
-        build_config, checkpoint = config, None
+        build_config, checkpoint, size = config, None, row.test_size
         if args.pretrained:
             build_config, checkpoint = _pretrained_config(builder_name, config)
-        model = build_checked(build_config, args.replace(weights=None))
+            size = checkpoint.test_size
+        model = build_checked(build_config, args.replace(weights=None), default_size=size)
         if checkpoint is not None:
             load_pretrained(model, checkpoint, build_config)
         elif args.weights is not None:
@@ -125,18 +126,18 @@ def _make_builder(builder_name):
 
     builder.__name__ = builder.__qualname__ = builder_name
     builder.__module__ = __name__
-    reference = _REFERENCES["nfnet_light" if builder_name in TIMM_DESIGNED else config.family].format(
+    reference = _REFERENCES["nfnet_light" if builder_name in TIMM_DESIGNED else row.family].format(
         arch=config.name, attention=", ECA attention" if config.attention == "eca" else ", squeeze-excite ×2"
     )
     builder.__doc__ = BASE_DOCSTRING.format(
         builder=builder_name,
-        family=_FAMILY_NAMES[config.family],
+        family=_FAMILY_NAMES[row.family],
         reference=reference,
         weights_doc=_weights_doc(builder_name),
-        train_size=config.train_size,
-        test_size=config.test_size,
+        train_size=row.train_size,
+        test_size=row.test_size,
         arguments=document(imagenet_note="" if builder_name in IMAGENET_PRESETS else " (not available here)",
-                           test_size=config.test_size, name=config.name, drop_rate=config.drop_rate,
+                           test_size=row.test_size, name=config.name, drop_rate=config.drop_rate,
                            sd_rate=config.stochastic_depth_rate),
     )
     builder.__signature__ = signature()

@@ -10,9 +10,9 @@ def models_table(names=None, out=None, markdown=False):
     Builders come from the stored counts (no TensorFlow); timm names are built (shapes only)."""
     out = out or sys.stdout
     from keras_nfnets.models.counts import COUNTS
-    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
+    from keras_nfnets.models.timm_configs import TIMM_CONFIGS, TIMM_SIZES
     from keras_nfnets.models.variants import VARIANTS
-    from keras_nfnets.weights.presets import checkpoint_for
+    from keras_nfnets.weights.presets import checkpoint_for, variant
 
     names = list(VARIANTS) if not names else names
     unknown = [n for n in names if n not in VARIANTS and n.split(".")[0] not in TIMM_CONFIGS]
@@ -32,11 +32,11 @@ def models_table(names=None, out=None, markdown=False):
     for name in names:
         checkpoint = checkpoint_for(name)
         if name in VARIANTS:
-            (params, flops), config = COUNTS[name], VARIANTS[name]
-            train_size, size = config.train_size, config.test_size
+            (params, flops), row = COUNTS[name], variant(name)
+            train_size, size = row.train_size, row.test_size
         else:
             params, flops, size = _timm_counts(name)
-            train_size = checkpoint.train_size if checkpoint else TIMM_CONFIGS[name.split(".")[0]].train_size
+            train_size = checkpoint.train_size if checkpoint else TIMM_SIZES[name.split(".")[0]][0]
         tag = checkpoint.tag if checkpoint else None
         if markdown:
             weights = f"`{tag}` {checkpoint.top1:.2f}%" if tag else "—"

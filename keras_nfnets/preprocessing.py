@@ -4,8 +4,9 @@ paper's rule for architectures without one."""
 import os
 
 from keras_nfnets.data.transforms import EvalTransform
-from keras_nfnets.models import TIMM_CONFIGS, get_config
-from keras_nfnets.weights.presets import checkpoint_for
+from keras_nfnets.models.timm_configs import TIMM_CONFIGS, TIMM_EVAL_CROP, TIMM_SIZES
+from keras_nfnets.models.variants import VARIANTS, get_config
+from keras_nfnets.weights.presets import checkpoint_for, variant
 
 
 def eval_transform(model_name, size=None):
@@ -21,8 +22,18 @@ def eval_transform(model_name, size=None):
     if checkpoint is not None:
         return checkpoint.eval_transform(size)
     architecture = model_name.split(".")[0]
-    config = TIMM_CONFIGS[architecture] if architecture in TIMM_CONFIGS else get_config(model_name)
-    return EvalTransform(size or config.test_size, crop=config.eval_crop, pil_resize=config.eval_crop == "center")
+    if architecture in TIMM_CONFIGS:
+        test_size, crop = TIMM_SIZES[architecture][1], TIMM_EVAL_CROP
+    else:
+        row = variant(_builder_name(model_name))
+        test_size, crop = row.test_size, row.eval_crop
+    return EvalTransform(size or test_size, crop=crop, pil_resize=crop == "center")
+
+
+def _builder_name(name):
+    """The builder of a builder name or variant config name (``"nfnet_f1"`` → ``"NFNetF1"``)."""
+    config = get_config(name)
+    return next(builder for builder, c in VARIANTS.items() if c is config)
 
 
 def preprocess_image(image, model_name="NFRegNetB1", size=None, transform=None):

@@ -286,8 +286,10 @@ def test_preprocess_image_size_is_the_pretrained_builders_input_size():
     from keras_nfnets.applications import _pretrained_config
     from keras_nfnets.models import VARIANTS
     from keras_nfnets.weights import IMAGENET_PRESETS
+    from keras_nfnets.weights.presets import variant
 
-    for name in IMAGENET_PRESETS:
-        pretrained, _ = _pretrained_config(name, VARIANTS[name])
-        assert keras_nfnets.eval_transform(name).size == pretrained.test_size, name
-    assert keras_nfnets.eval_transform("NFRegNetB1").size == 288 and VARIANTS["NFRegNetB1"].test_size == 256
+    for name in IMAGENET_PRESETS:  # the builders' default input with weights="imagenet": the checkpoint's size
+        _, checkpoint = _pretrained_config(name, VARIANTS[name])
+        assert keras_nfnets.eval_transform(name).size == checkpoint.test_size, name
+    assert keras_nfnets.eval_transform("NFRegNetB1").size == 288 and variant("NFRegNetB1").test_size == 256
+    assert keras_nfnets.NFRegNetB1().input.shape[1] == 256

@@ -245,7 +245,16 @@ def test_notop_default_shape_is_dynamic_and_any_channels():
 
 
 def test_default_input_shape_is_the_test_size():
-    assert tuple(NFRegNetB0().input.shape) == (None, 224, 224, 3)
+    """The builders default to their variant row's test size (DeepMind's tables), timm's lighter NFNets
+    to their checkpoint's; every row's evaluation crop is one EvalTransform knows."""
+    from keras_nfnets.data.transforms import EVAL_CROPS
+    from keras_nfnets.models.variants import VARIANT_TABLE
+
+    assert tuple(NFRegNetB0().input.shape) == (None, 224, 224, 3)  # DeepMind: B0 trains at 192, tests at 224
+    with keras.StatelessScope(initialize_variables=False):  # shapes only
+        assert keras_nfnets.NFNetF1().input.shape[1] == 320 and keras_nfnets.NFNetL0().input.shape[1] == 288
+    assert VARIANT_TABLE["NFNetL0"].test_size is None  # written once: its checkpoint's row (nfnet_l0.ra2_in1k)
+    assert all(row.eval_crop in EVAL_CROPS for row in VARIANT_TABLE.values())
 
 
 def test_input_tensor_and_custom_classes_and_logits():
@@ -296,8 +305,12 @@ def test_ablation_switches():
 
 
 def test_config_validation():
+    from keras_nfnets.models.variants import VARIANT_TABLE, Variant
+
     with pytest.raises(ValueError, match="family"):
-        nf_resnet_config([1, 1, 1, 1], family="vgg")
+        Variant(nf_resnet_config([1, 1, 1, 1]), "vgg", 224, 224, "center")
+    with pytest.raises(TypeError, match="family"):  # an architecture has no recipe family
+        nf_resnet_config([1, 1, 1, 1], family="nf_resnet")
     with pytest.raises(ValueError, match="one entry per stage"):
         nf_resnet_config([1, 1, 1])
     with pytest.raises(ValueError, match="activation"):

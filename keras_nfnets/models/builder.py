@@ -220,7 +220,8 @@ def add_classifier_head(features, classes, *, drop_rate=0.0, init_std=0.0, activ
 
 
 def build_nf_model(config, **arguments):
-    """Build the functional Keras model described by ``config``.
+    """Build the functional Keras model described by ``config`` (default input 224×224 with the
+    top; the public builders default to their variant's test size).
 
     Keyword arguments follow ``keras.applications`` (:mod:`keras_nfnets.models.arguments`);
     ``drop_rate`` and ``stochastic_depth_rate`` override the config's values. ``weights`` is
@@ -240,9 +241,10 @@ def build_nf_model(config, **arguments):
 build_nf_model.__signature__ = signature([inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
 
-def build_checked(config, args):
+def build_checked(config, args, default_size=224):
     """:func:`build_nf_model` for :class:`ApplicationArgs` already checked (the public builders
-    check once, then build here)."""
+    check once, then build here); ``default_size``: the input side when neither ``input_shape``
+    nor ``input_tensor`` gives one and the model has its top."""
     include_top, weights, input_tensor, input_shape = args.include_top, args.weights, args.input_tensor, args.input_shape
     pooling, classes, classifier_activation, name = args.pooling, args.classes, args.classifier_activation, args.name
     overrides = {}
@@ -255,7 +257,7 @@ def build_checked(config, args):
     if input_tensor is not None and input_shape is None:
         input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:
-        input_shape = (config.test_size, config.test_size, 3) if include_top else (None, None, 3)
+        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
     if input_tensor is None:
         img_input = layers.Input(shape=input_shape, name="input")
     elif not keras.backend.is_keras_tensor(input_tensor):

@@ -8,10 +8,8 @@ NFNets (Brock et al. 2021, §5, Table 1 / App. A).
 import dataclasses
 from typing import Optional, Tuple
 
-from keras_nfnets.data.transforms import EVAL_CROPS
 from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS, EPS_MODES, PADDINGS
 
-FAMILIES = ("nf_resnet", "nf_regnet", "nfnet")
 STEMS = ("7x7_pool", "3x3", "deep_quad")
 ATTENTIONS = (None, "se", "eca")
 ATTENTION_POSITIONS = ("out", "mid")
@@ -21,12 +19,12 @@ NORMALIZATIONS = (None, "bn_relu_conv", "relu_bn_conv")
 
 @dataclasses.dataclass(frozen=True)
 class NFConfig:
-    """Everything that defines a Normalizer-Free network's architecture.
+    """Everything that defines a Normalizer-Free network's architecture, and nothing else (how a
+    variant is trained and evaluated is a :class:`~keras_nfnets.models.variants.Variant` row;
+    how a checkpoint was, a :class:`~keras_nfnets.weights.presets.Checkpoint` row).
 
     Attributes:
         name: variant name (also the default model name).
-        family: ``"nf_resnet"``, ``"nf_regnet"`` or ``"nfnet"``: which paper's training recipe
-            the variant follows (the architecture is given by the other fields alone).
         depths, widths, strides: blocks, output channels and first-block stride per stage.
         stem: ``"7x7_pool"`` (ResNet: 7×7/2 conv + 3×3/2 max-pool), ``"3x3"`` (RegNet: one
             3×3/2 conv) or ``"deep_quad"`` (NFNet: four 3×3 convs, strides 2,1,1,2).
@@ -51,10 +49,6 @@ class NFConfig:
         drop_rate: dropout before the classifier; stochastic_depth_rate: the largest per-block
             rate, growing linearly with block index as ``rate · i / num_blocks``.
         classifier_init_std: std of the classifier's normal init (0: zeros, as NF-RegNets).
-        train_size, test_size: image sizes used for training and evaluation.
-        eval_crop: the evaluation crop rule of the paper's pipeline for this variant (see
-            :class:`~keras_nfnets.data.EvalTransform`): DeepMind crops NF-ResNets and NF-RegNets
-            with ``"crop_resize"`` and squashes NFNets to size + 32 (``"plus32"``).
         mid_channel_divisor: ``None`` floors the bottleneck width (DeepMind); an integer ``d``
             rounds it to the nearest multiple of ``d`` (timm's ``make_divisible``), before the
             group-width rounding.
@@ -71,7 +65,6 @@ class NFConfig:
     """
 
     name: str
-    family: str
     depths: Tuple[int, ...]
     widths: Tuple[int, ...]
     strides: Tuple[int, ...] = (1, 2, 2, 2)
@@ -99,9 +92,6 @@ class NFConfig:
     drop_rate: float = 0.0
     stochastic_depth_rate: float = 0.0
     classifier_init_std: float = 0.01
-    train_size: int = 224
-    test_size: int = 224
-    eval_crop: str = "crop_resize"
     mid_channel_divisor: Optional[int] = None
     attention_divisor: Optional[int] = None
     gamma_in_conv: bool = False
@@ -116,8 +106,6 @@ class NFConfig:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
-        if self.family not in FAMILIES:
-            fail(f"family must be one of {FAMILIES}, got {self.family!r}.")
         if not self.depths or not (len(self.depths) == len(self.widths) == len(self.strides)):
             fail(f"depths {self.depths}, widths {self.widths} and strides {self.strides} need one entry per stage.")
         if min(self.depths) < 1 or min(self.widths) < 1 or min(self.strides) < 1:
@@ -136,8 +124,6 @@ class NFConfig:
             fail(f"conv_type must be one of {CONV_TYPES}, got {self.conv_type!r}.")
         if self.ws_eps_mode not in EPS_MODES:
             fail(f"ws_eps_mode must be one of {EPS_MODES}, got {self.ws_eps_mode!r}.")
-        if self.eval_crop not in EVAL_CROPS:
-            fail(f"eval_crop must be one of {EVAL_CROPS}, got {self.eval_crop!r}.")
         if self.padding not in PADDINGS:
             fail(f"padding must be one of {PADDINGS}, got {self.padding!r}.")
         if not 0.0 <= self.drop_rate < 1.0 or not 0.0 <= self.stochastic_depth_rate < 1.0:
@@ -186,7 +172,6 @@ def nf_resnet_config(depths, name="nf_resnet", **changes):
     """An NF-ResNet (ResNetV2 pre-activation bottleneck) with any per-stage ``depths``."""
     base = NFConfig(
         name=name,
-        family="nf_resnet",
         depths=tuple(depths),
         widths=(256, 512, 1024, 2048),
         stem="7x7_pool",
@@ -197,8 +182,6 @@ def nf_resnet_config(depths, name="nf_resnet", **changes):
         drop_rate=0.25,
         stochastic_depth_rate=0.1,
         classifier_init_std=0.01,
-        train_size=224,
-        test_size=224,
     )
     return base.replace(**changes)
 
@@ -230,11 +213,10 @@ NF_REGNET_WIDTH_FACTOR = 0.75
 
 def nf_regnet_config(variant, **changes):
     """NF-RegNet ``variant`` ("B0"…"B8"): widths × 0.75 (floored), expansion 2.25, group width 8."""
-    base_widths, depths, train_size, test_size, drop_rate = NF_REGNET_VARIANTS[variant]
+    base_widths, depths, _, _, drop_rate = NF_REGNET_VARIANTS[variant]
     widths = tuple(int(w * NF_REGNET_WIDTH_FACTOR) for w in base_widths)
     base = NFConfig(
         name=f"nf_regnet_{variant.lower()}",
-        family="nf_regnet",
         depths=depths,
         widths=widths,
         strides=(2, 2, 2, 2),
@@ -253,8 +235,6 @@ def nf_regnet_config(variant, **changes):
         drop_rate=drop_rate,
         stochastic_depth_rate=0.1,
         classifier_init_std=0.0,
-        train_size=train_size,
-        test_size=test_size,
     )
     return base.replace(**changes)
 
@@ -275,11 +255,10 @@ NFNET_VARIANTS = {
 
 def nfnet_config(variant, **changes):
     """NFNet ``variant`` ("F0"…"F7"): widths 256/512/1536/1536, depths [1,2,6,3]×N, GELU."""
-    depths, train_size, test_size, drop_rate = NFNET_VARIANTS[variant]
+    depths, _, _, drop_rate = NFNET_VARIANTS[variant]
     widths = (256, 512, 1536, 1536)
     base = NFConfig(
         name=f"nfnet_{variant.lower()}",
-        family="nfnet",
         depths=depths,
         widths=widths,
         strides=(1, 2, 2, 2),
@@ -297,9 +276,6 @@ def nfnet_config(variant, **changes):
         drop_rate=drop_rate,
         stochastic_depth_rate=0.25,
         classifier_init_std=0.01,
-        train_size=train_size,
-        test_size=test_size,
-        eval_crop="plus32",
     )
     return base.replace(**changes)
 

@@ -34,7 +34,6 @@ TIMM_CHANGES = dict(
     drop_rate=0.0,
     stochastic_depth_rate=0.0,
     classifier_init_std=0.01,
-    eval_crop="center",
 )
 
 
@@ -88,6 +87,17 @@ TIMM_CONFIGS = {
        for d in (26, 50, 101)},
     "test_nfnet": _timm_nfnet("test_nfnet", (1, 1, 1, 1), 1.5, widths=(32, 64, 96, 128), group_width=8,
                               bottleneck_ratio=0.25, activation="silu", se_ratio=0.25),
+}
+
+# timm evaluates every model with a centre crop (crop_pct 0.875 unless a checkpoint says otherwise).
+TIMM_EVAL_CROP = "center"
+# (train, test) sizes of the timm architectures with no checkpoint of their own here (a checkpoint's
+# sizes are its weights.presets row): the DeepMind variant each was derived from.
+_NFNET_F0_SIZES = NFNET_VARIANTS["F0"][1:3]
+TIMM_SIZES = {
+    **{name: _NFNET_F0_SIZES for name in TIMM_CONFIGS if "nfnet" in name},
+    **{f"nf_regnet_{v.lower()}": NF_REGNET_VARIANTS[v][2:4] for v in list(NF_REGNET_VARIANTS)[:6]},
+    **{name: (224, 224) for name in TIMM_CONFIGS if "resnet" in name},
 }
 
 def timm_config(name):

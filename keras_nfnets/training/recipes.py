@@ -81,7 +81,7 @@ NFNET_RANDAUGMENT_MAGNITUDE = {"NFNetF0": 5, "NFNetF1": 10, "NFNetF2": 10, "NFNe
 def paper_hyperparameters(model_name):
     """The paper's :class:`Hyperparameters` for a builder name (``"NFNetF1"``, ``"NFRegNetB0"``,
     ``"NFResNet50"``, ``"BNResNetV2"``) or a family (``"nfnet"``, ``"nf_regnet"``, ``"nf_resnet"``)."""
-    from keras_nfnets.models.variants import VARIANTS
+    from keras_nfnets.models.variants import VARIANT_TABLE, VARIANTS
 
     by_family = {"nf_resnet": NF_RESNET, "nf_regnet": NF_REGNET, "nfnet": NFNET, "bn_resnet": BN_RESNET}
     if model_name in by_family:
@@ -91,12 +91,12 @@ def paper_hyperparameters(model_name):
     if model_name not in VARIANTS:
         raise ValueError(f"No recipe for {model_name!r}. Use a builder name ({', '.join(VARIANTS)}), "
                          f"'BNResNetV2', or a family ({', '.join(by_family)}).")
-    config = VARIANTS[model_name]
+    family = VARIANT_TABLE[model_name].family
     if model_name in NFNET_RANDAUGMENT_MAGNITUDE:
         return NFNET.replace(randaugment=(4, NFNET_RANDAUGMENT_MAGNITUDE[model_name]))
-    if config.family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
+    if family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
         return NFNET.replace(source=NFNET.source + "; F0 settings for timm's L variants")
-    return by_family[config.family]
+    return by_family[family]
 
 
 @dataclasses.dataclass

@@ -111,17 +111,16 @@ def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_
     """Training image size, flip, crop area, normalisation and the evaluation transform for a
     model/dataset pair: the dataset's defaults (digits), else the checkpoint's evaluation when
     fine-tuning ``weights="imagenet"``, else the model's sizes and the paper's evaluation crop."""
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.weights.presets import checkpoint_for
+    from keras_nfnets.weights.presets import checkpoint_for, variant
 
-    config = BUILDERS[model_name].config
+    row = variant(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     checkpoint = checkpoint_for(model_name) if weights == "imagenet" else None
     if checkpoint is not None:
         evaluation, train_size = checkpoint.eval_transform(), checkpoint.train_size
     else:
-        evaluation = transforms.EvalTransform(config.test_size, crop=config.eval_crop, pil_resize=False)
-        train_size = config.train_size
+        evaluation = transforms.EvalTransform(row.test_size, crop=row.eval_crop, pil_resize=False)
+        train_size = row.train_size
     if "mean" in defaults:
         evaluation = evaluation.replace(mean=defaults["mean"], std=defaults["std"])
     if "eval_crop" in defaults:

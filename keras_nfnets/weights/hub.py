@@ -6,7 +6,7 @@ import os
 from keras_nfnets import names
 from keras_nfnets.models.arguments import ApplicationArgs, document, signature
 from keras_nfnets.models.builder import build_checked
-from keras_nfnets.models.timm_configs import timm_config
+from keras_nfnets.models.timm_configs import TIMM_SIZES, timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
 from keras_nfnets.weights.files import save_weights
 from keras_nfnets.weights.presets import checkpoint_for
@@ -134,8 +134,7 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
     """
     config = timm_config(name)
     preset = checkpoint_for(name if "." in name else config.name)
-    if preset is not None:
-        config = config.replace(train_size=preset.train_size, test_size=preset.test_size)
+    default_size = preset.test_size if preset is not None else TIMM_SIZES[config.name][1]
     if "weights" in arguments:
         raise TypeError("from_timm takes `checkpoint=` (or `pretrained=False`), not `weights=`.")
     args = ApplicationArgs.bind("from_timm", arguments)
@@ -146,7 +145,7 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
             "dict of arrays), or `pretrained=False` for random weights."
         )
     args.replace(weights="imagenet" if loading else None).check()  # a checkpoint has ImageNet's rules
-    model = build_checked(config, args)
+    model = build_checked(config, args, default_size=default_size)
     if checkpoint is not None:
         load_timm_weights(model, checkpoint, config)
     elif loading:

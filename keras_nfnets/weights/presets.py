@@ -79,6 +79,18 @@ IMAGENET_PRESETS = {
 }
 
 
+def variant(builder_name):
+    """The :class:`~keras_nfnets.models.variants.Variant` row of ``builder_name`` with its image sizes
+    resolved: a row without sizes (timm's lighter NFNets) takes its ImageNet checkpoint's."""
+    from keras_nfnets.models.variants import VARIANT_TABLE
+
+    row = VARIANT_TABLE[builder_name]
+    if row.train_size is None:
+        checkpoint = CHECKPOINTS[IMAGENET_PRESETS[builder_name]]
+        row = row.replace(train_size=checkpoint.train_size, test_size=checkpoint.test_size)
+    return row
+
+
 def checkpoint_for(name) -> Optional[Checkpoint]:
     """The checkpoint of a builder name (``"NFRegNetB1"``) or timm name/tag (``"nf_regnet_b1"``)."""
     if name in IMAGENET_PRESETS:
