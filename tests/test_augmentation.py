@@ -121,9 +121,9 @@ def test_op_choice_is_uniform_and_the_layer_applies_the_chosen_op():
     """A chi-square test of 3,200 layers' op choices (16 ops, 15 degrees of freedom: 37.7 is the
     0.1% critical value); and a layer's output is the chosen op's output."""
     augment = ra.RandAugment(1, 10)
-    counts = np.zeros(len(ra.OPS))
-    for i in range(3200):
-        counts[int(augment.choose(tf.constant([i, 7], tf.int64))[0])] += 1
+    seeds = tf.stack([tf.range(3200, dtype=tf.int64), tf.fill([3200], tf.constant(7, tf.int64))], axis=1)
+    chosen = tf.function(lambda s: tf.map_fn(lambda seed: tf.cast(augment.choose(seed)[0], tf.int64), s))(seeds)
+    counts = np.bincount(chosen.numpy(), minlength=len(ra.OPS))
     expected = 3200 / len(ra.OPS)
     assert ((counts - expected) ** 2 / expected).sum() < 37.7, counts
     image = natural_image()
