@@ -26,7 +26,14 @@ import keras  # noqa: E402
 import keras_nfnets  # noqa: E402
 from keras_nfnets.applications import BUILDERS  # noqa: E402
 
-results = {"backend": keras.backend.backend()}
+results = {"backend": keras.backend.backend(), "seconds": {}}
+_clock = [__import__("time").perf_counter(), "start"]
+
+
+def _mark(name):  # seconds each check took, in the result (the suite's time is mostly here)
+    now = __import__("time").perf_counter()
+    results["seconds"][_clock[1]] = round(now - _clock[0], 1)
+    _clock[:] = [now, name]
 x = np.load(task["x"])
 
 
@@ -35,6 +42,7 @@ def logits(model, images):
 
 
 # first: the checks that TensorFlow is not imported come before the tasks that use tf.data
+_mark("timm")
 if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an offline Hub cache (HF_HOME)
     for name, (checkpoint, inputs) in task["timm"].items():  # timm name -> (checkpoint, inputs)
         images = np.load(inputs)
@@ -47,16 +55,19 @@ if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an 
             np.save(os.path.join(task["dir"], f"imagenet_{name}_{task['backend']}.npy"), logits(model, images))
     results["tensorflow_imported_by_weights"] = "tensorflow" in sys.modules
 
+_mark("forward")
 for name, weights in task.get("forward", {}).items():
     model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
     model.load_weights(weights)
     np.save(os.path.join(task["dir"], f"{name}_{task['backend']}.npy"), logits(model, x))
 results["tensorflow_imported_by_models"] = "tensorflow" in sys.modules
 
+_mark("keras_file")
 if "keras_file" in task:
     model = keras.saving.load_model(task["keras_file"])
     np.save(os.path.join(task["dir"], f"keras_file_{task['backend']}.npy"), logits(model, x))
 
+_mark("agc_step")
 if "agc_step" in task:
     from keras_nfnets.training import SGDAGC
 
@@ -75,6 +86,7 @@ if "agc_step" in task:
     np.savez(os.path.join(task["dir"], f"agc_step_{task['backend']}.npz"),
              **{w.path: keras.ops.convert_to_numpy(w.value) for w in model.weights})
 
+_mark("train")
 if "train" in task:
     from keras_nfnets.training import train
 
@@ -97,6 +109,7 @@ if "train" in task:
     results["augmented_fit"] = {"loss": history["loss"], "labels_per_row": np.count_nonzero(labels, 1).tolist(),
                                 "label_sums": labels.sum(1).tolist(), "recipe": plan.summary()}
 
+_mark("conv")
 if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path of this backend
     from keras_nfnets.layers.conv_ops import conv2d
 
@@ -126,6 +139,7 @@ if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path
                             f"dk{index}_{implementation}": dk})
     np.savez(os.path.join(task["dir"], f"conv_{task['backend']}.npz"), **outputs)
 
+_mark("spp")
 if "spp" in task:  # the three families with the forward check's weights, and Figure 2's models (BN included)
     from keras_nfnets import signal_propagation
     from keras_nfnets.models import build_nf_model
@@ -141,6 +155,7 @@ if "spp" in task:  # the three families with the forward check's weights, and Fi
         np.savez(os.path.join(task["dir"], f"spp_{name}_{task['backend']}.npz"), avg_sq_mean=stats.avg_sq_mean,
                  avg_var=stats.avg_var, residual_avg_var=stats.residual_avg_var)
 
+_mark("fold")
 if "fold" in task:
     from keras_nfnets import fold_weight_standardization
 
@@ -151,6 +166,7 @@ if "fold" in task:
         np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))
         folded.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.keras"))
 
+_mark("data_parallel")
 if "data_parallel" in task:  # last: train(strategy="auto") sets keras.distribution.DataParallel globally
     from keras_nfnets.training import train
 
@@ -162,4 +178,5 @@ if "data_parallel" in task:  # last: train(strategy="auto") sets keras.distribut
             "replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
             "distribution": type(keras.distribution.distribution()).__name__}
 
+_mark("end")
 json.dump(results, open(task["out"], "w"))

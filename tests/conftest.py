@@ -63,6 +63,23 @@ def offline_hub_env(tmp_path, safetensors, repo="timm/nf_regnet_b1.ra2_in1k"):
 
 
 @pytest.fixture(scope="session")
+def built_counts():
+    """``built_counts(builder)``: ``(parameters, FLOPs)`` of the builder at its test size from a
+    shapes-only build (keras_nfnets.models.counts.compute_counts), built once per test run: the
+    published-count, peer-count and stored-count tests share the builds (NFNet-F7 alone takes 3 s)."""
+    from keras_nfnets.models.counts import compute_counts
+
+    cache = {}
+
+    def counts(name):
+        if name not in cache:
+            cache[name] = compute_counts(name)
+        return cache[name]
+
+    return counts
+
+
+@pytest.fixture(scope="session")
 def timm_reference(tmp_path_factory):
     """Seeded random timm models: checkpoints, inputs, logits, all 36 names' tensor shapes, and
     timm's parameter counts of DeepMind-layout twins (peer counts)."""

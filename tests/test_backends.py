@@ -172,6 +172,7 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
 def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, on_backend):
     folder, x, weights, reference = made_under_tensorflow
     tmp_path, result = on_backend(backend)
+    print(backend, "worker seconds per check:", result["seconds"])
     assert result["backend"] == backend
     # building the models and loading .weights.h5 / .keras files needs no TensorFlow there
     assert result["tensorflow_imported_by_models"] is False

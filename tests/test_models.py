@@ -13,8 +13,6 @@ from keras_nfnets import (
     NFResNet26,
     block_plan,
     build_nf_model,
-    count_flops,
-    count_params,
     nf_regnet_config,
     nf_resnet_config,
     nfnet_config,
@@ -65,16 +63,16 @@ def test_every_variant_has_a_published_or_peer_count_or_is_listed_as_derived():
 
 
 @pytest.mark.parametrize("name", by_size(sorted(PUBLISHED_PARAMS_M)))
-def test_parameter_count_matches_published(name):
+def test_parameter_count_matches_published(name, built_counts):
     published, precision = PUBLISHED_PARAMS_M[name]
-    assert count_params(symbolic(BUILDERS[name])) / 1e6 == pytest.approx(published, abs=precision)
+    assert built_counts(name)[0] / 1e6 == pytest.approx(published, abs=precision)
 
 
 @needs_timm
 @pytest.mark.parametrize("name", by_size(PEER_COUNTED))
-def test_parameter_count_equals_timms_count_of_the_same_layout(name, timm_reference):
+def test_parameter_count_equals_timms_count_of_the_same_layout(name, timm_reference, built_counts):
     peer = json.loads((timm_reference / "peer_params.json").read_text())
-    assert count_params(symbolic(BUILDERS[name])) == peer[name]
+    assert built_counts(name)[0] == peer[name]
 
 
 # Published FLOPs (B, multiply-adds at the test size), with the precision they were published with:
@@ -91,13 +89,13 @@ PUBLISHED_FLOPS_B = {
 
 
 @pytest.mark.parametrize("name", by_size(sorted(PUBLISHED_FLOPS_B)))
-def test_flops_match_published(name):
+def test_flops_match_published(name, built_counts):
     published, tolerance = PUBLISHED_FLOPS_B[name]
-    assert count_flops(symbolic(BUILDERS[name])) / 1e9 == pytest.approx(published, abs=tolerance)
+    assert built_counts(name)[1] / 1e9 == pytest.approx(published, abs=tolerance)
 
 
-def test_exact_f0_parameter_count_equals_deepmind_and_timm():
-    assert count_params(symbolic(NFNetF0)) == 71_489_284
+def test_exact_f0_parameter_count_equals_deepmind_and_timm(built_counts):
+    assert built_counts("NFNetF0")[0] == 71_489_284
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,14 +403,15 @@ def test_docstrings_state_sizes():
 
 
 @pytest.mark.slow
-def test_the_stored_counts_are_the_built_models():
+def test_the_stored_counts_are_the_built_models(built_counts):
     """`nfnets models` and the README's table print models/counts.py without building; every row
-    equals a shapes-only build of its variant (a changed architecture fails here)."""
-    from keras_nfnets.models.counts import COUNTS, compute_counts
+    equals a shapes-only build of its variant (a changed architecture fails here; the builds are
+    shared with the published-count tests above)."""
+    from keras_nfnets.models.counts import COUNTS
 
     assert list(COUNTS) == list(VARIANTS)
     for name in VARIANTS:
-        assert compute_counts(name) == COUNTS[name], name
+        assert built_counts(name) == COUNTS[name], name
 
 
 def test_builders_and_their_stubs_come_from_the_variant_table():

@@ -225,9 +225,10 @@ def test_a_damaged_backup_is_reported_not_loaded(tmp_path):
 
 # --- real clusters on 127.0.0.1 -------------------------------------------------------------------
 
-# the digits recipe, shortened to 3 epochs with a 4x learning rate
+# the digits recipe, shortened to 3 epochs at batch 32 with a 4x learning rate: 132 steps, as the
+# 6-epoch batch-64 runs this replaced, on half the images (84.4-91.7% on one worker over seeds 0-4)
 EPOCHS = 3
-DIGITS = ["--epochs", str(EPOCHS), "--learning-rate", "0.1", "--batch-size", "64", "--progress", "2", "--restart"]
+DIGITS = ["--epochs", str(EPOCHS), "--learning-rate", "0.1", "--batch-size", "32", "--progress", "2", "--restart"]
 
 
 def _run(command, tmp_path, name):
@@ -264,12 +265,12 @@ def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
     assert json.load(open(tmp_path / "two" / "run.json"))["workers"] == 2
     assert len(cluster["history"]["loss"]) == EPOCHS
     # the same global batches (examples and crops) in the same order: the first epoch's loss agrees
-    # closely (dropout and stochastic-depth masks differ), and the final test accuracy within 4
-    # points: one-process runs that differ only in their seed land 3.3 points apart (92.8%, 94.2%,
-    # 96.1% for seeds 1, 2, 0; TensorFlow 2.21, Keras 3.15), the cluster at 93.1%
+    # closely (dropout and stochastic-depth masks differ), and the final test accuracy within 8
+    # points: one-process runs that differ only in their seed land 7.2 points apart (91.7%, 88.3%,
+    # 91.7%, 84.4%, 88.1% for seeds 0-4; TensorFlow 2.21, Keras 3.15)
     assert cluster["history"]["loss"][0] == pytest.approx(single["history"]["loss"][0], rel=0.02)
-    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.04
-    assert cluster["test"]["accuracy"] > 0.85  # it learned (10 classes)
+    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.08
+    assert cluster["test"]["accuracy"] > 0.8  # it learned (10 classes)
     # the chief's distributed evaluation equals a one-process evaluation of the saved model
     assert evaluate(str(tmp_path / "two"))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)
     # both workers trained: worker 1 logged its epochs and the same final metrics
