@@ -22,7 +22,14 @@ from keras_nfnets.training import SGDAGC
 
 BACKENDS = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
 MODELS = ("NFResNet26", "NFRegNetB0", "NFNetF0")  # the three families
+# folded on the other backends: SE, grouped convs, tanh-GELU from built-ins (NF-ResNet-26 folds like
+# them minus those; all three families fold exactly under TensorFlow: test_export.py)
+FOLDED = ("NFRegNetB0", "NFNetF0")
 pytestmark = pytest.mark.skipif(len(BACKENDS) < 2, reason="jax and torch are test extras")
+# Under pytest-xdist (setup.cfg) each backend's checks run on one worker, which builds that
+# backend's worker process once; the two backends' groups may run on the two workers side by side.
+ON_JAX, ON_TORCH = pytest.mark.xdist_group("backend_jax"), pytest.mark.xdist_group("backend_torch")
+EACH_BACKEND = [pytest.param("jax", marks=ON_JAX), pytest.param("torch", marks=ON_TORCH)]
 WORKER_ENV = {}  # set for this module's worker processes by the fixture below
 
 
@@ -155,7 +162,7 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
                 np.save(place / f"{name}_x.npy", np.load(timm_reference / f"{name}.npz")["x"])
                 timm[name] = [str(timm_reference / f"{name}.safetensors"), str(place / f"{name}_x.npy")]
             task = {"x": str(folder / "x.npy"), "forward": weights, "keras_file": str(folder / "model.keras"),
-                    "fold": weights, "spp": {"builders": [], "depth": SPP_DEPTH,
+                    "fold": {name: weights[name] for name in FOLDED}, "spp": {"builders": [], "depth": SPP_DEPTH,
                                              "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")},
                     "agc_step": {"model": "NFResNet26", "weights": weights["NFResNet26"]},
                     "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm}
@@ -169,7 +176,7 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_tensorflow, on_backend):
     folder, x, weights, reference = made_under_tensorflow
     tmp_path, result = on_backend(backend)
@@ -187,6 +194,7 @@ def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_ten
 
 
 @pytest.mark.slow
+@ON_TORCH
 def test_tensorflows_own_floor_with_onednn_off(made_under_tensorflow, tmp_path):
     """The floor the cross-backend figures are compared with: TensorFlow against itself, oneDNN
     on (this process) and off (a fresh one). Reported; bounded only loosely."""
@@ -201,7 +209,7 @@ def test_tensorflows_own_floor_with_onednn_off(made_under_tensorflow, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorflow, on_backend):
     import dataclasses
 
@@ -230,7 +238,7 @@ def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorfl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_backend):
     tmp_path, result = on_backend(backend)
     history, test = result["train"]["history"], result["train"]["test"]
@@ -252,6 +260,7 @@ def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_b
 
 
 @pytest.mark.slow
+@ON_JAX
 def test_jax_data_parallel_over_two_devices_equals_one(on_backend):
     """train(strategy="auto") on JAX with two (host) devices uses keras.distribution.DataParallel;
     the gradient is the whole batch's, so AGC clips the averaged gradient and the run equals the
@@ -266,7 +275,7 @@ def test_jax_data_parallel_over_two_devices_equals_one(on_backend):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_cases, on_backend):
     """The conv paths of each backend (auto, native, per-group split; the channels-last view on
     PyTorch, the matmul for 1x1 convs on JAX's CPU), forward and backward, against TensorFlow's
@@ -289,7 +298,7 @@ def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_
 
 @pytest.mark.slow
 @needs_timm
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_reference, on_backend):
     """from_timm (safetensors -> NumPy -> Keras) and weights="imagenet" (an offline Hub cache holding
     a local checkpoint) on JAX and PyTorch, against timm's own logits; no TensorFlow imported."""
@@ -311,7 +320,7 @@ def test_timm_checkpoints_and_imagenet_weights_give_timms_logits(backend, timm_r
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_tensorflow, on_backend):
     """SPP (paper §3) of Figure 2's models, BatchNorm in training mode included, with weights made
     under TensorFlow: every statistic within 1e-4 (relative)."""
@@ -330,7 +339,7 @@ def test_signal_propagation_statistics_agree_across_backends(backend, spp_under_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, made_under_tensorflow, on_backend,
                                                                     tmp_path):
     """fold_weight_standardization on JAX/PyTorch gives the unfolded TensorFlow logits; the folded
@@ -340,7 +349,7 @@ def test_folding_runs_on_every_backend_and_exports_under_tensorflow(backend, mad
 
     folder, x, weights, reference = made_under_tensorflow
     place, _ = on_backend(backend)
-    for name in MODELS:
+    for name in FOLDED:
         folded_logits = np.load(place / f"folded_{name}_{backend}.npy")
         relative = np.abs(folded_logits - reference[name]).max() / np.abs(reference[name]).max()
         print(f"{backend} {name} folded there vs unfolded on TensorFlow: {relative:.1e}")

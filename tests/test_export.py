@@ -23,6 +23,8 @@ from keras_nfnets import (
 )
 from keras_nfnets.layers import SkipInitGain
 
+pytestmark = pytest.mark.xdist_group("export")  # one worker builds the module fixtures (pytest-xdist)
+
 # Reduced-depth/width members of each family: the same code paths as the full models, fast.
 FAMILIES = {
     "nf_resnet": nf_resnet_config([1, 1, 1, 1], attention="se", widths=(64, 128, 256, 256), stem_width=32),

@@ -9,6 +9,8 @@ import keras
 from keras_nfnets import build_nf_model, nf_resnet_config, plot_signal_propagation, signal_propagation
 from keras_nfnets.spp import figure_models
 
+pytestmark = pytest.mark.xdist_group("spp")  # one worker builds the module fixtures (pytest-xdist)
+
 DEPTH, SIZE, BATCH = 96, 64, 8  # ResNetV2-96: 8 blocks per stage
 # At 64 px stages 3–4 run at 4×4 and 2×2, where zero padding dominates the 3×3 convs and shrinks
 # the variance; the paper's 512 px has no such effect. Quantitative claims use stages 1–2.
