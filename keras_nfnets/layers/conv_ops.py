@@ -1,10 +1,8 @@
 """The convolution every layer calls: a portable signature over each backend's fastest kernel
 (:mod:`keras_nfnets.backend`), with a choice of grouped-convolution path."""
 
-
-
 from keras_nfnets import backend
-from keras_nfnets.backend.common import symmetric_padding  # noqa: F401  (export.py pads as the layers do)
+from keras_nfnets.backend.common import symmetric_padding  # noqa: F401  (export/folding.py pads as the layers do)
 
 IMPLEMENTATIONS = ("auto", "native", "split")
 
