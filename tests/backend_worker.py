@@ -56,8 +56,9 @@ if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an 
     results["tensorflow_imported_by_weights"] = "tensorflow" in sys.modules
 
 _mark("forward")
+loaded = {}  # builder name -> the model with the forward check's weights (folded below, not rebuilt)
 for name, weights in task.get("forward", {}).items():
-    model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
+    loaded[name] = model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
     model.load_weights(weights)
     np.save(os.path.join(task["dir"], f"{name}_{task['backend']}.npy"), logits(model, x))
 results["tensorflow_imported_by_models"] = "tensorflow" in sys.modules
@@ -90,9 +91,10 @@ _mark("train")
 if "train" in task:
     from keras_nfnets.training import train
 
-    run = train("NFResNet14", "digits", output_dir=task["train"], epochs=3, steps_per_epoch=8, batch_size=32,
-                learning_rate=0.1, clip_factor=0.01, ema=0.9, verbose=0, tensorboard=False)
-    results["train"] = {"history": run.history, "test": run.metrics}
+    if task["train"]:  # None on JAX: the README's JAX run (digits to 95%) and data_parallel (AGC, EMA) train there
+        run = train("NFResNet14", "digits", output_dir=task["train"], epochs=3, steps_per_epoch=8, batch_size=32,
+                    learning_rate=0.1, clip_factor=0.01, ema=0.9, verbose=0, tensorboard=False)
+        results["train"] = {"history": run.history, "test": run.metrics}
 
     # model.fit with NFNet's whole recipe on this backend: AGC, EMA, label smoothing, warmup-cosine, and
     # CutMix + MixUp + RandAugment (stateless tf.data ops) feeding its batches
@@ -140,15 +142,14 @@ if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path
     np.savez(os.path.join(task["dir"], f"conv_{task['backend']}.npz"), **outputs)
 
 _mark("spp")
-if "spp" in task:  # the three families with the forward check's weights, and Figure 2's models (BN included)
+if "spp" in task:  # Figure 2's models (BatchNorm included), with weights made under TensorFlow
     from keras_nfnets import signal_propagation
     from keras_nfnets.models import build_nf_model
     from keras_nfnets.spp import figure_models
 
     spp = task["spp"]
-    models = {name: BUILDERS[name](input_shape=x.shape[1:], classes=10) for name in spp["builders"]}
-    models.update({config.name: build_nf_model(config, include_top=False, input_shape=x.shape[1:])
-                   for _, config, _ in figure_models(2, depth=spp["depth"])})
+    models = {config.name: build_nf_model(config, include_top=False, input_shape=x.shape[1:])
+              for _, config, _ in figure_models(2, depth=spp["depth"])}
     for name, model in models.items():
         model.load_weights(spp["weights"][name])
         stats = signal_propagation(model, inputs=np.load(spp["x"]))
@@ -160,8 +161,10 @@ if "fold" in task:
     from keras_nfnets import fold_weight_standardization
 
     for name, weights in task["fold"].items():
-        model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
-        model.load_weights(weights)
+        model = loaded.get(name)
+        if model is None:
+            model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
+            model.load_weights(weights)
         folded = fold_weight_standardization(model)
         np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))
         folded.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.keras"))
@@ -173,9 +176,10 @@ if "data_parallel" in task:  # last: train(strategy="auto") sets keras.distribut
     results["data_parallel"] = {}
     for strategy, output_dir in task["data_parallel"].items():  # "one_device" first, then "auto"
         run = train("NFResNet14", "digits", output_dir=output_dir, epochs=1, steps_per_epoch=4, batch_size=16,
-                    image_size=32, clip_factor=0.01, verbose=0, tensorboard=False, strategy=strategy)
+                    image_size=32, clip_factor=0.01, ema=0.9, verbose=0, tensorboard=False, strategy=strategy)
         results["data_parallel"][strategy] = {
             "replicas": run.settings["replicas"], "history": run.history, "test": run.metrics,
+            "recipe": run.settings["recipe"],
             "distribution": type(keras.distribution.distribution()).__name__}
 
 _mark("end")

@@ -14,6 +14,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 from conftest import REPO_ENV
@@ -109,7 +110,9 @@ def test_readme_commands_as_a_user_types_them(tmp_path):
         command = readme_command if how == RUN else how[1]
         cwd = tmp_path if how == RUN or how[0] == "installed" else tmp_path / f"short{len(outputs)}"
         cwd.mkdir(exist_ok=True)
+        started = time.perf_counter()
         result = run_as_user(command, cwd, timeout=600)
+        print(f"{time.perf_counter() - started:6.1f} s  {command}")
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         allowed = ("nfnets launch: ",) if command.startswith("nfnets launch") else ()
         assert not quiet(result.stderr, allowed), f"{command} wrote to standard error:\n{result.stderr[-3000:]}"
