@@ -89,23 +89,32 @@ def quiet(stderr, allowed=()):
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith(tuple(allowed))]
 
 
-@pytest.mark.slow
-def test_readme_commands_as_a_user_types_them(tmp_path):
-    """The main job (≥ 95% on digits, the README's claim), evaluate and predict on its run,
-    models, export, spp and the same job on JAX (≥ 95% there too) as written; the cluster in its
-    documented short form. Each exits 0 and writes nothing to standard error but the launcher's
-    own lines."""
-    import numpy as np
-    import tensorflow as tf
+# The commands that run fall into three independent parts (each its own test, so that two
+# pytest-xdist workers can run them side by side): the main job and what uses its run, the
+# cluster's short form (a fresh directory), and the main job on JAX (its own output directory).
+PARTS = {
+    "main job": ("nfnets train", "nfnets models", "nfnets evaluate runs/NFResNet14_digits",
+                 "nfnets predict digit.png --model runs/NFResNet14_digits",
+                 "nfnets export model.tflite --model NFRegNetB0 --format tflite --quantization float16",
+                 "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128"),
+    "cluster": ("nfnets launch --workers 2 -- train --epochs 2",),
+    "jax": ("KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax",),
+}
 
-    from keras_nfnets import data
 
-    image, _ = next(iter(data.load_source("digits", "test").dataset))
-    tf.io.write_file(str(tmp_path / "digit.png"), tf.io.encode_png(image))  # the user's own image
-    np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(str(tmp_path / "digit.png"))), image)
+def test_every_command_that_runs_is_in_one_part():
+    ran = [command if how == RUN else how[1] for command, how in COMMANDS.items() if how == RUN or how[0] != "excused"]
+    assert sorted(c for part in PARTS.values() for c in part) == sorted(ran)
+
+
+def _run_part(part, tmp_path):
+    """The part's commands as the user types them, in the README's order: each exits 0 and writes
+    nothing to standard error but the launcher's own lines; their results by command."""
     outputs = {}
     for readme_command, how in COMMANDS.items():
         if how != RUN and how[0] == "excused":
+            continue
+        if (readme_command if how == RUN else how[1]) not in PARTS[part]:
             continue
         command = readme_command if how == RUN else how[1]
         cwd = tmp_path if how == RUN or how[0] == "installed" else tmp_path / f"short{len(outputs)}"
@@ -118,7 +127,22 @@ def test_readme_commands_as_a_user_types_them(tmp_path):
         assert not quiet(result.stderr, allowed), f"{command} wrote to standard error:\n{result.stderr[-3000:]}"
         assert "\x1b[" not in result.stdout, f"{command}: terminal control codes in a pipe"
         outputs[command] = result
+    return outputs
 
+
+@pytest.mark.slow
+def test_readme_main_job_and_what_uses_its_run(tmp_path):
+    """The main job (≥ 95% on digits, the README's claim), evaluate and predict on its run, models,
+    export and spp, as written."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_nfnets import data
+
+    image, _ = next(iter(data.load_source("digits", "test").dataset))
+    tf.io.write_file(str(tmp_path / "digit.png"), tf.io.encode_png(image))  # the user's own image
+    np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(str(tmp_path / "digit.png"))), image)
+    outputs = _run_part("main job", tmp_path)
     history = json.loads((tmp_path / "runs" / "NFResNet14_digits" / "history.json").read_text())
     assert history["test"]["accuracy"] >= 0.95, history["test"]
     main_job = outputs["nfnets train"].stdout
@@ -130,6 +154,12 @@ def test_readme_commands_as_a_user_types_them(tmp_path):
     assert outputs["nfnets models"].stdout.count("\n") == 2 + 29
     assert (tmp_path / "model.tflite").stat().st_size > 1e6 and (tmp_path / "figure2.png").stat().st_size > 1e4
 
+
+@pytest.mark.slow
+def test_readme_cluster_in_its_short_form(tmp_path):
+    """``nfnets launch --workers 2 -- train --epochs 2``, the documented short form of the
+    README's cluster line, in a fresh directory."""
+    outputs = _run_part("cluster", tmp_path)
     launched = outputs["nfnets launch --workers 2 -- train --epochs 2"]
     assert "Resuming" not in launched.stdout
     log_dir = re.search(r"the others log to (\S+)\)", launched.stderr).group(1)
@@ -137,10 +167,14 @@ def test_readme_commands_as_a_user_types_them(tmp_path):
     assert "Epoch 2/2" in worker_log and "\x1b[" not in worker_log  # plain lines, no progress-bar codes
     assert "saved to runs/NFResNet14_digits/model.keras" in launched.stdout
 
-    # the README's claim on JAX: the same default job reaches 95% there, and its model.keras
-    # evaluates the same under TensorFlow (this process)
+
+@pytest.mark.slow
+def test_readme_main_job_on_jax(tmp_path):
+    """The README's claim on JAX: the same default job reaches 95% there, and its model.keras
+    evaluates the same under TensorFlow (this process)."""
     from keras_nfnets.training import evaluate
 
+    outputs = _run_part("jax", tmp_path)
     assert "saved to runs/digits_jax/model.keras" in outputs["KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax"].stdout
     jax_run = tmp_path / "runs" / "digits_jax"
     jax_history = json.loads((jax_run / "history.json").read_text())
