@@ -335,6 +335,7 @@ def train_command(args, out=None):
         seed=args.seed, learning_rate=args.learning_rate, clip_factor=args.clip_factor, ema=args.ema,
         augment=args.augment, randaugment=args.randaugment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
         manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
+        jit_compile={"true": True, "false": False}.get(args.jit_compile, args.jit_compile),
         verbose=args.progress if args.progress == "auto" else int(args.progress),
     )
     print(result.settings["recipe"], file=out)
@@ -364,7 +365,8 @@ def build_parser():
     """The ``nfnets`` argument parser: one sub-command per task, each with its handler as ``func``."""
     from keras_nfnets.export.formats import FORMATS, QUANTIZATIONS
     from keras_nfnets.spp import FIGURE_DEFAULTS, FIGURES
-    from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, PRECISIONS, STRATEGIES
+    from keras_nfnets.training.options import (AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, JIT_COMPILE,
+                                               PRECISIONS, STRATEGIES)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true",
@@ -437,6 +439,8 @@ def build_parser():
     tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
     tr.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
     tr.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy (default float32)")
+    tr.add_argument("--jit-compile", choices=[str(c).lower() for c in JIT_COMPILE], default="auto",
+                    help="compile each training step with XLA (default auto: Keras' rule, always on a TPU)")
     tr.add_argument("--learning-rate", type=_positive_float, default=None, help="peak LR (default: paper's, scaled by batch)")
     tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
@@ -476,7 +480,8 @@ def build_parser():
 
 # Python arguments whose command-line form is not ``--name value``.
 _CALL_FLAGS = {"resume=False": "--restart", "weights=None": "--weights none", "model_name": "--model",
-               "randaugment=None": "--randaugment off"}
+               "randaugment=None": "--randaugment off", "jit_compile=True": "--jit-compile true",
+               "jit_compile=False": "--jit-compile false", 'jit_compile="auto"': "--jit-compile auto"}
 
 
 def as_flags(message, subparser):

@@ -165,6 +165,7 @@ def test_image_folder_source_and_training(tmp_path):
 def test_fit_steps_under_each_precision(tmp_path, precision):
     try:
         run = train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
+        assert run.settings["jit_compile"] is False  # "auto": Keras' rule, no XLA on a CPU-only TensorFlow machine
         conv = run.model.get_layer("stage1_block1_conv2")
         assert conv.compute_dtype == precision.replace("mixed_", "")
         assert conv.kernel.dtype == "float32"  # weights (and WS statistics) stay float32

@@ -20,6 +20,11 @@ TABLE = {
     "device_type": "'GPU', 'TPU' or 'CPU': where the backend computes by default",
     "make_strategy": "what train() needs of a distribution strategy, by name",
     "is_multi_worker": "whether a strategy spans several worker processes",
+    "all_workers": "an int from every worker process of a strategy, in worker order (a collective: a barrier)",
+    "cluster_environment": "the variables that make process `index` a worker of a cluster at 127.0.0.1:ports",
+    "prepare_multi_worker_model": "what a compiled model needs before fit/evaluate in a multi-worker cluster",
+    "jit_compile": "what model.compile gets for train(jit_compile='auto'|True|False) under a strategy "
+                   "(a ValueError where the backend cannot compile the step)",
     "start_tensorflow": "TensorFlow's devices at the command line's quiet start (JAX/PyTorch: tf.data only)",
 }
 MODULES = {"tensorflow": "tf_backend", "jax": "jax_backend", "torch": "torch_backend"}

@@ -50,12 +50,16 @@ class KerasDataParallel:
     compiled for all of them and the gradient is the whole batch's, so AGC clips the averaged
     gradient), else one device. ``scope()`` is a no-op: the distribution is global."""
 
-    def __init__(self, devices):
+    def __init__(self, devices, worker_index=0, worker_count=1):
         import keras
 
         self.devices = list(devices)
         self.num_replicas_in_sync = max(1, len(self.devices))
-        distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
+        self.worker_index, self.worker_count = int(worker_index), int(worker_count)
+        # several processes: each feeds its own shard (distribute_datasets_from_function), so Keras
+        # must not shard the dataset again
+        distribution = keras.distribution.DataParallel(devices=self.devices, auto_shard_dataset=worker_count == 1) \
+            if len(self.devices) > 1 else None
         keras.distribution.set_distribution(distribution)
 
     def scope(self):
@@ -63,11 +67,29 @@ class KerasDataParallel:
 
         return contextlib.nullcontext()
 
+    def distribute_datasets_from_function(self, make_dataset):
+        """``make_dataset(context)`` for this process's input pipeline, as ``tf.distribute`` calls
+        it: pipeline ``worker_index`` of ``worker_count``, each yielding this process's share of
+        the global batch (Keras assembles the global batch from every process's share)."""
+        return make_dataset(_InputContext(self.worker_count, self.worker_index, self.worker_count))
 
-def refuse_tf_distribute(name):
-    if name in ("multi_worker", "tpu"):
-        raise ValueError(f"`strategy` {name!r} is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
+
+class _InputContext:
+    """The part of ``tf.distribute.InputContext`` the data pipelines read."""
+
+    def __init__(self, num_input_pipelines, input_pipeline_id, num_replicas_in_sync):
+        self.num_input_pipelines = num_input_pipelines
+        self.input_pipeline_id = input_pipeline_id
+        self.num_replicas_in_sync = num_replicas_in_sync
+
+
+def refuse_tf_distribute(name, multi_worker_on="TensorFlow"):
+    if name == "tpu":
+        raise ValueError("`strategy` 'tpu' is a tf.distribute strategy: run it with KERAS_BACKEND=tensorflow "
                          "(on JAX/PyTorch use 'auto', 'mirrored' or 'one_device').")
+    if name == "multi_worker":
+        raise ValueError(f"`strategy` 'multi_worker' runs on {multi_worker_on}: Keras has no multi-process training "
+                         "engine for this backend (use 'auto', 'mirrored' or 'one_device' here).")
 
 
 def start_tensorflow_for_data(strategy=None):

@@ -98,15 +98,60 @@ def device_type():
     return jax.default_backend().upper()
 
 
+_MULTI_PROCESS = []  # the process's cluster, once: jax.distributed is initialised once per process
+
+
 def make_strategy(name, tpu=None):
     """Keras' ``DataParallel`` over every local device when there are several (``one_device``:
-    the first)."""
+    the first). ``multi_worker``: a cluster of processes from Keras' variables
+    (``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``…_NUM_PROCESSES``, ``…_PROCESS_ID``):
+    ``keras.distribution.initialize`` (``jax.distributed``; CPU collectives over gloo), then
+    ``DataParallel`` over every process's devices; without the variables, one process."""
     import keras
 
+    if name == "multi_worker":
+        from keras_nfnets.training.distribute import cluster_from_keras_env
+
+        cluster = cluster_from_keras_env()  # checked before anything starts
+        if cluster is not None and cluster.num_processes > 1:
+            if not _MULTI_PROCESS:
+                import jax
+
+                jax.config.update("jax_cpu_collectives_implementation", "gloo")
+                keras.distribution.initialize(",".join(cluster.addresses), cluster.num_processes, cluster.process_id)
+                _MULTI_PROCESS.append(KerasDataParallel(keras.distribution.list_devices(), cluster.process_id,
+                                                        cluster.num_processes))
+            return _MULTI_PROCESS[0]
+        name = "auto"  # a cluster of one, as TensorFlow's without TF_CONFIG
     refuse_tf_distribute(name)
     devices = keras.distribution.list_devices()
     return KerasDataParallel(devices[:1] if name == "one_device" else devices)
 
 
+def all_workers(strategy, value):
+    if not is_multi_worker(strategy):
+        return [value]
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray([value], np.int64))).ravel().tolist()
+
+
+def cluster_environment(ports, index):
+    """Keras' cluster variables (``keras.distribution.initialize`` reads them); the first address
+    is the coordinator's."""
+    return {"KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(f"127.0.0.1:{port}" for port in ports),
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(len(ports)), "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+
+
+def prepare_multi_worker_model(model):
+    return None  # Keras' JAX trainer runs DataParallel across processes as it is
+
+
+def jit_compile(requested, strategy):
+    """``"auto"`` is Keras' rule on JAX: the step is one XLA program (``jax.jit``)."""
+    return requested
+
+
 def is_multi_worker(strategy):
-    return False
+    return getattr(strategy, "worker_count", 1) > 1

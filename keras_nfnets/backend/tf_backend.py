@@ -149,6 +149,9 @@ def make_strategy(name, tpu=None):
     if name == "multi_worker":
         if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
             return _MULTI_WORKER[0]
+        from keras_nfnets.training.distribute import cluster_from_tf_config
+
+        cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
         try:
             _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
             return _MULTI_WORKER[0]
@@ -166,6 +169,43 @@ def make_strategy(name, tpu=None):
         raise RuntimeError(f"No TPU found ({error}). On a TPU VM pass `tpu`='local', on Colab pick a TPU runtime, "
                            "or use `strategy`='auto'.") from error
     return tf.distribute.TPUStrategy(resolver)
+
+
+def jit_compile(requested, strategy):
+    """``"auto"`` is Keras' rule (XLA on a GPU without a ``tf.distribute`` strategy, never on a
+    CPU-only machine), except under ``TPUStrategy``: a TPU runs only compiled steps."""
+    import tensorflow as tf
+
+    if requested == "auto" and isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    return requested
+
+
+def all_workers(strategy, value):
+    import tensorflow as tf
+
+    from keras_nfnets.training.distribute import worker_role
+
+    @tf.function
+    def gather():
+        return strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
+
+    values = gather().numpy().tolist()
+    replicas_per_worker = strategy.num_replicas_in_sync // worker_role(strategy).count
+    return values[::replicas_per_worker]
+
+
+def cluster_environment(ports, index):
+    """``TF_CONFIG`` naming every worker."""
+    from keras_nfnets.launch import tf_config
+
+    return {"TF_CONFIG": tf_config(ports, index)}
+
+
+def prepare_multi_worker_model(model):
+    from keras_nfnets import _compat
+
+    _compat.enable_keras_multi_worker_training(model)
 
 
 def is_multi_worker(strategy):

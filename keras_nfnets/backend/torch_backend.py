@@ -120,12 +120,35 @@ def make_strategy(name, tpu=None):
     """One device: Keras has no data-parallel engine for PyTorch."""
     import torch
 
-    refuse_tf_distribute(name)
+    refuse_tf_distribute(name, multi_worker_on="TensorFlow (TF_CONFIG) and JAX (keras.distribution)")
     if name == "mirrored" and torch.cuda.device_count() > 1:
         raise ValueError(
             f"`strategy` 'mirrored' over {torch.cuda.device_count()} GPUs: Keras has no data-parallel engine "
             "for PyTorch. Use KERAS_BACKEND=jax or tensorflow for several devices, or 'one_device' here.")
     return KerasDataParallel([])
+
+
+def jit_compile(requested, strategy):
+    """``"auto"`` is Keras' rule on PyTorch: eager steps. ``True`` would mean ``torch.compile``,
+    whose inductor fails on these models (PyTorch 2.14: docs/backends.md#speed): refused before
+    any work."""
+    if requested is True:
+        raise ValueError("`jit_compile=True` on the PyTorch backend means torch.compile, which fails on these models "
+                         "(docs/backends.md#speed); use `jit_compile=\"auto\"` (eager steps) here, or the JAX or "
+                         "TensorFlow backend for an XLA-compiled step.")
+    return requested
+
+
+def all_workers(strategy, value):
+    return [value]  # one process: Keras has no multi-process engine for PyTorch
+
+
+def cluster_environment(ports, index):
+    refuse_tf_distribute("multi_worker", multi_worker_on="TensorFlow (TF_CONFIG) and JAX (keras.distribution)")
+
+
+def prepare_multi_worker_model(model):
+    return None
 
 
 def is_multi_worker(strategy):

@@ -6,3 +6,4 @@ DEFAULT_DATASET = "digits"
 AUGMENT_CHOICES = ("default", "paper", "none")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+JIT_COMPILE = ("auto", True, False)  # the command line: --jit-compile auto | true | false

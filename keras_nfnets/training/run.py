@@ -8,12 +8,12 @@ import sys
 import time
 from typing import Optional
 
-from keras_nfnets import _compat, messages
+from keras_nfnets import _compat, backend, messages
 from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
 from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.distribute import is_multi_worker
-from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
+from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, JIT_COMPILE  # noqa: F401
 from keras_nfnets.training.run_dir import INTERRUPTED, LOGS, MODEL_FILE, RunDir, load_run  # noqa: F401
 from keras_nfnets.training.settings import RunSettings
 
@@ -89,7 +89,7 @@ def _history_callback(run_dir, start_epoch):
     return HistoryRecord()
 
 
-def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper"):
+def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper", jit_compile="auto"):
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.data.transforms import Augmentation
 
@@ -97,6 +97,8 @@ def _check_arguments(model_name, augment, counts, learning_rate=None, randaugmen
         raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(BUILDERS)}.")
     if augment not in AUGMENT_CHOICES:
         raise ValueError(f"`augment` must be one of {AUGMENT_CHOICES}; received {augment!r}.")
+    if not any(jit_compile is choice for choice in JIT_COMPILE) and jit_compile != "auto":
+        raise ValueError(f"`jit_compile` must be \"auto\", True or False; received {jit_compile!r}.")
     if randaugment not in ("paper", None):
         Augmentation(randaugment=randaugment)  # (num_layers >= 1, magnitude >= 0), else a ValueError
     for name, value in counts.items():
@@ -181,13 +183,20 @@ def _make_plan(model_name, settings, distribution, weights, overrides):
                       augmentation=_augmentation(settings.augment, settings.dataset, paper, settings.randaugment))
 
 
-def _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan):
-    """The classifier, compiled with ``plan`` under ``distribution``."""
+def _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan, jit_compile="auto"):
+    """The classifier, compiled with ``plan`` under ``distribution``; ``jit_compile`` as the
+    backend resolved it (``True`` on a model with a layer XLA cannot compile is refused here,
+    where Keras would warn and run uncompiled)."""
     with distribution.scope():
         model = build_classifier(model_name, settings.classes, settings.image_size, weights, drop_rate)
-        model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics)
+        if jit_compile is True:
+            uncompilable = [layer.name for layer in _compat.all_sublayers(model) if not layer.supports_jit]
+            if uncompilable:
+                raise ValueError(f"`jit_compile=True`, but these layers do not support XLA: {uncompilable}. Use "
+                                 "`jit_compile=\"auto\"` or `jit_compile=False`.")
+        model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics, jit_compile=jit_compile)
     if is_multi_worker(distribution):
-        _compat.enable_keras_multi_worker_training(model)
+        backend.current().prepare_multi_worker_model(model)
     return model
 
 
@@ -280,7 +289,7 @@ def _reload_finished(model, plan, run_dir, distribution):
             model = load_keras_file(final)
             model.compile(loss=plan.loss, metrics=plan.metrics)
         if is_multi_worker(distribution):
-            _compat.enable_keras_multi_worker_training(model)
+            backend.current().prepare_multi_worker_model(model)
     else:
         load_weights_file(model, os.path.join(backup_progress(run_dir.backup)[1], "model.weights.h5"))
     return model
@@ -331,7 +340,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
           steps_per_epoch=None, data_dir=None, manual_dir=None, tpu=None, resume=True, tensorboard=True,
-          verbose="auto", drop_rate=None, callbacks=None, input_report=True, randaugment="paper"):
+          verbose="auto", drop_rate=None, callbacks=None, input_report=True, randaugment="paper", jit_compile="auto"):
     """Train the builder ``model_name`` on ``dataset`` with the paper's recipe and ``model.fit``.
 
     Args:
@@ -359,6 +368,9 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         verbose: Keras' progress output (0, 1 a bar, 2 a line per epoch); ``"auto"``: a bar when
             standard output is a terminal, else a line per epoch.
         callbacks: extra Keras callbacks for ``fit``.
+        jit_compile: compile each training step with XLA: ``"auto"`` (Keras' rule: on under JAX,
+            on a TensorFlow GPU without a strategy, off on a CPU; always on a TPU), ``True`` or
+            ``False``. ``True`` where the backend (PyTorch) or a layer cannot compile is refused.
         input_report: at the start of training, measure the input pipeline alone and print
             whether it or the model sets the pace, with the cause and the fixes when the model
             waits for data (one machine; a cluster's workers are not measured).
@@ -371,7 +383,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
 
     # 1. arguments and settings
     _check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
-                                               steps_per_epoch=steps_per_epoch), learning_rate, randaugment)
+                                               steps_per_epoch=steps_per_epoch), learning_rate, randaugment,
+                     jit_compile)
     paper = paper_hyperparameters(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
@@ -381,6 +394,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     run_dir.check_writable()
     distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
     role = worker_role(distribution)
+    jit_compile = backend.current().jit_compile(jit_compile, distribution)  # refused here, before any work
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
 
@@ -418,7 +432,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         run_dir.check_resumable(record)
         if run_dir.is_finished(epochs):
             return _finished_run(run_dir, epochs)
-    model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan)
+    model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan, jit_compile)
+    record["jit_compile"] = bool(model.jit_compile)  # what Keras resolved "auto" to (not a resume setting)
     if role.is_chief:
         run_dir.start(record, resume)
     start_epoch = _agreed_start_epoch(distribution, role, run_dir.backup)

@@ -25,6 +25,7 @@ class RunSettings:
     batch_size: int = 0
     steps_per_epoch: int = 0
     precision: str = "float32"
+    jit_compile: Any = "auto"  # as requested; run.json holds what Keras resolved (True/False)
     strategy: str = "auto"
     replicas: int = 1
     workers: int = 1
