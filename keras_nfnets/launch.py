@@ -2,7 +2,8 @@
 ``--strategy multi_worker`` (``MultiWorkerMirroredStrategy``) and for single-host multi-process runs.
 
 It starts N copies of a command on 127.0.0.1, each with its own free port and a ``TF_CONFIG``
-naming all of them, streams the chief's output (the other workers' goes to log files), forwards
+naming all of them (on the JAX backend: Keras' ``KERAS_DISTRIBUTION_*`` variables, for
+``keras.distribution``), streams the chief's output (the other workers' goes to log files), forwards
 Ctrl-C / SIGTERM to every worker, and, with ``restarts``, restarts the whole cluster when a
 worker dies; training then resumes from its last backup. A real cluster sets ``TF_CONFIG`` on
 each host itself and runs the same ``nfnets train --strategy multi_worker`` there.
@@ -90,7 +91,10 @@ class Cluster:
     def _environment(self, ports, index):
         from keras_nfnets import _startup
 
-        env = dict(_startup.user_environment(), TF_CONFIG=tf_config(ports, index))
+        from keras_nfnets import backend
+
+        # TensorFlow: TF_CONFIG; JAX: Keras' cluster variables (the backend the user's shell selects)
+        env = dict(_startup.user_environment(), **backend.for_backend(backend.selected()).cluster_environment(ports, index))
         if self.threads_per_worker:
             threads = str(int(self.threads_per_worker))
             env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)

@@ -7,8 +7,11 @@ gradients' shapes, summed across the workers) and reported as a share of its ste
 the bytes each step sends so that a reader can project to real clusters (a ring all-reduce sends
 ``2 (N − 1) / N`` × the gradient bytes per worker and step).
 
+On ``--backends jax`` the same pair runs as JAX processes (``keras.distribution``, gloo), one
+XLA:CPU thread per process.
+
 Usage: python tools/benchmark_multiworker.py [--model NFRegNetB0] [--batch-size 16]
-[--image-size 128] [--steps 10] [--warmup 3]
+[--image-size 128] [--steps 10] [--warmup 3] [--backends tensorflow,jax]
 """
 
 import argparse
@@ -31,26 +34,29 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--backends", default="tensorflow,jax", help="Keras backends to measure (tensorflow, jax)")
     parser.add_argument("--worker", choices=["single", "multi_worker"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def worker(args):
-    """One process of a measurement: fit, time each step, time the all-reduce alone (cluster)."""
+    """One process of a measurement: fit, time each step, time the all-reduce alone (a
+    TensorFlow cluster; a JAX cluster's reduction is inside its compiled step)."""
     import tensorflow as tf
 
-    if args.worker == "multi_worker":
-        from keras_nfnets.training import make_strategy
+    from keras_nfnets.training import make_strategy
 
-        strategy = make_strategy("multi_worker")  # before any other TensorFlow op
+    on_jax = os.environ.get("KERAS_BACKEND") == "jax"
+    if args.worker == "multi_worker":
+        strategy = make_strategy("multi_worker")  # before any other TensorFlow op / JAX computation
     else:
-        strategy = tf.distribute.get_strategy()
+        strategy = make_strategy("one_device") if on_jax else tf.distribute.get_strategy()
 
     import keras
     import numpy as np
 
-    from keras_nfnets import _compat
+    from keras_nfnets import backend
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.training import SGDAGC
     from keras_nfnets.training.distribute import worker_role
@@ -61,7 +67,7 @@ def worker(args):
         model = BUILDERS[args.model](input_shape=(args.image_size, args.image_size, 3), classes=1000)
         model.compile(SGDAGC(0.1, momentum=0.9, clip_factor=0.01), keras.losses.SparseCategoricalCrossentropy())
     if role.count > 1:
-        _compat.enable_keras_multi_worker_training(model)
+        backend.current().prepare_multi_worker_model(model)
 
     def make(context):
         replicas = context.num_replicas_in_sync if context else 1
@@ -84,7 +90,7 @@ def worker(args):
     result = dict(step_seconds=step_seconds, images_per_second=args.batch_size / step_seconds,
                   gradient_bytes=int(sum(np.prod(w.shape) * 4 for w in model.trainable_weights)),
                   trainable_tensors=len(model.trainable_weights), workers=role.count)
-    if role.count > 1:
+    if role.count > 1 and not on_jax:
         shapes = [w.shape for w in model.trainable_weights]
 
         @tf.function
@@ -108,14 +114,18 @@ def worker(args):
             json.dump(result, f)
 
 
-def measure(args, configuration):
+def measure(args, configuration, backend_name="tensorflow"):
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "result.json")
         own = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--batch-size", str(args.batch_size),
                "--image-size", str(args.image_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--result", path]
         path_entries = filter(None, [REPO, os.environ.get("PYTHONPATH")])
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(path_entries))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(path_entries),
+                   KERAS_BACKEND=backend_name)
+        if backend_name == "jax":  # XLA:CPU's threads: one per worker process, as TensorFlow's below
+            env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads="
+                       + ("2" if configuration == "single" else "1"))
         if configuration == "single":
             env.update(TF_NUM_INTRAOP_THREADS="2", TF_NUM_INTEROP_THREADS="2", OMP_NUM_THREADS="2")
             command = [*own, "--worker", "single"]
@@ -133,6 +143,13 @@ def main():
         return worker(args)
     print(f"{args.model}, global batch {args.batch_size}, {args.image_size} px, SGD + AGC, median of {args.steps} "
           f"steps after {args.warmup}")
+    if "jax" in args.backends.split(","):  # the same pair on JAX (keras.distribution over gloo)
+        single, cluster = measure(args, "single", "jax"), measure(args, "multi_worker", "jax")
+        print(f"JAX: 1 process : {single['step_seconds'] * 1e3:7.1f} ms/step  {single['images_per_second']:6.1f} "
+              f"images/s; 2 processes: {cluster['step_seconds'] * 1e3:7.1f} ms/step  "
+              f"{cluster['images_per_second']:6.1f} images/s ({cluster['images_per_second'] / single['images_per_second']:.2f}x)")
+    if "tensorflow" not in args.backends.split(","):
+        return
     single = measure(args, "single")
     cluster = measure(args, "multi_worker")
     megabytes = cluster["gradient_bytes"] / 1e6

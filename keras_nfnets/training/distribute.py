@@ -24,9 +24,7 @@ def make_strategy(name="auto", tpu=None):
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown `strategy` {name!r}; choose one of {', '.join(STRATEGIES)}.")
-    if name == "multi_worker":
-        cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
-    return backend.current().make_strategy(name, tpu)
+    return backend.current().make_strategy(name, tpu)  # a malformed cluster is an error there, not a hang
 
 
 def is_multi_worker(strategy):
@@ -70,6 +68,53 @@ def cluster_from_tf_config(environ=None):
     return cluster, task_type, index
 
 
+KERAS_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                           "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasCluster:
+    """A multi-process JAX cluster as Keras describes it (``keras.distribution.initialize``):
+    ``addresses`` (``host:port``; the first is the coordinator), ``num_processes``, this
+    ``process_id``."""
+
+    addresses: tuple
+    num_processes: int
+    process_id: int
+
+
+def cluster_from_keras_env(environ=None):
+    """The :class:`KerasCluster` of Keras' standard variables (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
+    ``…_NUM_PROCESSES``, ``…_PROCESS_ID``), checked; ``None`` when none is set (one process)."""
+    environ = os.environ if environ is None else environ
+    values = {name: environ.get(name, "").strip() for name in KERAS_CLUSTER_VARIABLES}
+    if not any(values.values()):
+        return None
+    shape = ("KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port[,host1:port,…] (the first is the coordinator), "
+             "KERAS_DISTRIBUTION_NUM_PROCESSES=N, KERAS_DISTRIBUTION_PROCESS_ID=0…N-1")
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ValueError(f"The JAX cluster variables are incomplete: {', '.join(missing)} not set. Set all three: {shape}.")
+    addresses = tuple(a.strip() for a in values["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",") if a.strip())
+    try:
+        count, index = int(values["KERAS_DISTRIBUTION_NUM_PROCESSES"]), int(values["KERAS_DISTRIBUTION_PROCESS_ID"])
+    except ValueError as error:
+        raise ValueError(f"The JAX cluster variables must be integers where they count ({error}); {shape}.") from None
+    problems = []
+    if count < 1:
+        problems.append(f"KERAS_DISTRIBUTION_NUM_PROCESSES is {count}")
+    if not 0 <= index < max(count, 1):
+        problems.append(f"KERAS_DISTRIBUTION_PROCESS_ID {index} is not in 0…{count - 1}")
+    if len(addresses) > 1 and len(addresses) != count:
+        problems.append(f"{len(addresses)} addresses for {count} processes")
+    bad = [a for a in addresses if a.rpartition(":")[0] == "" or not a.rpartition(":")[2].isdigit()]
+    if bad or not addresses:
+        problems.append(f"addresses {list(bad) or addresses} are not host:port")
+    if problems:
+        raise ValueError(f"The JAX cluster variables are inconsistent ({'; '.join(problems)}); {shape}.")
+    return KerasCluster(addresses, count, index)
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerRole:
     """This process's place in a multi-worker cluster: ``index`` in ``0 … count − 1`` (the chief,
@@ -85,6 +130,8 @@ def worker_role(strategy):
     every single-machine strategy)."""
     if not is_multi_worker(strategy):
         return WorkerRole()
+    if isinstance(strategy, KerasDataParallel):  # a JAX cluster (keras.distribution): its place is on it
+        return WorkerRole(index=strategy.worker_index, count=strategy.worker_count, is_chief=strategy.worker_index == 0)
     resolver = strategy.cluster_resolver
     spec = resolver.cluster_spec().as_dict()
     chiefs = len(spec.get("chief", []))
@@ -96,12 +143,4 @@ def worker_role(strategy):
 def all_workers(strategy, value):
     """``value`` (an int) from every worker, in worker order: a collective, so it also waits until
     every worker got there (a barrier)."""
-    import tensorflow as tf
-
-    @tf.function
-    def gather():
-        return strategy.gather(strategy.run(lambda: tf.constant([int(value)], tf.int64)), axis=0)
-
-    values = gather().numpy().tolist()
-    replicas_per_worker = strategy.num_replicas_in_sync // worker_role(strategy).count
-    return values[::replicas_per_worker]
+    return backend.current().all_workers(strategy, int(value))
