@@ -192,16 +192,25 @@ def test_ema_tracks_the_weights_and_is_used_for_evaluation():
 
 
 def test_keras_data_parallel_refuses_what_it_cannot_do(monkeypatch):
-    """On JAX/PyTorch `train(strategy=...)` maps to Keras' engine; tf.distribute strategies, and
-    mirrored over several GPUs on PyTorch (Keras has no data-parallel engine there), are errors."""
+    """On JAX/PyTorch `train(strategy=...)` maps to Keras' engine; TPUStrategy, multi-process
+    training on PyTorch and mirrored over several GPUs there (Keras has no engine for either), and
+    a malformed JAX cluster are errors."""
     import torch
 
     from keras_nfnets.backend import for_backend
 
     for name in ("jax", "torch"):
-        for strategy in ("multi_worker", "tpu"):
-            with pytest.raises(ValueError, match="tf.distribute strategy"):
-                for_backend(name).make_strategy(strategy)
+        with pytest.raises(ValueError, match="tf.distribute strategy"):
+            for_backend(name).make_strategy("tpu")
+    with pytest.raises(ValueError, match="no multi-process training engine"):
+        for_backend("torch").make_strategy("multi_worker")
+    # JAX runs multi_worker as a keras.distribution cluster (tests/test_jax_multi_process.py); an
+    # inconsistent cluster is refused before jax.distributed starts
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "127.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "5")
+    with pytest.raises(ValueError, match="inconsistent"):
+        for_backend("jax").make_strategy("multi_worker")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ValueError, match="no data-parallel engine for PyTorch"):
         for_backend("torch").make_strategy("mirrored")
