@@ -7,15 +7,13 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from conftest import REPO_ENV
-from test_multi_worker import _gone, _header
+from test_multi_worker import _gone, launch_and_kill_worker_1
 
 from keras_nfnets import backend, launch
 from keras_nfnets.training.distribute import KERAS_CLUSTER_VARIABLES, cluster_from_keras_env
@@ -110,25 +108,10 @@ def test_a_killed_jax_worker_is_restarted_and_training_resumes(jax_runs, tmp_pat
     base, _ = jax_runs
     run_dir = tmp_path / "killed"
     metadata = run_dir / "backup" / "training_metadata.json"
-    process = subprocess.Popen(
+    out, returncode, pids = launch_and_kill_worker_1(  # killed during the second epoch
         [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--restart-on-failure", "1", "--log-dir",
-         str(tmp_path / "logs"), "--", "train", "--output-dir", str(run_dir), *DIGITS],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=JAX_ENV)
-    try:
-        header = _header(process)
-        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
-        deadline = time.monotonic() + TIMEOUT
-        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
-        os.kill(pids[1], signal.SIGKILL)  # during the second epoch
-        out, _ = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = header + out
-    assert process.returncode == 0, out[-3000:]
+         str(tmp_path / "logs"), "--", "train", "--output-dir", str(run_dir), *DIGITS], metadata, JAX_ENV, TIMEOUT)
+    assert returncode == 0, out[-3000:]
     assert "worker 1 failed (signal SIGKILL)" in out and "restarting the cluster (1 of 1)" in out
     assert re.search(r"Resuming from .* at epoch 2/2", out)  # the finished epoch was kept
     history, uninterrupted = _history(run_dir), _history(base / "two")

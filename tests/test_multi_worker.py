@@ -123,6 +123,28 @@ def _header(process):
             return line
 
 
+def launch_and_kill_worker_1(command, metadata, env, timeout, settle=0.0):
+    """Run the launcher ``command``; once the first epoch's backup is committed (``metadata``) and
+    ``settle`` seconds later, SIGKILL worker 1; return (the launcher's output, its exit status,
+    the first workers' pids). The launcher is killed if it outlives ``timeout``."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        header = _header(process)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
+        deadline = time.monotonic() + timeout
+        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(settle)
+        os.kill(pids[1], signal.SIGKILL)
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return header + out, process.returncode, pids
+
+
 def _gone(pid):
     try:
         os.kill(pid, 0)
@@ -316,26 +338,11 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs
     tmp_path, _, _, _ = digits_runs
     run_dir = tmp_path / "killed"
     metadata = run_dir / "backup" / "training_metadata.json"
-    process = subprocess.Popen(
+    out, returncode, pids = launch_and_kill_worker_1(
         [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
          "--restart-on-failure", "1", "--log-dir", str(tmp_path / "killed-logs"), "--", "train", "--output-dir",
-         str(run_dir), *DIGITS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=REPO_ENV)
-    try:
-        header = _header(process)
-        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
-        deadline = time.monotonic() + CLUSTER_TIMEOUT
-        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
-        time.sleep(3.0)  # into the second epoch's steps
-        os.kill(pids[1], signal.SIGKILL)
-        out, _ = process.communicate(timeout=CLUSTER_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = header + out
-    assert process.returncode == 0, out[-3000:]
+         str(run_dir), *DIGITS], metadata, REPO_ENV, CLUSTER_TIMEOUT, settle=3.0)  # into the second epoch's steps
+    assert returncode == 0, out[-3000:]
     assert "worker 1 failed (signal SIGKILL)" in out and "restarting the cluster (1 of 1)" in out
     # the restarted cluster ran without --restart (which starts a run over): it resumed
     resumed_at = int(re.search(rf"Resuming from .* at epoch (\d)/{EPOCHS}", out).group(1))

@@ -40,16 +40,11 @@ def fit_rate(model, optimizer, callbacks, batch_size, image_size, steps, warmup=
     y = keras.utils.to_categorical(rng.integers(0, 1000, batch_size), 1000)
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    from timing import step_timer
+
     times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=list(callbacks) + [Timer()], verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=list(callbacks) + [step_timer(times)],
+              verbose=0)
     timed = sorted(times[warmup:])
     return batch_size / timed[len(timed) // 2]  # median step
 

@@ -10,7 +10,6 @@ compile) of each.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -33,17 +32,11 @@ def measure(name, jit_compile, precision, batch_size, image_size, steps):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch_size * (steps + 1), image_size, image_size, 3)).astype("float32")
         y = keras.utils.to_categorical(rng.integers(0, 1000, len(x)), 1000)
+        from timing import step_timer
+
         times = []
-
-        class Timer(keras.callbacks.Callback):
-            def on_train_batch_begin(self, batch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                times.append(time.perf_counter() - self.start)
-
         model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
-                  callbacks=[ExponentialMovingAverage(0.999), Timer()])
+                  callbacks=[ExponentialMovingAverage(0.999), step_timer(times)])
         assert model.jit_compile is jit_compile
         timed = sorted(times[1:])
         return times[0], timed[len(timed) // 2]
