@@ -35,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -532,6 +533,7 @@ def main(argv=None):
         report[name].append(result)
         write()
     print(write(), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
     failures = [p for p in [reference] + report["logits"] + report["train"] + report["timm"] if "error" in p]
     return 1 if failures else 0
 
