@@ -13,7 +13,7 @@ from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
 from keras_nfnets.training.callbacks import backup_progress
 from keras_nfnets.training.distribute import is_multi_worker
-from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, JIT_COMPILE  # noqa: F401
+from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
 from keras_nfnets.training.run_dir import INTERRUPTED, LOGS, MODEL_FILE, RunDir, load_run  # noqa: F401
 from keras_nfnets.training.settings import RunSettings
 
@@ -97,7 +97,7 @@ def _check_arguments(model_name, augment, counts, learning_rate=None, randaugmen
         raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(BUILDERS)}.")
     if augment not in AUGMENT_CHOICES:
         raise ValueError(f"`augment` must be one of {AUGMENT_CHOICES}; received {augment!r}.")
-    if not any(jit_compile is choice for choice in JIT_COMPILE) and jit_compile != "auto":
+    if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):  # not 1/0: `is`
         raise ValueError(f"`jit_compile` must be \"auto\", True or False; received {jit_compile!r}.")
     if randaugment not in ("paper", None):
         Augmentation(randaugment=randaugment)  # (num_layers >= 1, magnitude >= 0), else a ValueError
