@@ -276,3 +276,33 @@ def test_bfloat16_keeps_ws_statistics_agc_norms_and_ema_in_float32(policy, monke
     assert seen["activations"] == {"bfloat16"}
     for what in ("moments", "norms", "ema"):
         assert seen[what] == {"float32"}, (what, seen[what])
+
+
+def test_mixed_precision_is_refused_where_the_device_cannot_compute_it(tmp_path, monkeypatch):
+    """Known hardware: TPUs have no float16 units; GPUs compute bfloat16 from Ampere (8.0) and
+    float16 from Pascal (6.0); CPUs run both. ``train`` asks before it loads data or builds."""
+    from keras_nfnets.training import check_precision
+
+    with pytest.raises(ValueError, match="cannot run on a TPU.*mixed_bfloat16"):
+        check_precision("mixed_float16", [("TPU", None)])
+    with pytest.raises(ValueError, match="compute capability 8.0 or newer; this one is 7.5.*mixed_float16"):
+        check_precision("mixed_bfloat16", [("GPU", (8, 0)), ("GPU", (7, 5))])  # a T4 among A100s
+    with pytest.raises(ValueError, match="6.0 or newer; this one is 5.2"):
+        check_precision("mixed_float16", [("GPU", (5, 2))])
+    for precision, devices in [("mixed_bfloat16", [("TPU", None)]), ("mixed_bfloat16", [("GPU", (9, 0))]),
+                               ("mixed_float16", [("GPU", (7, 0))]), ("mixed_float16", [("CPU", None)]),
+                               ("mixed_bfloat16", [("CPU", None)]), ("float32", [("TPU", None)])]:
+        check_precision(precision, devices)  # these run
+    with pytest.raises(ValueError, match="Unknown precision 'float16'"):
+        check_precision("float16", [("CPU", None)])
+    assert backend.current().compute_devices(None) == [("CPU", None)]  # this machine, as the table reports it
+    # train() refuses before it reads the dataset or builds a model
+    from keras_nfnets import data
+    from keras_nfnets.training import run as run_module
+
+    table = backend.current()
+    monkeypatch.setattr(table, "compute_devices", lambda strategy: [("GPU", (7, 0))])
+    monkeypatch.setattr(data, "load_source", lambda *a, **k: pytest.fail("data was read before the refusal"))
+    monkeypatch.setattr(run_module, "_build_and_compile", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(ValueError, match="compute capability 8.0"):
+        train("NFResNet14", "digits", precision="mixed_bfloat16", output_dir=str(tmp_path / "b"))

@@ -18,6 +18,7 @@ TABLE = {
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",
     "device_type": "'GPU', 'TPU' or 'CPU': where the backend computes by default",
+    "compute_devices": "(kind, compute capability or None) of each device a strategy computes on (mixed-precision check)",
     "make_strategy": "what train() needs of a distribution strategy, by name",
     "is_multi_worker": "whether a strategy spans several worker processes",
     "all_workers": "an int from every worker process of a strategy, in worker order (a collective: a barrier)",

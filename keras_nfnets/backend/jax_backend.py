@@ -98,6 +98,17 @@ def device_type():
     return jax.default_backend().upper()
 
 
+def compute_devices(strategy):
+    import jax
+
+    def capability(device):  # JAX's CUDA devices report e.g. "9.0"
+        value = getattr(device, "compute_capability", None)
+        return tuple(int(part) for part in str(value).split(".")[:2]) if value else None
+
+    return [(device.platform.upper(), capability(device) if device.platform == "gpu" else None)
+            for device in jax.local_devices()]
+
+
 _MULTI_PROCESS = []  # the process's cluster, once: jax.distributed is initialised once per process
 
 

@@ -116,6 +116,17 @@ def device_type():
     return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
+def compute_devices(strategy):
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return [("TPU", None)]
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return [("CPU", None)]
+    return [("GPU", tf.config.experimental.get_device_details(gpu).get("compute_capability")) for gpu in gpus]
+
+
 def start_tensorflow(strategy=None):
     """Create TensorFlow's devices, or for ``strategy="multi_worker"`` the process's
     ``MultiWorkerMirroredStrategy`` in their place (TensorFlow requires it before any op)."""

@@ -116,6 +116,14 @@ def device_type():
     return "GPU" if torch.cuda.is_available() else "CPU"
 
 
+def compute_devices(strategy):
+    import torch
+
+    if not torch.cuda.is_available():
+        return [("CPU", None)]
+    return [("GPU", tuple(torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())]
+
+
 def make_strategy(name, tpu=None):
     """One device: Keras has no data-parallel engine for PyTorch."""
     import torch

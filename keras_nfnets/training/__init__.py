@@ -7,7 +7,8 @@ from keras_nfnets._lazy import lazy_exports
 __all__ = lazy_exports(__name__, {
     ".callbacks": ("EpochBackup", "StopOnNaN"),
     ".distribute": ("PRECISIONS", "STRATEGIES", "KerasCluster", "KerasDataParallel", "WorkerRole",
-                    "cluster_from_keras_env", "cluster_from_tf_config", "make_strategy", "set_precision", "worker_role"),
+                    "check_precision", "cluster_from_keras_env", "cluster_from_tf_config", "make_strategy", "set_precision",
+                    "worker_role"),
     ".ema": ("ExponentialMovingAverage", "ema_decay"),
     ".optimizers": ("SGDAGC", "adaptive_grad_clip", "unitwise_norm", "warmup_cosine_decay"),
     ".recipes": ("BN_RESNET", "NF_REGNET", "NF_RESNET", "NFNET", "Hyperparameters", "Recipe",

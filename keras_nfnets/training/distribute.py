@@ -32,6 +32,38 @@ def is_multi_worker(strategy):
     return backend.current().is_multi_worker(strategy)
 
 
+# What each mixed policy needs of a device: None = never; a (major, minor) = that CUDA compute
+# capability or newer. CPUs run both (float16 emulated, slower than float32; bfloat16 natively
+# where the CPU has AVX512-BF16/AMX). TPUs compute in bfloat16 and have no float16 units; GPUs
+# have bfloat16 units from Ampere (8.0) and float16 arithmetic from Pascal (6.0).
+PRECISION_NEEDS = {
+    "mixed_float16": {"TPU": None, "GPU": (6, 0)},
+    "mixed_bfloat16": {"GPU": (8, 0)},
+}
+_PRECISION_ADVICE = {"mixed_float16": "use precision='mixed_bfloat16' (or 'float32')",
+                     "mixed_bfloat16": "use precision='mixed_float16' (or 'float32')"}
+
+
+def check_precision(precision, devices):
+    """Refuse a mixed policy that a device cannot compute (:data:`PRECISION_NEEDS`), before any
+    work. ``devices``: ``(kind, compute capability or None)`` pairs, as
+    ``keras_nfnets.backend.compute_devices(strategy)`` reports them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    needs = PRECISION_NEEDS.get(precision, {})
+    for kind, capability in devices:
+        if kind not in needs:
+            continue
+        need = needs[kind]
+        if need is None:
+            raise ValueError(f"precision={precision!r} cannot run on a {kind}: it has no "
+                             f"{precision.split('_')[1]} arithmetic; {_PRECISION_ADVICE[precision]}.")
+        if capability is not None and tuple(capability) < need:
+            raise ValueError(
+                f"precision={precision!r} needs a GPU of CUDA compute capability {need[0]}.{need[1]} or newer; "
+                f"this one is {capability[0]}.{capability[1]}; {_PRECISION_ADVICE[precision]}.")
+
+
 def set_precision(precision="float32"):
     """Set Keras' global dtype policy. ``mixed_float16`` gets dynamic loss scaling from
     ``model.compile`` (Keras wraps the optimizer in ``LossScaleOptimizer``); weight

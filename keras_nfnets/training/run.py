@@ -378,7 +378,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     import keras
 
     from keras_nfnets import data
-    from keras_nfnets.training.distribute import make_strategy, set_precision, worker_role
+    from keras_nfnets.training.distribute import check_precision, make_strategy, set_precision, worker_role
     from keras_nfnets.training.recipes import paper_hyperparameters
 
     # 1. arguments and settings
@@ -395,6 +395,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
     role = worker_role(distribution)
     jit_compile = backend.current().jit_compile(jit_compile, distribution)  # refused here, before any work
+    check_precision(precision, backend.current().compute_devices(distribution))  # likewise
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
 
