@@ -27,9 +27,17 @@ def test_device_check_smoke_run_writes_its_report(tmp_path):
     rows = {(part["backend"], row["model"]): row for part in report["logits"] for row in part["rows"]}
     assert set(rows) == {("jax", "NFNetF0"), ("torch", "NFNetF0")}
     assert max(row["full_precision"] for row in rows.values()) < 1e-4
-    # training: both models on both backends, finite losses, a throughput
+    # training: NFNet-F0 on both backends (a smoke run's plan), finite losses, a throughput; the GPU
+    # run's plan also trains NF-RegNet-B0 and its timm peer, through the same code
     trained = {(part["backend"], part["model"]): part for part in report["train"]}
-    assert set(trained) == {(b, m) for b in ("jax", "torch") for m in ("NFNetF0", "NFRegNetB0")}
+    assert set(trained) == {("jax", "NFNetF0"), ("torch", "NFNetF0")}
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import device_check
+
+    gpu_plan = device_check.run_plan(smoke=False)
+    assert {(b, m) for part, b, m in gpu_plan if part == "train"} == {
+        (b, m) for b in ("jax", "torch") for m in ("NFNetF0", "NFRegNetB0")}
+    assert {m for part, _, m in gpu_plan if part == "timm"} == set(device_check.TRAINED.values())
     assert all(part["losses_finite"] and part["images_per_s"] > 0 for part in trained.values())
     # timm's peer: AMP bf16 and channels_last ran; torch.compile is skipped in a smoke run, and says so
     for part in report["timm"]:
