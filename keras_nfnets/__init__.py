@@ -4,8 +4,9 @@ Brock, De & Smith, *Characterizing signal propagation to close the performance g
 unnormalized ResNets* (ICLR 2021) and Brock et al., *High-Performance Large-Scale Image
 Recognition Without Normalization* (2021).
 
-``import keras_nfnets`` has no side effects and loads neither Keras nor TensorFlow: each public
-name imports its module on first use (PEP 562).
+``import keras_nfnets`` loads neither Keras nor TensorFlow: each public name imports its module
+on first use (PEP 562). Its one effect: keras-hub, when imported, registers the NF presets'
+classes (:mod:`keras_nfnets._kerashub_hook`).
 """
 
 __version__ = "0.1.0"
@@ -40,6 +41,14 @@ _EXPORTS = {
     ".spp": ("signal_propagation", "plot_signal_propagation", "SignalPropagation"),
     # deployment
     ".export": ("fold_weight_standardization", "export_saved_model", "export_tflite", "export_onnx", "verify_export"),
+    # keras-hub (the [kerashub] extra): its four roles and presets
+    ".kerashub": ("NFNetBackbone", "NFNetImageClassifier", "NFNetImageClassifierPreprocessor", "NFNetImageConverter",
+                  "save_preset", "to_keras_hub"),
+    ".model_sources": ("resolve_model",),
 }
-_SUBPACKAGES = ("backend", "data", "export", "layers", "models", "names", "spp", "training", "weights")
+_SUBPACKAGES = ("backend", "data", "export", "kerashub", "layers", "models", "names", "spp", "training", "weights")
 __all__ = lazy_exports(__name__, _EXPORTS) + list(_SUBPACKAGES)
+
+from keras_nfnets import _kerashub_hook  # noqa: E402
+
+_kerashub_hook.install()  # keras-hub's from_preset finds NF presets once keras-hub is imported

@@ -13,6 +13,14 @@ def producer_layer(tensor):
     return tensor._keras_history.operation
 
 
+def call_tensors(layer):
+    """``(inputs, outputs)``: the symbolic tensors of ``layer``'s one call in a functional graph
+    (``Layer._inbound_nodes``). For a functional model nested as a layer, ``layer.input`` and
+    ``layer.output`` are its own graph's ends, not the tensors of its call in the outer graph."""
+    node = layer._inbound_nodes[-1]
+    return list(node.input_tensors), list(node.output_tensors)
+
+
 def all_sublayers(model):
     """Every layer of ``model``, nested ones included, the model itself first
     (``Layer._flatten_layers``: ``model.layers`` lists only the top level)."""

@@ -63,59 +63,6 @@ def _timm_counts(name):
     return counts
 
 
-def trained_model(path):
-    """``(model, class_names, EvalTransform, settings)`` of a run directory written by ``nfnets
-    train`` or a ``.keras`` file (see :func:`keras_nfnets.training.run.load_run`); ``None`` when
-    ``path`` is neither."""
-    import os
-
-    from keras_nfnets.training.run import load_run
-
-    if not isinstance(path, str) or not (os.path.isdir(path) or path.endswith(".keras")):
-        return None
-    model, settings, transform = load_run(path)
-    classes = model.output.shape[-1]
-    names = settings.get("class_names") or [f"class {i}" for i in range(classes)]
-    if len(names) != classes:
-        raise ValueError(f"The run.json of {path} names {len(names)} classes but the model predicts {classes}.")
-    return model, list(names), transform, settings
-
-
-def resolve_model(model_name, weights=None, checkpoint=None, image_size=None):
-    """The one answer to "which model?" for ``predict`` and ``export``: ``(model, class_names,
-    EvalTransform, settings)`` for a builder name (``weights``: None/"none", "imagenet" or a
-    .weights.h5 file), a timm NF name (``checkpoint``: a .safetensors/.pth file, default the Hub),
-    or a trained run (a run directory of ``nfnets train`` or a .keras file, as ``model_name`` or
-    as ``weights``). ``class_names`` is ``None`` for ImageNet models (decode_predictions names
-    them); ``settings`` is a trained run's run.json, else ``None``. ``image_size`` sets a static
-    input size (a trained model keeps its own)."""
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
-    from keras_nfnets.preprocessing import eval_transform
-    from keras_nfnets.weights.hub import from_timm
-
-    trained = trained_model(model_name) or trained_model(weights)
-    if trained is not None:
-        model, names, transform, settings = trained
-        if image_size is not None and model.input.shape[1] != image_size:
-            raise ValueError(f"`image_size` {image_size} differs from the trained model's input size "
-                             f"{model.input.shape[1]}; leave it out to use the model as trained.")
-        return model, names, transform, settings
-    shape = {} if image_size is None else {"input_shape": (image_size, image_size, 3)}
-    if model_name in BUILDERS:
-        if checkpoint is not None:
-            raise ValueError("`checkpoint` is for timm model names; builders take `weights` ('imagenet' or a file)")
-        model = BUILDERS[model_name](weights=None if weights == "none" else weights, **shape)
-    elif model_name.split(".")[0] in TIMM_CONFIGS:
-        if weights not in (None, "imagenet"):
-            raise ValueError(f"{model_name!r} is a timm name: give its checkpoint file as `checkpoint`, not `weights`")
-        model = from_timm(model_name, checkpoint=checkpoint, **shape)
-    else:
-        raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
-                         "model name, a run directory of nfnets train or a .keras file.")
-    return model, None, eval_transform(model_name, model.input.shape[1]), None
-
-
 def _probabilities(model, batch):
     import numpy as np
 
@@ -138,6 +85,8 @@ def predict(images, model_name, weights="imagenet", checkpoint=None, top=5, out=
     from keras_nfnets.preprocessing import preprocess_image
 
     out, errors = out or sys.stdout, errors or sys.stderr
+    from keras_nfnets.model_sources import resolve_model
+
     model, names, transform, _ = resolve_model(model_name, weights, checkpoint)
 
     def prepare(path):
@@ -209,6 +158,8 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     if calibration is not None and quantization != "int8":
         raise ValueError("`calibration` images calibrate a full-int8 model: use it with `quantization` int8")
     exporting.check_export_target(output, fmt)  # missing packages or a bad path fail before any work
+    from keras_nfnets.model_sources import resolve_model
+
     model, _, transform, settings = resolve_model(model_name, weights, image_size=image_size)
     size = model.input.shape[1]
     samples = exporting.sample_images(8, size, seed=1)
@@ -319,6 +270,19 @@ def export_command(args):
     return 0
 
 
+def preset_command(args, out=None):
+    """Write a keras-hub preset (:func:`keras_nfnets.save_preset`)."""
+    from keras_nfnets.kerashub import save_preset
+
+    weights = None if args.weights == "none" else args.weights
+    directory = save_preset(args.model, args.directory, weights=weights, checkpoint=args.checkpoint,
+                            overwrite=args.overwrite)
+    print(f"keras-hub preset of {args.model} written to {directory}; load it with "
+          f"keras_hub.models.ImageClassifier.from_preset({directory!r}) after `import keras_nfnets`.",
+          file=out or sys.stdout)
+    return 0
+
+
 def spp_command(args):
     spp_figure(args.figure, args.output, depth=args.depth, image_size=args.image_size, batch_size=args.batch_size)
     return 0
@@ -412,6 +376,16 @@ def build_parser():
                           "training images, else synthetic images; the command says which)")
     exp.set_defaults(func=export_command)
 
+    pre = commands.add_parser("preset", parents=[common],
+                              help="write a keras-hub preset (ImageClassifier.from_preset loads it)")
+    pre.add_argument("model", help="builder name (NFNetF0), timm name (dm_nfnet_f0), run directory or .keras file")
+    pre.add_argument("directory", help="the preset directory to write (new or empty; see --overwrite)")
+    pre.add_argument("--weights", default="imagenet",
+                     help="builders: imagenet (default), none or a .weights.h5 file")
+    pre.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
+    pre.add_argument("--overwrite", action="store_true", help="replace the NF preset already in DIRECTORY")
+    pre.set_defaults(func=preset_command)
+
     spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
     spp.add_argument("output", help="image file (.png, .pdf, .svg)")
     spp.add_argument("--figure", type=int, choices=FIGURES, required=True,
@@ -474,14 +448,15 @@ def build_parser():
                              help="run a multi-worker cluster on this machine: nfnets launch --workers 2 -- train ...")
     launch.add_arguments(la)
     la.set_defaults(func=launch.run_from_arguments)
-    parser.subcommands = dict(models=models, predict=pred, export=exp, spp=spp, train=tr, evaluate=ev, launch=la)
+    parser.subcommands = dict(models=models, predict=pred, export=exp, preset=pre, spp=spp, train=tr, evaluate=ev, launch=la)
     return parser
 
 
 # Python arguments whose command-line form is not ``--name value``.
 _CALL_FLAGS = {"resume=False": "--restart", "weights=None": "--weights none", "model_name": "--model",
                "randaugment=None": "--randaugment off", "jit_compile=True": "--jit-compile true",
-               "jit_compile=False": "--jit-compile false", 'jit_compile="auto"': "--jit-compile auto"}
+               "jit_compile=False": "--jit-compile false", 'jit_compile="auto"': "--jit-compile auto",
+               "overwrite=True": "--overwrite"}
 
 
 def as_flags(message, subparser):
@@ -513,7 +488,7 @@ def as_flags(message, subparser):
 
 
 # Commands that load TensorFlow (models only for timm names, which it builds).
-_TENSORFLOW_COMMANDS = ("predict", "export", "spp", "train", "evaluate")
+_TENSORFLOW_COMMANDS = ("predict", "export", "preset", "spp", "train", "evaluate")
 
 
 def _needs_tensorflow(args):

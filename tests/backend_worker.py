@@ -8,7 +8,8 @@ decay step from given weights), ``train`` (a short ``train`` run on digits with 
 recipe and CutMix/MixUp/RandAugment batches),
 ``timm`` (``from_timm`` and ``weights="imagenet"`` from local timm checkpoints), ``spp`` (signal
 propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold``
-(``fold_weight_standardization``, the folded model saved as ``.keras``), ``data_parallel`` (JAX:
+(``fold_weight_standardization``, the folded model saved as ``.keras``), ``preset`` (a keras-hub
+preset through keras-hub's ``from_preset``: logits and the converter's images), ``data_parallel`` (JAX:
 ``train`` under each named strategy, last). One process runs every check a task names.
 """
 
@@ -168,6 +169,17 @@ if "fold" in task:
         folded = fold_weight_standardization(model)
         np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))
         folded.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.keras"))
+
+_mark("preset")
+if "preset" in task:  # a keras-hub preset written under TensorFlow, loaded by keras-hub's own from_preset
+    import keras_hub
+
+    preset = task["preset"]
+    classifier = keras_hub.models.ImageClassifier.from_preset(preset["dir"])
+    results["preset_classes"] = [type(classifier).__name__, type(classifier.preprocessor).__name__]
+    np.save(os.path.join(task["dir"], f"preset_logits_{task['backend']}.npy"), logits(classifier, x))
+    converted = classifier.preprocessor(np.load(preset["raw_images"]))  # the converter's keras.ops on this backend
+    np.save(os.path.join(task["dir"], f"preset_images_{task['backend']}.npy"), keras.ops.convert_to_numpy(converted))
 
 _mark("data_parallel")
 if "data_parallel" in task:  # last: train(strategy="auto") sets keras.distribution.DataParallel globally

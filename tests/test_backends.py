@@ -80,7 +80,26 @@ def made_under_tensorflow(tmp_path_factory):
         reference[name] = keras.ops.convert_to_numpy(model(x, training=False))
         if name == "NFRegNetB0":
             model.save(tmp_path / "model.keras")
+            _save_preset_and_its_reference(model, x, tmp_path)
     return tmp_path, x, weights, reference
+
+
+def _save_preset_and_its_reference(model, x, folder):
+    """A keras-hub preset of ``model`` (keras_nfnets.save_preset), its builder logits (the pooled
+    features through the classifier: the builder ends in softmax) and raw images with our
+    EvalTransform's output for them, for the workers' ``preset`` check."""
+    from keras_nfnets import names, save_preset
+    from keras_nfnets.export.verification import sample_images
+    from keras_nfnets.preprocessing import eval_transform
+
+    save_preset(model, folder / "preset")
+    pooled = keras.Model(model.input, model.get_layer(names.CLASSIFIER).input)(x)
+    kernel, bias = model.get_layer(names.CLASSIFIER).get_weights()
+    np.save(folder / "preset_logits.npy", keras.ops.convert_to_numpy(pooled) @ kernel + bias)
+    raw = np.clip(sample_images(2, 90, seed=3)[:, :, 5:85] * 58 + 120, 0, 255).astype("float32")  # 90 x 80
+    np.save(folder / "preset_raw.npy", raw)
+    transform = eval_transform("NFRegNetB0", 64)
+    np.save(folder / "preset_images.npy", np.stack([transform(image).numpy() for image in raw]))
 
 
 SPP_DEPTH = 36  # Figure 2's models (BN ReLU-BN-Conv, NF He init, NF Scaled WS) as ResNetV2-36 at 64 px
@@ -169,7 +188,8 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
                     "fold": {name: weights[name] for name in FOLDED},
                     "spp": {"depth": SPP_DEPTH, "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")},
                     "agc_step": {"model": "NFResNet26", "weights": weights["NFResNet26"]},
-                    "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm}
+                    "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm,
+                    "preset": {"dir": str(folder / "preset"), "raw_images": str(folder / "preset_raw.npy")}}
             if backend == "jax":
                 task["data_parallel"] = {"one_device": str(place / "one_device"), "auto": str(place / "two_devices")}
                 env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
@@ -196,6 +216,25 @@ def test_models_give_tensorflows_logits_on_every_backend(backend, made_under_ten
         assert relative < 1e-4, name
     from_file = np.load(tmp_path / f"keras_file_{backend}.npy")
     assert np.abs(from_file - reference["NFRegNetB0"]).max() < 1e-4 * np.abs(reference["NFRegNetB0"]).max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", EACH_BACKEND)
+def test_keras_hub_loads_a_preset_with_the_builders_logits_on_every_backend(backend, made_under_tensorflow,
+                                                                            on_backend):
+    """A preset written under TensorFlow (save_preset), loaded by keras-hub's own
+    ImageClassifier.from_preset on JAX and PyTorch: the builder's logits within 1e-5 of the logit
+    scale, and the preprocessor's images (the converter's keras.ops) equal to our EvalTransform's."""
+    folder = made_under_tensorflow[0]
+    tmp_path, result = on_backend(backend)
+    assert result["preset_classes"] == ["NFNetImageClassifier", "NFNetImageClassifierPreprocessor"]
+    expected = np.load(folder / "preset_logits.npy")
+    got = np.load(tmp_path / f"preset_logits_{backend}.npy")
+    print(f"{backend} preset: {np.abs(got - expected).max() / np.abs(expected).max():.1e} of the logit scale")
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+    images, ours = np.load(tmp_path / f"preset_images_{backend}.npy"), np.load(folder / "preset_images.npy")
+    print(f"{backend} converter vs EvalTransform: max {np.abs(images - ours).max():.1e}")
+    assert images.shape == ours.shape and np.abs(images - ours).max() < 1e-3
 
 
 @pytest.mark.slow

@@ -110,3 +110,12 @@ def test_the_multi_worker_patch_leaves_other_strategies_to_keras():
     for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
         values = {"loss": tf.constant(1.5)}
         assert float(patched(values, strategy, "auto")["loss"]) == float(original(values, strategy, "auto")["loss"])
+
+
+def test_call_tensors_of_a_nested_model():
+    inner_input = keras.Input((4,))
+    inner = keras.Model(inner_input, keras.layers.Dense(3, name="d")(inner_input), name="inner")
+    outer_input = keras.Input((4,))
+    called = inner(outer_input)
+    inputs, outputs = _compat.call_tensors(inner)
+    assert inputs[0] is outer_input and outputs[0] is called and outputs[0] is not inner.output

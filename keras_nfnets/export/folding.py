@@ -228,10 +228,12 @@ def fold_weight_standardization(model):
     γ, 1/β, α, SkipInit gains and the SE ×2 are absorbed into neighbouring convolutions and dense
     layers where that is exact (a ``Rescaling`` layer remains only where it is not, e.g. a
     feature-map output). Stochastic depth and dropout are dropped (identity at inference).
-    The result loads with ``keras.models.load_model`` without importing keras_nfnets.
+    The result loads with ``keras.models.load_model`` without importing keras_nfnets. Nested
+    functional models (a keras-hub task's backbone) are folded in place.
     """
     if not isinstance(model, keras.Model) or getattr(model, "inputs", None) is None:
         raise TypeError("fold_weight_standardization expects a functional keras.Model (as the builders return).")
+    model = graph.inline_nested_models(model)  # e.g. a keras-hub NFNetImageClassifier's backbone
     consumers = graph.consumer_counts(model)
     new_inputs = [layers.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
 

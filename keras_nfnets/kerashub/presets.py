@@ -1,0 +1,193 @@
+"""keras-hub presets of NF models: :func:`to_keras_hub` turns any keras_nfnets model (a builder
+with ``weights="imagenet"``, a timm checkpoint, a trained run, a ``.keras`` file or a model in
+memory) into an :class:`NFNetImageClassifier` with its checkpoint's preprocessor, and
+:func:`save_preset` writes it as a complete keras-hub preset (config.json, model.weights.h5,
+task.json, task.weights.h5, preprocessor.json, image_converter.json, metadata.json)."""
+
+import json
+import os
+import shutil
+import tempfile
+
+from keras_nfnets import names
+from keras_nfnets.kerashub import _require  # noqa: F401
+from keras_nfnets.kerashub.nfnet_backbone import NFNetBackbone, architecture_from_dict
+from keras_nfnets.kerashub.nfnet_image_classifier import NFNetImageClassifier
+from keras_nfnets.kerashub.nfnet_image_classifier_preprocessor import NFNetImageClassifierPreprocessor
+from keras_nfnets.kerashub.nfnet_image_converter import NFNetImageConverter, converter_arguments
+
+OUR_BACKBONE = "keras_nfnets>NFNetBackbone"  # the registered name config.json carries
+
+
+def _source(model_or_name, weights, checkpoint, architecture, eval_transform):
+    """``(functional model, NFConfig, EvalTransform, description)``."""
+    import keras
+
+    from keras_nfnets.model_sources import resolve_model
+    from keras_nfnets.preprocessing import eval_transform as default_transform
+
+    if isinstance(model_or_name, keras.Model):
+        model, description = model_or_name, f"the keras.Model {model_or_name.name!r}"
+        known = None if architecture is not None else _fitting_architecture(model, description)
+        if eval_transform is None:
+            if known is None:
+                raise ValueError(f"Which evaluation transform does {description} take? With `architecture=` pass "
+                                 "`eval_transform=` too (a keras_nfnets.EvalTransform).")
+            eval_transform = default_transform(known[0], model.input.shape[1])
+        config = architecture if architecture is not None else known[1]
+        return model, architecture_from_dict(config), eval_transform, description
+    if not isinstance(model_or_name, str):
+        raise TypeError("save_preset takes a keras_nfnets model, a builder or timm name, a run directory or a .keras "
+                        f"file; received {type(model_or_name).__name__}.")
+    model, _, transform, settings = resolve_model(model_or_name, weights=weights, checkpoint=checkpoint)
+    description = repr(model_or_name)
+    if architecture is None:  # e.g. NFRegNetB1(weights="imagenet") is timm's nf_regnet_b1, not DeepMind's widths
+        names_to_try = ((settings or {}).get("model"), model_or_name, model.name)
+        architecture = _fitting_architecture(model, description, [n for n in names_to_try if isinstance(n, str)])[1]
+    return model, architecture_from_dict(architecture), eval_transform or transform, description
+
+
+def _weight_shapes(model):
+    return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers
+            if layer.weights and layer.name != names.CLASSIFIER}
+
+
+def _fitting_architecture(model, description, names_to_try=None):
+    """``(builder or timm name, NFConfig)``: the architecture a model's name allows whose layers
+    and weight shapes are the model's (a builder's NF-RegNet-B0 and timm's nf_regnet_b0 share a
+    name, not their widths)."""
+    from keras_nfnets.model_sources import architectures_named
+    from keras_nfnets.models.builder import build_nf_model
+
+    candidates = [found for name in (names_to_try or [model.name]) for found in architectures_named(name)]
+    shapes = _weight_shapes(model)
+    for name, config in candidates:
+        if _weight_shapes(build_nf_model(config, include_top=False)) == shapes:
+            return name, config
+    raise ValueError(f"Which NF architecture is {description}? "
+                     + (f"No architecture named {', '.join(sorted({n for n, _ in candidates}))} has its layers"
+                        if candidates else "Its name is no builder's or timm model's")
+                     + ": pass `architecture=` (an NFConfig, e.g. keras_nfnets.get_config('NFNetF0')).")
+
+
+def _copy_backbone_weights(model, backbone, description):
+    """Every weighted layer of ``backbone`` takes the same-named layer's weights of ``model``;
+    a missing layer, a shape that does not fit or a layer left over is an error, never a skip."""
+    import numpy as np
+
+    used = set()
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = model.get_layer(layer.name)
+        except ValueError:
+            raise ValueError(f"{description} has no layer {layer.name!r}, which its architecture {backbone.architecture.name!r} "
+                             "builds: the architecture does not match the model (pass the right `architecture=`).") from None
+        values = source.get_weights()
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [tuple(np.shape(v)) for v in values] != shapes:
+            raise ValueError(f"Layer {layer.name!r} of {description} has weights of shapes "
+                             f"{[tuple(np.shape(v)) for v in values]}, the architecture's are {shapes}: "
+                             "the architecture does not match the model.")
+        layer.set_weights(values)
+        used.add(layer.name)
+    left = [layer.name for layer in model.layers if layer.weights and layer.name not in used and layer.name != names.CLASSIFIER]
+    if left:
+        raise ValueError(f"{description} has weighted layers its architecture does not build: {left[:5]}"
+                         f"{' …' if len(left) > 5 else ''}; pass the right `architecture=`.")
+
+
+def to_keras_hub(model_or_name, *, weights="imagenet", checkpoint=None, architecture=None, eval_transform=None,
+                 num_classes=None):
+    """The keras-hub twin of a keras_nfnets model: an :class:`NFNetImageClassifier` (with its
+    checkpoint's :class:`NFNetImageClassifierPreprocessor`) whose logits equal the model's.
+
+    Args:
+        model_or_name: a builder name (``"NFNetF0"``; ``weights``: ``"imagenet"``, ``None`` or a
+            ``.weights.h5`` file), a timm name (``"dm_nfnet_f0"``; ``checkpoint``: a local file,
+            default the Hugging Face Hub), a run directory of ``nfnets train``, a ``.keras``
+            file, or a keras_nfnets ``keras.Model`` (its architecture found from its name, or
+            ``architecture=``).
+        architecture: the :class:`~keras_nfnets.NFConfig` when the name does not say it.
+        eval_transform: the :class:`~keras_nfnets.EvalTransform` for the preprocessor (default:
+            the checkpoint's or the trained run's).
+        num_classes: a model with a head keeps it (``num_classes`` must equal its classes); a
+            model without one (``include_top=False``) gets a new ``num_classes`` head.
+    """
+    if isinstance(model_or_name, NFNetImageClassifier):
+        return model_or_name
+    model, config, transform, description = _source(model_or_name, weights, checkpoint, architecture, eval_transform)
+    has_head = names.has_classifier(model)
+    if has_head:
+        classes = int(model.get_layer(names.CLASSIFIER).units)
+        if num_classes is not None and int(num_classes) != classes:
+            raise ValueError(f"num_classes={num_classes} does not fit the kept {classes}-class head of {description}. "
+                             "Omit num_classes to keep it; for a new head load the preset with keras-hub's "
+                             f"from_preset(..., num_classes={num_classes}).")
+    elif num_classes is None:
+        raise ValueError(f"{description} has no classifier (include_top=False): pass num_classes= for a new head.")
+    backbone = NFNetBackbone(config)
+    _copy_backbone_weights(model, backbone, description)
+    preprocessor = NFNetImageClassifierPreprocessor(image_converter=NFNetImageConverter(**converter_arguments(transform)))
+    task = NFNetImageClassifier(backbone=backbone, num_classes=classes if has_head else int(num_classes),
+                                preprocessor=preprocessor, dropout=config.drop_rate)
+    if has_head:
+        task.output_dense.set_weights(model.get_layer(names.CLASSIFIER).get_weights())
+    return task
+
+
+def _check_directory(directory, overwrite):
+    """Refusals before any write: a non-empty directory (unless ``overwrite``), and never over
+    another model family's preset."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{directory!r} is a file; a preset is a directory.")
+    if not os.path.isdir(directory) or not os.listdir(directory):
+        return
+    config_path = os.path.join(directory, "config.json")
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path) as file:
+                registered = json.load(file).get("registered_name")
+        except (OSError, ValueError):
+            registered = None
+        if registered != OUR_BACKBONE:
+            raise ValueError(f"{directory!r} holds a preset written by another model family ({registered or 'unknown'}); "
+                             "keras_nfnets does not overwrite it: choose another directory.")
+    if not overwrite:
+        raise ValueError(f"{directory!r} exists and is not empty: choose a new directory, or pass `overwrite=True` "
+                         "to replace the NF preset in it.")
+
+
+def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None, architecture=None,
+                eval_transform=None, num_classes=None, overwrite=False):
+    """Write a complete keras-hub preset of ``model_or_name`` (see :func:`to_keras_hub` for the
+    arguments) to ``directory``; returns the directory. keras-hub alone loads it after
+    ``import keras_nfnets``: ``keras_hub.models.ImageClassifier.from_preset(directory)``, or
+    ``from_preset(directory, num_classes=K)`` for a new head. The preset is written next to
+    ``directory`` and moved into place, so a failure leaves the old one (or none)."""
+    directory = os.fspath(directory)
+    _check_directory(directory, overwrite)
+    task = to_keras_hub(model_or_name, weights=weights, checkpoint=checkpoint, architecture=architecture,
+                        eval_transform=eval_transform, num_classes=num_classes)
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".preset-", dir=parent)
+    try:
+        task.save_to_preset(staging)
+        metadata_path = os.path.join(staging, "metadata.json")
+        with open(metadata_path) as file:
+            metadata = json.load(file)
+        from keras_nfnets import __version__
+
+        metadata.update(keras_nfnets_version=__version__, architecture=task.backbone.architecture.name,
+                        source=model_or_name if isinstance(model_or_name, str) else model_or_name.name)
+        with open(metadata_path, "w") as file:
+            json.dump(metadata, file, indent=4)
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)
+    return directory
