@@ -111,9 +111,21 @@ from keras_nfnets.export import (
     export_onnx as export_onnx,
     verify_export as verify_export,
 )
+from keras_nfnets.kerashub import (
+    NFNetBackbone as NFNetBackbone,
+    NFNetImageClassifier as NFNetImageClassifier,
+    NFNetImageClassifierPreprocessor as NFNetImageClassifierPreprocessor,
+    NFNetImageConverter as NFNetImageConverter,
+    save_preset as save_preset,
+    to_keras_hub as to_keras_hub,
+)
+from keras_nfnets.model_sources import (
+    resolve_model as resolve_model,
+)
 from keras_nfnets import backend as backend
 from keras_nfnets import data as data
 from keras_nfnets import export as export
+from keras_nfnets import kerashub as kerashub
 from keras_nfnets import layers as layers
 from keras_nfnets import models as models
 from keras_nfnets import names as names
@@ -121,4 +133,4 @@ from keras_nfnets import spp as spp
 from keras_nfnets import training as training
 from keras_nfnets import weights as weights
 
-__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'NFConfig', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'imagenet_classes', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'recipe', 'signal_propagation', 'spp', 'timm_config', 'train', 'training', 'verify_export', 'weights']
+__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'NFConfig', 'NFNetBackbone', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetImageClassifier', 'NFNetImageClassifierPreprocessor', 'NFNetImageConverter', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'imagenet_classes', 'kerashub', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'recipe', 'resolve_model', 'save_preset', 'signal_propagation', 'spp', 'timm_config', 'to_keras_hub', 'train', 'training', 'verify_export', 'weights']

@@ -103,7 +103,7 @@ def test_every_cli_option_has_help():
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(commands.choices) == {"models", "predict", "export", "spp", "train", "evaluate", "launch"}
+    assert set(commands.choices) == {"models", "predict", "export", "preset", "spp", "train", "evaluate", "launch"}
     for name, sub in commands.choices.items():
         assert sub.get_default("func") is not None, name
         for action in sub._actions:

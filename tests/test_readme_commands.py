@@ -37,6 +37,8 @@ COMMANDS = {
     "nfnets evaluate runs/NFResNet14_digits": RUN,
     "nfnets predict digit.png --model runs/NFResNet14_digits": RUN,
     "nfnets export model.tflite --model NFRegNetB0 --format tflite --quantization float16": RUN,
+    "nfnets preset NFNetF0 presets/nfnet_f0": ("excused", "downloads NFNetF0's checkpoint (test_kerashub.py runs "
+                                                          "`nfnets preset` on a local timm checkpoint)"),
     "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128": RUN,
     'TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}\' '
     "nfnets train --strategy multi_worker --output-dir /shared/runs/digits":
