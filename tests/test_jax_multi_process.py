@@ -26,6 +26,19 @@ DIGITS = ["--epochs", "2", "--steps-per-epoch", "6", "--batch-size", "32", "--le
 JAX_ENV = dict(REPO_ENV, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shared_jax_compilation_cache(tmp_path_factory):
+    """This module's JAX processes compile the same steps (one process; each of a cluster's two,
+    again after a restart): they share one persistent compilation cache, so that only the first
+    pays. The numbers are unchanged: the cache holds the same executables."""
+    JAX_ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    yield
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                 "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+        JAX_ENV.pop(name)
+
+
 def test_the_jax_cluster_variables_are_checked_before_anything_starts():
     assert cluster_from_keras_env({}) is None  # one process
     good = dict(zip(KERAS_CLUSTER_VARIABLES, ("127.0.0.1:1234", "2", "1")))
