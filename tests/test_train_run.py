@@ -338,6 +338,13 @@ def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys):
     out = capsys.readouterr().out
     relative = float(out.split("of the output scale")[0].rsplit("(", 1)[1])
     assert relative < 1e-4 and "proves nothing" not in out
+    # `nfnets preset` of the run: keras-hub's classifier gives the run's probabilities on the raw
+    # image (its converter is the run's evaluation transform)
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
+    assert main(["preset", str(tmp_path / "run"), str(tmp_path / "preset")]) == 0
+    classifier = keras_hub.models.ImageClassifier.from_preset(str(tmp_path / "preset"))
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(classifier.predict(image[None], verbose=0)))[0]
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
 def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypatch):
