@@ -26,17 +26,9 @@ from keras_nfnets.kerashub import (NFNetBackbone, NFNetImageClassifier, NFNetIma
                                    NFNetImageConverter, architecture_from_dict, architecture_to_dict, save_preset,
                                    to_keras_hub)
 from keras_nfnets.kerashub.nfnet_image_converter import converter_arguments  # noqa: E402
+from keras_nfnets.export.verification import randomise_weights  # noqa: E402
 
 TOY = nf_resnet_config((1, 1, 1, 1), name="toy_nf_resnet", widths=(16, 32, 48, 64), stem_width=8)
-
-
-def _randomised(model, seed=0):
-    """Every weight random (the NF gains and classifier start at 0/1, which would hide a mix-up)."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = keras.ops.convert_to_numpy(w.value)
-        w.assign(value + rng.normal(0, 0.2, value.shape).astype(value.dtype))
-    return model
 
 
 def _logits(model, x):
@@ -53,7 +45,7 @@ def test_backbone_passes_keras_hubs_backbone_checks(tmp_path):
     mixed precision (bfloat16 compute, float32 variables, WS statistics in float32)."""
     import tensorflow as tf
 
-    backbone = _randomised(NFNetBackbone(TOY))
+    backbone = randomise_weights(NFNetBackbone(TOY))
     x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype("float32")
     out = keras.ops.convert_to_numpy(backbone(x))
     assert out.shape == (2, 2, 2, 64)  # H/32, the last stage's width
@@ -87,7 +79,7 @@ def test_task_passes_keras_hubs_task_checks():
 
     converter = NFNetImageConverter(image_size=(64, 64), eval_crop="center", crop_pct=0.875, interpolation="bicubic", antialias=True,
                                     scale=1 / 255.0, offset=-0.5)
-    task = NFNetImageClassifier(_randomised(NFNetBackbone(TOY)), num_classes=4,
+    task = NFNetImageClassifier(randomise_weights(NFNetBackbone(TOY)), num_classes=4,
                                 preprocessor=NFNetImageClassifierPreprocessor(image_converter=converter))
     images = np.random.default_rng(2).integers(0, 256, (4, 80, 72, 3)).astype("float32")
     labels = np.array([0, 1, 2, 3])
@@ -141,7 +133,7 @@ def test_presets_load_in_keras_hub_with_the_builders_logits(tmp_path):
     x = np.random.default_rng(1).standard_normal((2, 64, 64, 3)).astype("float32")
     for name in ("NFResNet26", "NFRegNetB0", "NFNetF0"):
         keras.utils.set_random_seed(0)
-        model = _randomised(BUILDERS[name](input_shape=(64, 64, 3), classes=10))
+        model = randomise_weights(BUILDERS[name](input_shape=(64, 64, 3), classes=10))
         expected = _logits(model, x)
         directory = save_preset(model, tmp_path / name)
         assert sorted(os.listdir(directory)) == ["config.json", "image_converter.json", "metadata.json",

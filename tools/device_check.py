@@ -175,15 +175,11 @@ def _randomised_family(name, image_size, seed=0):
     import numpy as np
 
     from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.export.verification import randomise_weights
 
     keras.utils.set_random_seed(seed)
     model = BUILDERS[name](input_shape=(image_size, image_size, 3), classes=10, classifier_activation=None)
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = keras.ops.convert_to_numpy(w.value)
-        if value.ndim <= 1 or not value.any():
-            w.assign(value + rng.normal(0, 0.2, value.shape).astype(value.dtype))
-    return model
+    return randomise_weights(model, seed)
 
 
 def _forward(model, x):

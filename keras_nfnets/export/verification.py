@@ -5,6 +5,18 @@ import os
 import keras
 import numpy as np
 
+def randomise_weights(model, seed=0, std=0.2):
+    """Add N(0, ``std``²) noise to every weight that starts constant (biases, WS gains, SkipInit
+    gains, zero-initialised kernels such as NF-RegNets' classifier), in place: a model whose
+    every layer acts, for parity checks that must see a mix-up. Returns ``model``."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight.value)
+        if value.ndim <= 1 or not value.any():
+            weight.assign(value + rng.normal(0, std, value.shape).astype(value.dtype))
+    return model
+
+
 def run_exported(path, inputs, num_threads=2):
     """Outputs of an exported artifact (SavedModel dir, ``.tflite`` or ``.onnx``) for ``inputs``."""
     inputs = np.asarray(inputs, "float32")
