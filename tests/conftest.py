@@ -1,3 +1,4 @@
+import gc
 import importlib.util
 import os
 import subprocess
@@ -9,6 +10,18 @@ import pytest
 # The suite runs in the environment a user has: it sets no TF_CPP_MIN_LOG_LEVEL or other variable
 # that changes what the package does (a quiet start that only worked with one set hid a broken
 # multi-worker start-up once). Tests that need a variable set it for their own subprocess.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_time_objects_frozen():
+    """The ~800,000 objects that importing TensorFlow, Keras, PyTorch and timm leaves (the test
+    modules are imported when this runs) move to the permanent generation, so that a full garbage
+    collection scans only what tests make: Keras' ``clear_session`` after every test took 0.42 s
+    (440 tests: about 3 minutes) and takes milliseconds. Nothing a test makes escapes collection."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
