@@ -75,6 +75,21 @@ def offline_hub_env(tmp_path, safetensors, repo="timm/nf_regnet_b1.ra2_in1k"):
     return env, folder
 
 
+# a short digits run: enough steps for every piece of train() to run, seconds to train
+QUICK = dict(epochs=2, steps_per_epoch=3, batch_size=16, image_size=32, verbose=0, tensorboard=False)
+ON_QUICK_RUN = pytest.mark.xdist_group("quick_digits_run")  # the tests that share quick_digits_run: one worker
+
+
+@pytest.fixture(scope="session")
+def quick_digits_run(tmp_path_factory):
+    """One QUICK NF-ResNet-14 digits run (float32), trained once for the tests that only read a
+    finished run (evaluate, predict, export, presets, int8 calibration, the float32 steps): they
+    write nothing into its directory."""
+    from keras_nfnets.training import train
+
+    return train("NFResNet14", "digits", output_dir=str(tmp_path_factory.mktemp("quick_run") / "run"), **QUICK)
+
+
 @pytest.fixture(scope="session")
 def built_counts():
     """``built_counts(builder)``: ``(parameters, FLOPs)`` of the builder at its test size from a

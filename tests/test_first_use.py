@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HERE, REPO_ENV, SIZE, needs_timm
+from conftest import HERE, ON_QUICK_RUN, REPO_ENV, SIZE, needs_timm
 
 import keras
 import keras_nfnets
@@ -255,11 +255,9 @@ def test_output_dir_that_cannot_hold_a_run_fails_before_any_work(tmp_path, capsy
 
 # --- int8 calibration says what it used ------------------------------------------------------------------
 @pytest.mark.slow
-def test_int8_export_calibrates_on_the_runs_data_or_a_folder(tmp_path, capsys):
-    from keras_nfnets.training import train
-
-    run = str(tmp_path / "run")
-    train("NFResNet14", "digits", output_dir=run, epochs=1, steps_per_epoch=3, batch_size=16, verbose=0)
+@ON_QUICK_RUN
+def test_int8_export_calibrates_on_the_runs_data_or_a_folder(tmp_path, capsys, quick_digits_run):
+    run = quick_digits_run.output_dir
     capsys.readouterr()
     assert main(["export", str(tmp_path / "a.tflite"), "--model", run, "--format", "tflite",
                  "--quantization", "int8"]) == 0

@@ -4,11 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO_ENV
+from conftest import ON_QUICK_RUN, QUICK, REPO_ENV
 
 import keras
 import keras_nfnets
@@ -24,7 +25,6 @@ from keras_nfnets.training import (
     train,
 )
 
-QUICK = dict(epochs=2, steps_per_epoch=3, batch_size=16, image_size=32, verbose=0, tensorboard=False)
 
 
 # --- recipes ------------------------------------------------------------------------------------
@@ -161,10 +161,11 @@ def test_image_folder_source_and_training(tmp_path):
 
 # --- runs -----------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
-def test_fit_steps_under_each_precision(tmp_path, precision):
+@pytest.mark.parametrize("precision", [pytest.param("float32", marks=ON_QUICK_RUN), "mixed_bfloat16", "mixed_float16"])
+def test_fit_steps_under_each_precision(tmp_path, precision, request):
     try:
-        run = train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
+        run = request.getfixturevalue("quick_digits_run") if precision == "float32" else \
+            train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
         assert run.settings["jit_compile"] is False  # "auto": Keras' rule, no XLA on a CPU-only TensorFlow machine
         conv = run.model.get_layer("stage1_block1_conv2")
         assert conv.compute_dtype == precision.replace("mixed_", "")
@@ -246,13 +247,14 @@ def test_nan_loss_stops_with_a_diagnosis(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_a_run_and_bad_arguments(tmp_path):
-    run = train("NFResNet14", "digits", output_dir=str(tmp_path), **QUICK)
-    result = evaluate(str(tmp_path))
+@ON_QUICK_RUN
+def test_evaluate_a_run_and_bad_arguments(tmp_path, quick_digits_run):
+    run = quick_digits_run
+    result = evaluate(run.output_dir)
     assert result["examples"] == 360 and result["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert result["loss"] == pytest.approx(run.metrics["loss"], rel=1e-4)  # the same loss train reported
     truncated = tmp_path / "truncated.keras"
-    truncated.write_bytes((tmp_path / "model.keras").read_bytes()[:20000])
+    truncated.write_bytes((Path(run.output_dir) / "model.keras").read_bytes()[:20000])
     with pytest.raises(ValueError, match=r"truncated\.keras' is not a complete \.keras file"):
         evaluate(str(truncated), "digits")
     with pytest.raises(FileNotFoundError, match="No trained model at"):
@@ -314,34 +316,35 @@ def test_fine_tune_from_a_checkpoint_replaces_the_classifier(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys):
+@ON_QUICK_RUN
+def test_a_trained_run_goes_through_predict_and_export(tmp_path, capsys, quick_digits_run):
     """`nfnets predict` / `nfnets export` take a run directory or its .keras file: the run's class
     names, its evaluation transform, its input size."""
     from keras_nfnets.cli import main
 
-    run = train("NFResNet14", "digits", output_dir=str(tmp_path / "run"), **dict(QUICK, epochs=1))
+    run, run_dir = quick_digits_run, Path(quick_digits_run.output_dir)
     x_test = data.load_source("digits", "test")
     image, label = next(iter(x_test.dataset))
     path = tmp_path / "digit.png"
     tf.io.write_file(str(path), tf.io.encode_png(image))
     capsys.readouterr()
-    assert main(["predict", str(path), "--model", str(tmp_path / "run"), "--top", "3"]) == 0
+    assert main(["predict", str(path), "--model", str(run_dir), "--top", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{path}:" and len(lines) == 4
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(run.model(
         data.EvalTransform(**run.settings["eval_transform"])(image)[None])))[0]
     best = int(np.argmax(expected))
     assert lines[1].split()[:3] == ["1.", str(best), f"{expected[best]:.2%}"]
-    assert main(["predict", str(path), "--weights", str(tmp_path / "run" / "model.keras"), "--top", "1"]) == 0
+    assert main(["predict", str(path), "--weights", str(run_dir / "model.keras"), "--top", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1] == str(best)
-    assert main(["export", str(tmp_path / "digits.tflite"), "--model", str(tmp_path / "run"), "--format", "tflite"]) == 0
+    assert main(["export", str(tmp_path / "digits.tflite"), "--model", str(run_dir), "--format", "tflite"]) == 0
     out = capsys.readouterr().out
     relative = float(out.split("of the output scale")[0].rsplit("(", 1)[1])
     assert relative < 1e-4 and "proves nothing" not in out
     # `nfnets preset` of the run: keras-hub's classifier gives the run's probabilities on the raw
     # image (its converter is the run's evaluation transform)
     keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
-    assert main(["preset", str(tmp_path / "run"), str(tmp_path / "preset")]) == 0
+    assert main(["preset", str(run_dir), str(tmp_path / "preset")]) == 0
     classifier = keras_hub.models.ImageClassifier.from_preset(str(tmp_path / "preset"))
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(classifier.predict(image[None], verbose=0)))[0]
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
