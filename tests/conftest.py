@@ -1,6 +1,8 @@
+import dataclasses
 import gc
 import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -88,6 +90,55 @@ def quick_digits_run(tmp_path_factory):
     from keras_nfnets.training import train
 
     return train("NFResNet14", "digits", output_dir=str(tmp_path_factory.mktemp("quick_run") / "run"), **QUICK)
+
+
+def user_environment():
+    """The environment of a user's shell: this one without the variables that change what
+    TensorFlow, Keras or the Hub do; PYTHONPATH keeps the console script on this checkout."""
+    return {k: v for k, v in REPO_ENV.items() if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST"))}
+
+
+CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its workers are killed after it
+# The digits recipe shortened to 3 epochs at batch 32 with 4x its learning rate: 132 steps, as many as
+# the README's 6-epoch batch-64 cluster line, on half the images (84.4-91.7% on one process over seeds
+# 0-4). README_CLUSTER is that line's documented short form (test_readme_commands.py checks both).
+DIGITS_SHORT = ["--epochs", "3", "--batch-size", "32", "--learning-rate", "0.1"]
+README_CLUSTER = "nfnets launch --workers 2 --threads-per-worker 1 -- train " + " ".join(DIGITS_SHORT)
+ON_DIGITS_RUNS = pytest.mark.xdist_group("multi_worker_digits")  # the tests that share digits_runs: one worker
+
+
+@dataclasses.dataclass
+class DigitsRuns:
+    one: object  # the one-process run's CompletedProcess; its run directory is one_dir
+    one_dir: pathlib.Path
+    cluster: object  # README_CLUSTER's CompletedProcess, typed as a user types it
+    cluster_dir: pathlib.Path
+    log_dir: pathlib.Path  # where the launcher put the other workers' logs (it says so on stderr)
+    scratch: pathlib.Path  # the cluster's TMPDIR
+
+
+@pytest.fixture(scope="session")
+def digits_runs(tmp_path_factory):
+    """:data:`DIGITS_SHORT` trained by one process and by the README's two-worker cluster in its
+    short form, :data:`README_CLUSTER` typed as a user types it (the console script, a fresh
+    directory, the user's environment), with a temporary directory of its own. Shared by the
+    multi-worker tests and the README's cluster check (one xdist group)."""
+    import re
+    import shutil
+
+    folder = tmp_path_factory.mktemp("digits")
+    one = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "train", "--output-dir", str(folder / "one"),
+                          *DIGITS_SHORT], capture_output=True, text=True, timeout=CLUSTER_TIMEOUT, env=REPO_ENV)
+    assert one.returncode == 0, (one.stdout + one.stderr)[-3000:]
+    assert shutil.which("nfnets"), "the nfnets console script is not installed (pip install '.[test]')"
+    user, scratch = folder / "user", folder / "user-tmp"
+    user.mkdir()
+    scratch.mkdir()
+    cluster = subprocess.run(["bash", "-c", README_CLUSTER], cwd=user, env=dict(user_environment(), TMPDIR=str(scratch)),
+                             capture_output=True, text=True, timeout=CLUSTER_TIMEOUT)
+    assert cluster.returncode == 0, (cluster.stdout + cluster.stderr)[-3000:]
+    log_dir = pathlib.Path(re.search(r"the others log to (\S+)\)", cluster.stderr).group(1))
+    return DigitsRuns(one, folder / "one", cluster, user / "runs" / "NFResNet14_digits", log_dir, scratch)
 
 
 @pytest.fixture(scope="session")

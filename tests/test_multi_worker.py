@@ -12,14 +12,12 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import HERE, REPO_ENV
+from conftest import CLUSTER_TIMEOUT, DIGITS_SHORT, HERE, ON_DIGITS_RUNS, REPO_ENV
 
 import keras
 from keras_nfnets import data, launch
 from keras_nfnets.training import EpochBackup, ExponentialMovingAverage, evaluate
 from keras_nfnets.training.distribute import cluster_from_tf_config
-
-CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its workers are killed after it
 
 
 # --- sharded input: each example once per epoch across the workers ---------------------------------
@@ -247,10 +245,7 @@ def test_a_damaged_backup_is_reported_not_loaded(tmp_path):
 
 # --- real clusters on 127.0.0.1 -------------------------------------------------------------------
 
-# the digits recipe, shortened to 3 epochs at batch 32 with a 4x learning rate: 132 steps, as the
-# 6-epoch batch-64 runs this replaced, on half the images (84.4-91.7% on one worker over seeds 0-4)
-EPOCHS = 3
-DIGITS = ["--epochs", str(EPOCHS), "--learning-rate", "0.1", "--batch-size", "32", "--progress", "2", "--restart"]
+EPOCHS = int(DIGITS_SHORT[DIGITS_SHORT.index("--epochs") + 1])
 
 
 def _run(command, tmp_path, name):
@@ -263,21 +258,6 @@ def _run(command, tmp_path, name):
     return result, scratch
 
 
-ON_DIGITS_RUNS = pytest.mark.xdist_group("multi_worker_digits")  # the tests that share digits_runs: one worker
-
-
-@pytest.fixture(scope="module")
-def digits_runs(tmp_path_factory):
-    """The digits recipe trained by one process and by a two-worker cluster (one CPU thread each)."""
-    tmp_path = tmp_path_factory.mktemp("digits")
-    one, _ = _run([sys.executable, "-m", "keras_nfnets.cli", "train", "--output-dir", str(tmp_path / "one"), *DIGITS],
-                  tmp_path, "one")
-    two, scratch = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
-                         "--log-dir", str(tmp_path / "logs"), "--", "train", "--output-dir", str(tmp_path / "two"),
-                         *DIGITS], tmp_path, "two")
-    return tmp_path, one, two, scratch
-
-
 def _history(run_dir):
     return json.load(open(os.path.join(run_dir, "history.json")))
 
@@ -285,10 +265,11 @@ def _history(run_dir):
 @pytest.mark.slow
 @ON_DIGITS_RUNS
 def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
-    tmp_path, one, two, scratch = digits_runs
-    single, cluster = _history(tmp_path / "one"), _history(tmp_path / "two")
+    """The README's cluster in its short form (conftest.README_CLUSTER: 2 workers x 1 thread)
+    against one process with the same settings."""
+    single, cluster = _history(digits_runs.one_dir), _history(digits_runs.cluster_dir)
     print("one worker:", single["test"], "two workers:", cluster["test"])
-    assert json.load(open(tmp_path / "two" / "run.json"))["workers"] == 2
+    assert json.load(open(digits_runs.cluster_dir / "run.json"))["workers"] == 2
     assert len(cluster["history"]["loss"]) == EPOCHS
     # the same global batches (examples and crops) in the same order (shown exactly by
     # test_sharded_pipelines_cover_each_example_once_per_epoch): the first epoch's loss agrees
@@ -299,21 +280,23 @@ def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
     assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.08
     assert cluster["test"]["accuracy"] > 0.8  # it learned (10 classes)
     # the chief's distributed evaluation equals a one-process evaluation of the saved model
-    assert evaluate(str(tmp_path / "two"))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)
+    assert evaluate(str(digits_runs.cluster_dir))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)
     # both workers trained: worker 1 logged its epochs and the same final metrics
-    log = (tmp_path / "logs" / "worker-1.log").read_text()
+    log = (digits_runs.log_dir / "worker-1.log").read_text()
     assert f"Epoch {EPOCHS}/{EPOCHS}" in log and f"accuracy {cluster['test']['accuracy']:.4f}" in log
 
 
 @pytest.mark.slow
 @ON_DIGITS_RUNS
 def test_only_the_chief_writes_the_run_and_workers_clean_up(digits_runs):
-    tmp_path, _, _, scratch = digits_runs
-    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
-    assert sorted(os.listdir(tmp_path / "two" / "backup")) == [f"epoch-{EPOCHS:04d}", "training_metadata.json"]
-    # worker 1 ran every save into its own temporary directories and removed them
-    assert os.listdir(scratch) == [], os.listdir(scratch)
-    assert not [p for p in os.listdir(tmp_path / "two") if "worker" in p or p.endswith((".tmp", ".partial"))]
+    two = digits_runs.cluster_dir
+    assert sorted(os.listdir(two)) == sorted(os.listdir(digits_runs.one_dir))
+    assert sorted(os.listdir(two / "backup")) == [f"epoch-{EPOCHS:04d}", "training_metadata.json"]
+    # worker 1 ran every save into its own temporary directories and removed them: the cluster's
+    # TMPDIR holds only the launcher's log folder
+    assert digits_runs.log_dir.parent == digits_runs.scratch
+    assert os.listdir(digits_runs.scratch) == [digits_runs.log_dir.name], os.listdir(digits_runs.scratch)
+    assert not [p for p in os.listdir(two) if "worker" in p or p.endswith((".tmp", ".partial"))]
 
 
 @pytest.mark.slow
@@ -334,14 +317,15 @@ def test_agc_after_the_all_reduce_across_two_workers(tmp_path):
 
 @pytest.mark.slow
 @ON_DIGITS_RUNS
-def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs):
-    tmp_path, _, _, _ = digits_runs
+def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs, tmp_path):
+    """The README's cluster (its short form, as digits_runs' uninterrupted run) with
+    --restart-on-failure 1, worker 1 killed in the second epoch."""
     run_dir = tmp_path / "killed"
     metadata = run_dir / "backup" / "training_metadata.json"
     out, returncode, pids = launch_and_kill_worker_1(
         [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
          "--restart-on-failure", "1", "--log-dir", str(tmp_path / "killed-logs"), "--", "train", "--output-dir",
-         str(run_dir), *DIGITS], metadata, REPO_ENV, CLUSTER_TIMEOUT, settle=3.0)  # into the second epoch's steps
+         str(run_dir), *DIGITS_SHORT], metadata, REPO_ENV, CLUSTER_TIMEOUT, settle=3.0)  # into the second epoch
     assert returncode == 0, out[-3000:]
     assert "worker 1 failed (signal SIGKILL)" in out and "restarting the cluster (1 of 1)" in out
     # the restarted cluster ran without --restart (which starts a run over): it resumed
@@ -349,7 +333,7 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs
     assert resumed_at in (2, 3)  # from the last backup: no finished epoch was lost
     history = _history(run_dir)
     assert len(history["history"]["loss"]) == EPOCHS
-    uninterrupted = _history(tmp_path / "two")
+    uninterrupted = _history(digits_runs.cluster_dir)
     print("killed and resumed:", history["test"], "uninterrupted:", uninterrupted["test"])
     assert abs(history["test"]["accuracy"] - uninterrupted["test"]["accuracy"]) <= 0.02
     # stronger: the resume is exact (weights, optimizer and random state restored, the same data from

@@ -17,7 +17,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import REPO_ENV
+from conftest import ON_DIGITS_RUNS, README_CLUSTER, user_environment
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
@@ -44,7 +44,7 @@ COMMANDS = {
     "nfnets train --strategy multi_worker --output-dir /shared/runs/digits":
         ("excused", "needs the two hosts it names; the launch line below runs the same cluster on 127.0.0.1"),
     "nfnets launch --workers 2 --restart-on-failure 1 -- train --epochs 6 --output-dir runs/digits_2workers":
-        ("short form", "nfnets launch --workers 2 -- train --epochs 2"),
+        ("short form", README_CLUSTER),
     "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax": RUN,  # the README's 95% on JAX
 }
 
@@ -72,14 +72,6 @@ def test_every_readme_command_is_run_or_excused():
             assert readme_command.startswith("pip install ") and readme_command.endswith(f" && {how[1]}")
 
 
-def user_environment():
-    """The environment of a user's shell: this one without the variables that change what
-    TensorFlow, Keras or the Hub do; PYTHONPATH keeps the console script on this checkout."""
-    env = {k: v for k, v in REPO_ENV.items()
-           if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST"))}
-    return env
-
-
 def run_as_user(command, cwd, timeout):
     assert shutil.which("nfnets"), "the nfnets console script is not installed (pip install '.[test]')"
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=user_environment(), capture_output=True, text=True,
@@ -93,13 +85,14 @@ def quiet(stderr, allowed=()):
 
 # The commands that run fall into three independent parts (each its own test, so that two
 # pytest-xdist workers can run them side by side): the main job and what uses its run, the
-# cluster's short form (a fresh directory), and the main job on JAX (its own output directory).
+# cluster's short form (a fresh directory: conftest's digits_runs, whose run the multi-worker
+# tests check against one process), and the main job on JAX (its own output directory).
 PARTS = {
     "main job": ("nfnets train", "nfnets models", "nfnets evaluate runs/NFResNet14_digits",
                  "nfnets predict digit.png --model runs/NFResNet14_digits",
                  "nfnets export model.tflite --model NFRegNetB0 --format tflite --quantization float16",
                  "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128"),
-    "cluster": ("nfnets launch --workers 2 -- train --epochs 2",),
+    "cluster": (README_CLUSTER,),
     "jax": ("KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax",),
 }
 
@@ -158,15 +151,17 @@ def test_readme_main_job_and_what_uses_its_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_cluster_in_its_short_form(tmp_path):
-    """``nfnets launch --workers 2 -- train --epochs 2``, the documented short form of the
-    README's cluster line, in a fresh directory."""
-    outputs = _run_part("cluster", tmp_path)
-    launched = outputs["nfnets launch --workers 2 -- train --epochs 2"]
-    assert "Resuming" not in launched.stdout
-    log_dir = re.search(r"the others log to (\S+)\)", launched.stderr).group(1)
-    worker_log = pathlib.Path(log_dir, "worker-1.log").read_text()
-    assert "Epoch 2/2" in worker_log and "\x1b[" not in worker_log  # plain lines, no progress-bar codes
+@ON_DIGITS_RUNS
+def test_readme_cluster_in_its_short_form(digits_runs):
+    """The documented short form of the README's cluster line (conftest.README_CLUSTER), typed as
+    a user types it in a fresh directory (conftest's digits_runs; test_multi_worker.py checks the
+    run against one process): nothing on standard error but the launcher's lines, plain logs."""
+    launched = digits_runs.cluster
+    print(launched.stdout[-1500:])
+    assert not quiet(launched.stderr, ("nfnets launch: ",)), launched.stderr[-3000:]
+    assert "\x1b[" not in launched.stdout and "Resuming" not in launched.stdout
+    worker_log = (digits_runs.log_dir / "worker-1.log").read_text()
+    assert "Epoch 3/3" in worker_log and "\x1b[" not in worker_log  # plain lines, no progress-bar codes
     assert "saved to runs/NFResNet14_digits/model.keras" in launched.stdout
 
 
