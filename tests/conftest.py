@@ -111,8 +111,7 @@ ON_DIGITS_RUNS = pytest.mark.xdist_group("multi_worker_digits")  # the tests tha
 
 @dataclasses.dataclass
 class DigitsRuns:
-    one: object  # the one-process run's CompletedProcess; its run directory is one_dir
-    one_dir: pathlib.Path
+    one_dir: pathlib.Path  # the one-process run
     cluster: object  # README_CLUSTER's CompletedProcess, typed as a user types it
     cluster_dir: pathlib.Path
     log_dir: pathlib.Path  # where the launcher put the other workers' logs (it says so on stderr)
@@ -140,7 +139,7 @@ def digits_runs(tmp_path_factory):
                              capture_output=True, text=True, timeout=CLUSTER_TIMEOUT)
     assert cluster.returncode == 0, (cluster.stdout + cluster.stderr)[-3000:]
     log_dir = pathlib.Path(re.search(r"the others log to (\S+)\)", cluster.stderr).group(1))
-    return DigitsRuns(one, folder / "one", cluster, user / "runs" / "NFResNet14_digits", log_dir, scratch)
+    return DigitsRuns(folder / "one", cluster, user / "runs" / "NFResNet14_digits", log_dir, scratch)
 
 
 @pytest.fixture(scope="session")
