@@ -142,19 +142,38 @@ def digits_runs(tmp_path_factory):
     return DigitsRuns(folder / "one", cluster, user / "runs" / "NFResNet14_digits", log_dir, scratch)
 
 
+def made_once_per_run(tmp_path_factory, name, make):
+    """The path ``name`` in a folder that every pytest-xdist worker of this test run shares
+    (without xdist, this process's): the first worker to ask calls ``make(path)`` while it holds a
+    file lock on ``name``; the others wait for it and read what it made instead of making it again."""
+    import filelock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above each worker's own
+    path = root / "made_once" / name
+    path.parent.mkdir(exist_ok=True)
+    with filelock.FileLock(f"{path}.lock"):
+        if not pathlib.Path(f"{path}.done").exists():
+            make(path)
+            pathlib.Path(f"{path}.done").write_text("")
+    return path
+
+
 @pytest.fixture(scope="session")
-def built_counts():
+def built_counts(tmp_path_factory):
     """``built_counts(builder)``: ``(parameters, FLOPs)`` of the builder at its test size from a
-    shapes-only build (keras_nfnets.models.counts.compute_counts), built once per test run: the
-    published-count, peer-count and stored-count tests share the builds (NFNet-F7 alone takes 3 s)."""
+    shapes-only build (keras_nfnets.models.counts.compute_counts), built once per test run (once
+    for all xdist workers): the published-count, peer-count and stored-count tests share the
+    builds (NFNet-F7 alone takes 3 s)."""
+    import json
+
     from keras_nfnets.models.counts import compute_counts
 
-    cache = {}
-
     def counts(name):
-        if name not in cache:
-            cache[name] = compute_counts(name)
-        return cache[name]
+        path = made_once_per_run(tmp_path_factory, f"counts_{name}.json",
+                                 lambda path: path.write_text(json.dumps(compute_counts(name))))
+        return tuple(json.loads(path.read_text()))
 
     return counts
 
@@ -162,14 +181,17 @@ def built_counts():
 @pytest.fixture(scope="session")
 def timm_reference(tmp_path_factory):
     """Seeded random timm models: checkpoints, inputs, logits, all 36 names' tensor shapes, and
-    timm's parameter counts of DeepMind-layout twins (peer counts)."""
+    timm's parameter counts of DeepMind-layout twins (peer counts). Read-only for the tests."""
     if not HAVE_TIMM:
         pytest.skip("torch + timm (the test extras) are needed for parity checks")
-    out = tmp_path_factory.mktemp("timm")
-    subprocess.run(
-        [sys.executable, os.path.join(HERE, "timm_reference.py"), str(out), str(SIZE), *PARITY_MODELS],
-        check=True, timeout=900,
-    )
-    return out
+
+    def make(out):
+        out.mkdir(exist_ok=True)
+        subprocess.run(
+            [sys.executable, os.path.join(HERE, "timm_reference.py"), str(out), str(SIZE), *PARITY_MODELS],
+            check=True, timeout=900,
+        )
+
+    return made_once_per_run(tmp_path_factory, "timm", make)  # once for every xdist worker
 
 
