@@ -23,6 +23,8 @@ TIMEOUT = 600
 # the digits recipe, short: 2 epochs of 6 steps at batch 32 (each process feeds 16)
 DIGITS = ["--epochs", "2", "--steps-per-epoch", "6", "--batch-size", "32", "--learning-rate", "0.1", "--progress", "2",
           "--restart"]
+# XLA without LLVM's optimisation passes: these short runs mostly compile (eager initialisers, the steps);
+# the README's JAX job trains with XLA's defaults
 JAX_ENV = dict(REPO_ENV, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
 
 
