@@ -51,8 +51,9 @@ needs_timm = pytest.mark.skipif(not HAVE_TIMM, reason="torch + timm (the test ex
 
 
 # The modules whose tests take minutes, longest first (a profile of the whole suite on 2 cores):
-# pytest-xdist hands out tests in collection order, so these start first and the many short tests
-# fill both workers at the end (in file order, one worker waited 66 s for the other's last test).
+# pytest-xdist hands out the xdist groups first (largest first), then the other tests in collection
+# order, so the README's jobs start early and the many short tests fill both workers at the end (in
+# file order, one worker waited 66 s for the other's last test; with this order both ended together).
 RUN_FIRST = ("test_backends.py", "test_readme_commands.py", "test_multi_worker.py", "test_jax_multi_process.py",
              "test_xla_and_precision.py", "test_notebooks.py", "test_device_check.py")
 
