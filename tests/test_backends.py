@@ -20,7 +20,8 @@ from keras_nfnets.models import build_nf_model
 from keras_nfnets.spp import figure_models
 from keras_nfnets.training import SGDAGC
 
-BACKENDS = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
+EACH_BACKEND = ("jax", "torch")
+BACKENDS = [b for b in EACH_BACKEND if importlib.util.find_spec(b) is not None]
 MODELS = ("NFResNet26", "NFRegNetB0", "NFNetF0")  # the three families
 # folded on the other backends: SE, grouped convs, tanh-GELU from built-ins (NF-ResNet-26 folds like
 # them minus those; all three families fold exactly under TensorFlow: test_export.py)
@@ -29,7 +30,6 @@ FOLDED = ("NFRegNetB0", "NFNetF0")
 # inputs and TensorFlow's figures (the fixtures below) once and each backend's worker process once.
 pytestmark = [pytest.mark.skipif(len(BACKENDS) < 2, reason="jax and torch are test extras"),
               pytest.mark.xdist_group("backends")]
-EACH_BACKEND = ["jax", "torch"]
 
 
 def _randomised(name, shape, seed=0):
