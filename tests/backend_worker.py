@@ -140,6 +140,10 @@ if "conv" in task:  # conv2d forward and its vector-Jacobian product, every path
             y, dx, dk = vjp(fn, arrays[f"x{index}"], arrays[f"k{index}"], arrays[f"r{index}"])
             outputs.update({f"y{index}_{implementation}": y, f"dx{index}_{implementation}": dx,
                             f"dk{index}_{implementation}": dk})
+        # an eager call on the backend's own arrays (JAX: concrete arrays, the compiled native path)
+        eager = conv2d(*(keras.ops.convert_to_tensor(arrays[f"{v}{index}"]) for v in "xk"), case["strides"],
+                       case["padding"], case["dilation"], case["groups"])
+        outputs[f"y{index}_eager"] = keras.ops.convert_to_numpy(eager)
     np.savez(os.path.join(task["dir"], f"conv_{task['backend']}.npz"), **outputs)
 
 _mark("spp")

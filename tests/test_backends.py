@@ -322,8 +322,9 @@ def test_jax_data_parallel_over_two_devices_equals_one(on_backend):
 @pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_cases, on_backend):
     """The conv paths of each backend (auto, native, per-group split; the channels-last view on
-    PyTorch, the matmul for 1x1 convs on JAX's CPU), forward and backward, against TensorFlow's
-    native conv (itself checked against dense convs in test_ws_conv.py)."""
+    PyTorch, the matmul for 1x1 convs and im2col on JAX's CPU), forward and backward, and an eager
+    call (on JAX one compiled native conv), against TensorFlow's native conv (itself checked
+    against dense convs in test_ws_conv.py)."""
     reference = conv_cases[1]
     tmp_path, _ = on_backend(backend)
     other = np.load(tmp_path / f"conv_{backend}.npz")
@@ -337,6 +338,10 @@ def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_
                 relative = np.abs(got - expected).max() / np.abs(expected).max()
                 worst = max(worst, relative)
                 assert relative < 1e-5, (CONV_CASES[index], name, implementation, relative)
+        got = other[f"y{index}_eager"]  # an eager call (JAX: one compiled native conv, no gradient to serve)
+        relative = np.abs(got - reference[f"y{index}"]).max() / np.abs(reference[f"y{index}"]).max()
+        worst = max(worst, relative)
+        assert got.shape == reference[f"y{index}"].shape and relative < 1e-5, (CONV_CASES[index], "eager", relative)
     print(f"{backend}: worst conv2d / gradient difference to TensorFlow {worst:.1e} (relative)")
 
 

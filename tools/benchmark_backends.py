@@ -5,7 +5,11 @@ same machine and thread count, each in its own process, printed as throughput ra
 On JAX Keras compiles the whole step (``train_on_batch`` is jitted); on PyTorch it runs eagerly;
 on TensorFlow it is a ``tf.function`` with the package's fused kernels.
 
-    python tools/benchmark_backends.py [--batch-size 16] [--image-size 192] [--threads 2]
+``--eager``: inference by calling the model, ``model(x, training=False)``, as a notebook does,
+next to timm's ``model(x)`` under ``torch.no_grad()``: the first call (a fresh process; on JAX
+it compiles) and the median of later ones.
+
+    python tools/benchmark_backends.py [--eager] [--batch-size 16] [--image-size 192] [--threads 2]
                                        [--steps 10] [--warmup 3]
 """
 
@@ -25,6 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--eager", action="store_true", help="time eager inference calls instead of training steps")
     parser.add_argument("--only", choices=[*BACKENDS, "timm"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -50,6 +55,10 @@ def measure_keras(args):
 
         torch.set_num_threads(args.threads)
     model = keras_nfnets.NFRegNetB0(input_shape=(args.image_size, args.image_size, 3), classifier_activation=None)
+    if args.eager:
+        x = np.random.default_rng(0).standard_normal((args.batch_size, args.image_size, args.image_size, 3))
+        x = keras.ops.convert_to_tensor(x.astype("float32"))
+        return first_and_median(lambda: keras.ops.convert_to_numpy(model(x, training=False)), args)
     model.compile(SGDAGC(0.01, momentum=0.9, clip_factor=0.01),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
@@ -58,10 +67,36 @@ def measure_keras(args):
     return median_seconds(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
 
 
+def first_and_median(fn, args):
+    """``"first later"``: the seconds of the first call and the median of the later ones."""
+    import time
+
+    from timing import median_seconds
+
+    start = time.perf_counter()
+    fn()
+    return f"{time.perf_counter() - start} {median_seconds(fn, args.steps, args.warmup)}"
+
+
+def time_timm_eager(args):
+    import timm
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = timm.create_model("nf_regnet_b0", num_classes=1000).eval()
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+
+    def forward():
+        with torch.no_grad():
+            return model(x).numpy()
+
+    return first_and_median(forward, args)
+
+
 def in_subprocess(args, which):
     command = [sys.executable, os.path.abspath(__file__), "--only", which, "--batch-size", str(args.batch_size),
                "--image-size", str(args.image_size), "--threads", str(args.threads), "--steps", str(args.steps),
-               "--warmup", str(args.warmup)]
+               "--warmup", str(args.warmup)] + (["--eager"] if args.eager else [])
     path = os.pathsep.join(filter(None, [os.path.dirname(HERE), HERE, os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path, **thread_environment(args.threads))
     if which in BACKENDS:
@@ -70,13 +105,28 @@ def in_subprocess(args, which):
     if result.returncode != 0:
         print(f"{which}: failed\n{result.stderr[-2000:]}")
         return None
-    return float(result.stdout.strip().splitlines()[-1])
+    return [float(value) for value in result.stdout.strip().splitlines()[-1].split()]
+
+
+def report_eager(args, seconds):
+    print(f"NFRegNetB0 eager inference, model(x), batch {args.batch_size}, {args.image_size} px, {args.threads} threads:"
+          f" first call, then the median of {args.steps} after {args.warmup}")
+    timm = seconds.pop("timm")
+    if timm:
+        print(f"  timm nf_regnet_b0 (PyTorch)   first {timm[0]:6.2f} s, then {timm[1] * 1e3:8.1f} ms/call")
+    for backend, value in seconds.items():
+        if value is None:
+            continue
+        ratio = f"  {timm[1] / value[1]:.2f}x timm's throughput" if timm else ""
+        print(f"  keras_nfnets on {backend:<12} first {value[0]:6.2f} s, then {value[1] * 1e3:8.1f} ms/call{ratio}")
 
 
 def main():
     args = parse_args()
     if args.only:
-        if args.only == "timm":
+        if args.only == "timm" and args.eager:
+            print(time_timm_eager(args))
+        elif args.only == "timm":
             from benchmark_train import time_timm  # the same timm step as the training benchmark
 
             print(time_timm(args))
@@ -84,6 +134,9 @@ def main():
             print(measure_keras(args))
         return
     seconds = {which: in_subprocess(args, which) for which in ("timm", *BACKENDS)}
+    if args.eager:
+        return report_eager(args, seconds)
+    seconds = {which: value and value[0] for which, value in seconds.items()}
     print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
           f"median of {args.steps} after {args.warmup}")
     timm = seconds.pop("timm")

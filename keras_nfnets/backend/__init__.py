@@ -14,6 +14,8 @@ TABLE = {
     "conv2d": "convolution of NHWC inputs with an HWIO kernel; padding 'same' or 'valid'",
     "native_grouped_conv_supported": "whether the backend's own grouped convolution is fast on a device type",
     "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
+    "compiled_when_eager": "fn(*arrays, **static) as one compiled program per shape when called eagerly where the "
+                           "backend would otherwise compile op by op (JAX), else fn itself",
     "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",

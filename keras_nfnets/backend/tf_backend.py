@@ -11,10 +11,11 @@ oneDNN (a probe decides once per process; one convolution per group where a buil
 import functools
 import os
 
-from keras_nfnets.backend.common import pad_symmetric, portable_kernel_moments, split_groups
+from keras_nfnets.backend.common import pad_symmetric, portable_kernel_moments, run_as_is, split_groups
 from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS
 
 kernel_moments = portable_kernel_moments
+compiled_when_eager = run_as_is  # eager TensorFlow runs precompiled kernels op by op
 _MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
 
 

@@ -7,10 +7,11 @@ momentum step is one multi-tensor (``_foreach``) update.
 """
 
 from keras_nfnets.layer_options import GELU_TANH_APPROXIMATION
-from keras_nfnets.backend.common import (  # noqa: F401
+from keras_nfnets.backend.common import (
     KerasDataParallel,
     eager_ema_updater,
     refuse_tf_distribute,
+    run_as_is,
     start_tensorflow_for_data,
     same_padding,
     split_groups,
@@ -18,6 +19,7 @@ from keras_nfnets.backend.common import (  # noqa: F401
 )
 
 ema_updater = eager_ema_updater
+compiled_when_eager = run_as_is  # eager PyTorch runs precompiled kernels op by op
 start_tensorflow = start_tensorflow_for_data
 
 

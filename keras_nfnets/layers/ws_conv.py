@@ -235,7 +235,8 @@ class ScaledWSConv2D(GroupConv2D):
         """``gamma · gain · (W − μ) / √(N σ²)`` in float32 (paper Eq. 3)."""
         kernel = ops.cast(self.kernel, "float32")
         gain = ops.cast(self.gain, "float32")
-        return standardize_kernel(kernel, gain, self.eps, self.eps_mode, self.gamma)
+        return backend.current().compiled_when_eager(standardize_kernel, kernel, gain, eps=self.eps,
+                                                     eps_mode=self.eps_mode, gamma=self.gamma)
 
     def get_config(self):
         config = super().get_config()
