@@ -34,6 +34,8 @@ def test_device_check_smoke_run_writes_its_report(tmp_path):
     sys.path.insert(0, os.path.dirname(SCRIPT))
     import device_check
 
+    # a smoke run's models have one block per stage (every layer type of the variant); the GPU run's are whole
+    assert report["sizes"]["depths"] == [1, 1, 1, 1] and device_check.sizes(smoke=False)["depths"] is None
     gpu_plan = device_check.run_plan(smoke=False)
     assert {(b, m) for part, b, m in gpu_plan if part == "train"} == {
         (b, m) for b in ("jax", "torch") for m in ("NFNetF0", "NFRegNetB0")}

@@ -65,9 +65,24 @@ def run_plan(smoke):
 
 
 def sizes(smoke):
+    """A smoke run's models keep every layer type of their variant with one block per stage
+    (``depths``; smoke run on 2 CPU cores: 81 -> XX s)."""
     if smoke:
-        return dict(logit_size=32, logit_batch=2, train_size=32, batch=2, warmup=1, steps=1)
-    return dict(logit_size=64, logit_batch=2, train_size=192, batch=128, warmup=2, steps=10)
+        return dict(logit_size=32, logit_batch=2, train_size=32, batch=2, warmup=1, steps=1, depths=(1, 1, 1, 1))
+    return dict(logit_size=64, logit_batch=2, train_size=192, batch=128, warmup=2, steps=10, depths=None)
+
+
+def _build(name, size, **kwargs):
+    """Builder ``name``'s model (in a smoke run with ``size["depths"]``)."""
+    import dataclasses
+
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.models import build_nf_model
+
+    config = BUILDERS[name].config
+    if size["depths"]:
+        config = dataclasses.replace(config, depths=size["depths"])
+    return build_nf_model(config, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,15 +192,14 @@ def _synchronize(backend):
             torch.cuda.synchronize()
 
 
-def _randomised_family(name, image_size, seed=0):
+def _randomised_family(name, size, seed=0):
     import keras
-    import numpy as np
 
-    from keras_nfnets.applications import BUILDERS
     from keras_nfnets.export.verification import randomise_weights
 
     keras.utils.set_random_seed(seed)
-    model = BUILDERS[name](input_shape=(image_size, image_size, 3), classes=10, classifier_activation=None)
+    image_size = size["logit_size"]
+    model = _build(name, size, input_shape=(image_size, image_size, 3), classes=10, classifier_activation=None)
     return randomise_weights(model, seed)
 
 
@@ -203,7 +217,7 @@ def _reference_part(args, size):
     x = np.random.default_rng(1).standard_normal((size["logit_batch"], size["logit_size"], size["logit_size"], 3))
     np.save(os.path.join(args.work, "x.npy"), x.astype("float32"))
     for name in families(args.smoke):
-        model = _randomised_family(name, size["logit_size"])
+        model = _randomised_family(name, size)
         model.save_weights(os.path.join(args.work, f"{name}.weights.h5"))
         np.save(os.path.join(args.work, f"{name}_cpu.npy"), _forward(model, x.astype("float32")))
     return {"models": list(families(args.smoke))}
@@ -216,8 +230,6 @@ def _logits_part(args, size):
 
     import keras
     import numpy as np
-
-    from keras_nfnets.applications import BUILDERS
 
     x = np.load(os.path.join(args.work, "x.npy"))
 
@@ -241,7 +253,7 @@ def _logits_part(args, size):
 
     rows = []
     for name in families(args.smoke):
-        model = BUILDERS[name](input_shape=x.shape[1:], classes=10, classifier_activation=None)
+        model = _build(name, size, input_shape=x.shape[1:], classes=10, classifier_activation=None)
         model.load_weights(os.path.join(args.work, f"{name}.weights.h5"))
         reference = np.load(os.path.join(args.work, f"{name}_cpu.npy"))
         scale = float(np.abs(reference).max())
@@ -256,21 +268,16 @@ def _logits_part(args, size):
 def _train_part(args, size):
     """Training throughput of one of :data:`TRAINED` on this backend: mixed_bfloat16, SGD + AGC,
     synthetic device-resident batches; the first step (trace + compile) timed apart."""
-    import dataclasses
-
     import keras
     import numpy as np
 
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.models import build_nf_model
     from keras_nfnets.training import SGDAGC
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
-    config = BUILDERS[args.model].config
     # dropout and stochastic depth as the variant has them: the paper's training step
-    model = build_nf_model(dataclasses.replace(config), input_shape=(size["train_size"], size["train_size"], 3),
-                           classes=1000, classifier_activation=None)
+    model = _build(args.model, size, input_shape=(size["train_size"], size["train_size"], 3), classes=1000,
+                   classifier_activation=None)
     model.compile(optimizer=SGDAGC(0.1, momentum=0.9, weight_decay=2e-5, clip_factor=0.01),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
@@ -394,7 +401,8 @@ def _machine(device):
 
 def markdown(report):
     m, v = report["machine"], report["versions"]
-    lines = [f"Device check {report['date']} ({'smoke run on the CPU' if report['smoke'] else m.get('gpu', 'GPU')}); "
+    where = "smoke run on the CPU, our models with one block per stage" if report["smoke"] else m.get("gpu", "GPU")
+    lines = [f"Device check {report['date']} ({where}); "
              f"keras {v['keras']}, jax {v['jax']}, torch {v['torch']}, timm {v['timm']}, python {v['python']}.", "",
              "| logits vs CPU (relative to the logit scale) | backend | full float32 | default precision |",
              "|---|---|---|---|"]
