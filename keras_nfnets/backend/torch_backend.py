@@ -7,7 +7,7 @@ momentum step is one multi-tensor (``_foreach``) update.
 """
 
 from keras_nfnets.layer_options import GELU_TANH_APPROXIMATION
-from keras_nfnets.backend.common import (
+from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
     refuse_tf_distribute,
