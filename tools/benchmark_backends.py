@@ -108,17 +108,28 @@ def in_subprocess(args, which):
     return [float(value) for value in result.stdout.strip().splitlines()[-1].split()]
 
 
-def report_eager(args, seconds):
-    print(f"NFRegNetB0 eager inference, model(x), batch {args.batch_size}, {args.image_size} px, {args.threads} threads:"
-          f" first call, then the median of {args.steps} after {args.warmup}")
+def report(args, seconds):
+    """timm's line, then each backend's with its throughput ratio to timm's (the values' last
+    entry: the training step's median, or the later eager calls' median)."""
+    if args.eager:
+        print(f"NFRegNetB0 eager inference, model(x), batch {args.batch_size}, {args.image_size} px, "
+              f"{args.threads} threads: first call, then the median of {args.steps} after {args.warmup}")
+
+        def line(value):
+            return f"first {value[0]:6.2f} s, then {value[1] * 1e3:8.1f} ms/call"
+    else:
+        print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
+              f"median of {args.steps} after {args.warmup}")
+
+        def line(value):
+            return f"{value[0] * 1e3:8.1f} ms/step  {args.batch_size / value[0]:6.1f} img/s"
     timm = seconds.pop("timm")
     if timm:
-        print(f"  timm nf_regnet_b0 (PyTorch)   first {timm[0]:6.2f} s, then {timm[1] * 1e3:8.1f} ms/call")
+        print(f"  timm nf_regnet_b0 (PyTorch)   {line(timm)}")
     for backend, value in seconds.items():
-        if value is None:
-            continue
-        ratio = f"  {timm[1] / value[1]:.2f}x timm's throughput" if timm else ""
-        print(f"  keras_nfnets on {backend:<12} first {value[0]:6.2f} s, then {value[1] * 1e3:8.1f} ms/call{ratio}")
+        if value is not None:
+            ratio = f"  {timm[-1] / value[-1]:.2f}x timm's throughput" if timm else ""
+            print(f"  keras_nfnets on {backend:<12} {line(value)}{ratio}")
 
 
 def main():
@@ -133,20 +144,7 @@ def main():
         else:
             print(measure_keras(args))
         return
-    seconds = {which: in_subprocess(args, which) for which in ("timm", *BACKENDS)}
-    if args.eager:
-        return report_eager(args, seconds)
-    seconds = {which: value and value[0] for which, value in seconds.items()}
-    print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
-          f"median of {args.steps} after {args.warmup}")
-    timm = seconds.pop("timm")
-    if timm:
-        print(f"  timm nf_regnet_b0 (PyTorch)   {timm * 1e3:8.1f} ms/step  {args.batch_size / timm:6.1f} img/s")
-    for backend, value in seconds.items():
-        if value is None:
-            continue
-        ratio = f"  {timm / value:.2f}x timm's throughput" if timm else ""
-        print(f"  keras_nfnets on {backend:<12} {value * 1e3:8.1f} ms/step  {args.batch_size / value:6.1f} img/s{ratio}")
+    report(args, {which: in_subprocess(args, which) for which in ("timm", *BACKENDS)})
 
 
 if __name__ == "__main__":
