@@ -119,3 +119,34 @@ def test_call_tensors_of_a_nested_model():
     called = inner(outer_input)
     inputs, outputs = _compat.call_tensors(inner)
     assert inputs[0] is outer_input and outputs[0] is called and outputs[0] is not inner.output
+
+
+def test_build_training_state_spares_fit_a_second_trace():
+    import tensorflow as tf
+
+    class Counting(keras.Model):  # counts the traces of the training step (TensorFlow traces it)
+        traces = 0
+
+        def train_step(self, data):
+            Counting.traces += 1
+            return super().train_step(data)
+
+    def compiled():
+        inputs = keras.Input((8, 8, 3))
+        outputs = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(inputs))
+        model = Counting(inputs, outputs)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    x, y = np.ones((8, 8, 8, 3), "float32"), np.eye(4, dtype="float32")[np.arange(8) % 4]
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    traces = {}
+    for prebuilt in (False, True):
+        model, Counting.traces = compiled(), 0
+        if prebuilt:
+            _compat.build_training_state(model, data.element_spec)
+            assert model.optimizer.built and model.metrics_variables  # slots and metric state exist
+        model.fit(data, epochs=1, verbose=0)
+        traces[prebuilt] = Counting.traces
+    assert traces == {False: 2, True: 1}  # Keras alone traces twice (variables made in the first trace)
+

@@ -162,10 +162,15 @@ def test_image_folder_source_and_training(tmp_path):
 # --- runs -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", [pytest.param("float32", marks=ON_QUICK_RUN), "mixed_bfloat16", "mixed_float16"])
-def test_fit_steps_under_each_precision(tmp_path, precision, request):
+def test_fit_steps_under_each_precision(tmp_path, precision, request, monkeypatch):
+    traces = []
+    original = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traces.append(1) or original(self, data))
     try:
         run = request.getfixturevalue("quick_digits_run") if precision == "float32" else \
             train("NFResNet14", "digits", precision=precision, output_dir=str(tmp_path), **QUICK)
+        if precision != "float32":  # optimizer slots (loss scale included) and metrics built before fit:
+            assert len(traces) == 1  # one trace of the step, not a second one after the first made them
         assert run.settings["jit_compile"] is False  # "auto": Keras' rule, no XLA on a CPU-only TensorFlow machine
         conv = run.model.get_layer("stage1_block1_conv2")
         assert conv.compute_dtype == precision.replace("mixed_", "")

@@ -451,6 +451,9 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         return data.eval_dataset(eval_source, settings.eval_transform, batch_size, input_context)
 
     train_ds, eval_ds = _datasets(distribution, role, make_train, make_eval)
+    if role.count == 1:  # a cluster's Keras builds this itself, from a distributed batch
+        with distribution.scope():
+            _compat.build_training_state(model, train_ds.element_spec)
     throughput = _throughput_callback(batch_size)
     history = _history_callback(run_dir if role.is_chief else None, start_epoch)
     # the history first: at an epoch's end it is written before the backup, so a resume never finds
