@@ -149,4 +149,3 @@ def test_build_training_state_spares_fit_a_second_trace():
         model.fit(data, epochs=1, verbose=0)
         traces[prebuilt] = Counting.traces
     assert traces == {False: 2, True: 1}  # Keras alone traces twice (variables made in the first trace)
-
