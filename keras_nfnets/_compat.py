@@ -155,3 +155,30 @@ def enable_keras_multi_worker_training(model):
 
         reduce_per_replica._keras_nfnets_original = original
         trainer.reduce_per_replica = reduce_per_replica
+
+
+KERAS_RANDOM_DRAWS = ("normal", "truncated_normal", "uniform")
+
+
+@contextlib.contextmanager
+def keras_random_draws_replaced(backend_name, replacements):
+    """While the block runs, Keras' random draws on backend ``backend_name`` are
+    ``replacements(originals, draw_seed)``'s functions (a dict by name, ``originals`` Keras' own
+    by name, ``draw_seed`` Keras' seed-to-key function). Patches the functions
+    ``keras.src.backend.<backend_name>.random.{normal,truncated_normal,uniform}``, which
+    ``keras.random`` and every random initialiser call at each use, and uses
+    ``keras.src.random.seed_generator.draw_seed``: no public hook reaches either."""
+    import importlib
+
+    from keras.src.random.seed_generator import draw_seed
+
+    module = importlib.import_module(f"keras.src.backend.{backend_name}.random")
+    originals = {name: getattr(module, name) for name in KERAS_RANDOM_DRAWS}
+    replaced = replacements(originals, draw_seed)
+    for name in KERAS_RANDOM_DRAWS:
+        setattr(module, name, replaced[name])
+    try:
+        yield
+    finally:
+        for name in KERAS_RANDOM_DRAWS:
+            setattr(module, name, originals[name])

@@ -2,6 +2,8 @@
 
 import os
 
+from keras_nfnets import backend
+
 
 def register_keras_objects():
     """Import every module that registers a class with Keras' serialization (the layers and the
@@ -26,7 +28,8 @@ def load_model(path):
         raise ValueError(f"{path!r} is not a complete .keras file (a .keras file is a zip archive): it is truncated "
                          "or of another format; save the model again or point to another file.")
     try:
-        return keras.saving.load_model(path)
+        with backend.current().variable_initialization():  # rebuilt layers draw initial values first
+            return keras.saving.load_model(path)
     except Exception as error:
         raise ValueError(f"Cannot load {path!r} as a Keras model: {error}") from error
 

@@ -10,7 +10,9 @@ recipe and CutMix/MixUp/RandAugment batches),
 propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold``
 (``fold_weight_standardization``, the folded model saved as ``.keras``), ``preset`` (a keras-hub
 preset through keras-hub's ``from_preset``: logits and the converter's images), ``data_parallel`` (JAX:
-``train`` under each named strategy, last). One process runs every check a task names.
+``train`` under each named strategy, last), ``initialization`` (JAX: the builder's size-class
+random draws against Keras' own, initialiser by initialiser and for a whole model). One process
+runs every check a task names.
 """
 
 import json
@@ -87,6 +89,46 @@ if "agc_step" in task:
     model.train_on_batch(x, labels)
     np.savez(os.path.join(task["dir"], f"agc_step_{task['backend']}.npz"),
              **{w.path: keras.ops.convert_to_numpy(w.value) for w in model.weights})
+
+_mark("initialization")
+if "initialization" in task:  # after the checks that TensorFlow is not imported: set_random_seed imports it
+    import contextlib
+    import dataclasses
+    from unittest import mock
+
+    from keras_nfnets import _compat
+    from keras_nfnets.backend import jax_backend
+    from keras_nfnets.models import build_nf_model
+
+    def draw_both(make):  # make() under Keras' own draws and under the size-class draws, from one seed
+        keras.utils.set_random_seed(3)
+        own = make()
+        keras.utils.set_random_seed(3)
+        with _compat.keras_random_draws_replaced("jax", jax_backend._size_class_draws):
+            size_class = make()
+        return own, size_class
+
+    differences = {}
+    initializers = (keras.initializers.VarianceScaling(1.0, "fan_in", "normal"), keras.initializers.HeNormal(),
+                    keras.initializers.GlorotUniform(), keras.initializers.RandomNormal(0.3, 0.05),
+                    keras.initializers.RandomUniform(-3.0, 5.0), keras.initializers.TruncatedNormal(1.0, 2.0),
+                    keras.initializers.HeNormal(seed=7))
+    for index, initializer in enumerate(initializers):
+        for shape in ((3, 3, 16, 24), (129, 33), (1,)):  # 3,456 of 4,096; 4,257 of 8,192; one value
+            own, size_class = draw_both(lambda: [np.asarray(initializer(shape, "float32")),
+                                                 np.asarray(keras.random.normal((2,)))])  # the seed state after it
+            differences[f"{index} {type(initializer).__name__}{shape}"] = max(
+                float(np.abs(a - b).max()) for a, b in zip(own, size_class))
+    toy = dataclasses.replace(BUILDERS["NFNetF0"].config, depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16,
+                              group_width=16, final_conv_channels=256)  # WS convs, SE, gains, skip gains, classifier
+
+    def toy_weights():  # the builder's own scope off, so that each build draws as draw_both says
+        with mock.patch.object(jax_backend, "variable_initialization", contextlib.nullcontext):
+            return [np.asarray(w) for w in build_nf_model(toy, input_shape=(32, 32, 3), classes=10).weights]
+
+    own, size_class = draw_both(toy_weights)
+    results["initialization"] = {"draws": differences, "weights": len(own), "random_weights": sum(
+        len(np.unique(w)) > 2 for w in own), "model": max(float(np.abs(a - b).max()) for a, b in zip(own, size_class))}
 
 _mark("train")
 if "train" in task:

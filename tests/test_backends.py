@@ -175,6 +175,7 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
                     "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm,
                     "preset": {"dir": str(folder / "preset"), "raw_images": str(folder / "preset_raw.npy")}}
             if backend == "jax":
+                task["initialization"] = True
                 task["data_parallel"] = {"one_device": str(place / "one_device"), "auto": str(place / "two_devices")}
                 # two host devices; LLVM's optimisation passes off: the worker compiles hundreds of eager ops
                 # (initialisers, one op at a time) and runs each about once (274 -> 216 s on 2 cores, the
@@ -301,6 +302,22 @@ def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_b
     assert len(fit["loss"]) == 1 and np.isfinite(fit["loss"][0])
     np.testing.assert_allclose(fit["label_sums"], 1.0, atol=1e-5)  # mixed labels still sum to one
     assert np.mean(np.array(fit["labels_per_row"]) == 2) > 0.5  # most rows mix two classes
+
+
+@pytest.mark.slow
+def test_jax_builds_draw_keras_own_initial_values_by_size_class(on_backend):
+    """On JAX the builder draws Keras' random initialisers once per size class (a power of two)
+    instead of once per weight shape (``backend.variable_initialization``, through
+    ``_compat.keras_random_draws_replaced``): every initialiser the models and Keras' layers use,
+    at shapes of every kind, gives Keras' own values and leaves the seed where Keras leaves it,
+    and a toy NFNet (WS convs, SE, gains, skip gains, classifier) is built with Keras' weights.
+    A Keras or JAX change that breaks the equivalence (the draws' bounds or scaling, the seed
+    handling, JAX's Threefry layout) fails here by name."""
+    initialization = on_backend("jax")[1]["initialization"]
+    print(initialization)
+    assert len(initialization["draws"]) == 21 and max(initialization["draws"].values()) == 0.0
+    assert initialization["weights"] > 50 and initialization["random_weights"] >= 15
+    assert initialization["model"] == 0.0
 
 
 @pytest.mark.slow

@@ -149,3 +149,36 @@ def test_build_training_state_spares_fit_a_second_trace():
         model.fit(data, epochs=1, verbose=0)
         traces[prebuilt] = Counting.traces
     assert traces == {False: 2, True: 1}  # Keras alone traces twice (variables made in the first trace)
+
+
+def test_keras_random_draws_replaced_reaches_keras_random_and_the_initialisers():
+    """The random draws keras.random and every random initialiser call are the module functions
+    this patches (here on TensorFlow; on JAX, test_backends.py checks the size-class draws it
+    carries against Keras' own values), and Keras' own come back after the block."""
+    calls, seeds = [], []
+
+    def replacements(originals, draw_seed):
+        seeds.append(keras.ops.convert_to_numpy(draw_seed(5)))  # Keras' seed-to-key function: [seed, 0]
+
+        def recorded(name):
+            def draw(shape, *args, seed=None, **kwargs):
+                calls.append((name, tuple(shape)))
+                return originals[name](shape, *args, seed=seed, **kwargs)
+            return draw
+        return {name: recorded(name) for name in _compat.KERAS_RANDOM_DRAWS}
+
+    keras.utils.set_random_seed(0)
+    expected = [keras.ops.convert_to_numpy(v) for v in (keras.initializers.HeNormal()((3, 3, 4, 8)),
+                                                        keras.initializers.GlorotUniform()((5, 2)),
+                                                        keras.random.normal((6,)))]
+    keras.utils.set_random_seed(0)
+    with _compat.keras_random_draws_replaced("tensorflow", replacements):
+        drawn = [keras.ops.convert_to_numpy(v) for v in (keras.initializers.HeNormal()((3, 3, 4, 8)),
+                                                         keras.initializers.GlorotUniform()((5, 2)),
+                                                         keras.random.normal((6,)))]
+    assert calls == [("truncated_normal", (3, 3, 4, 8)), ("uniform", (5, 2)), ("normal", (6,))]
+    assert [list(seed) for seed in seeds] == [[5, 0]]
+    for a, b in zip(expected, drawn):
+        np.testing.assert_array_equal(a, b)
+    keras.initializers.HeNormal()((2, 2))
+    assert len(calls) == 3  # restored

@@ -16,6 +16,8 @@ TABLE = {
     "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
     "compiled_when_eager": "fn(*arrays, **static) as one compiled program per shape when called eagerly where the "
                            "backend would otherwise compile op by op (JAX), else fn itself",
+    "variable_initialization": "a context manager under which models are built: Keras' random initialisers drawn "
+                               "as the backend draws them fastest, with the same values",
     "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",

@@ -37,6 +37,13 @@ def run_as_is(fn, *arrays, **static):
     return fn(*arrays, **static)
 
 
+def keras_variable_initialization():
+    """Keras' initialisers as they are (eager TensorFlow and PyTorch draw without compiling)."""
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def portable_kernel_moments(kernel):
     from keras import ops
 

@@ -66,6 +66,67 @@ def compiled_when_eager(fn, *arrays, **static):
     return _jitted(fn, tuple(sorted(static)))(*arrays, **static)
 
 
+def _size_class_draws(originals, draw_seed):
+    """Keras' normal, truncated-normal and uniform draws, each compiled once per size class (the
+    power of two at or above the draw's size) instead of once per shape, with the same values:
+    with JAX's partitionable Threefry (its default) element ``i`` of a draw depends only on the
+    key and ``i``, so the first ``n`` values of a draw of ``m > n`` are the draw of ``n``. Those
+    are kept and reshaped on the host; a normal draw is scaled there as Keras scales it on the
+    device (two float32 operations, ``sample * stddev + mean``). A traced call, a dtype other than
+    float32, an unknown dimension or the older Threefry goes to Keras' own function."""
+    import jax
+    import keras
+    import numpy as np
+
+    def sample(draw, shape, dtype, seed, *arguments):
+        """``(values, seed)``: the host values, or None and the seed for Keras' own function (the
+        key already drawn where drawing it found a traced one: a seed is drawn once)."""
+        if keras.backend.standardize_dtype(dtype or keras.config.floatx()) != "float32":
+            return None, seed
+        if not jax.config.jax_threefry_partitionable:
+            return None, seed
+        if not all(isinstance(dim, (int, np.integer)) for dim in shape):
+            return None, seed
+        key = seed if isinstance(seed, jax.Array) else draw_seed(seed)
+        if isinstance(key, jax.core.Tracer):
+            return None, key
+        size = int(np.prod(shape, dtype="int64"))
+        size_class = 1 << max(size - 1, 0).bit_length()
+        values = np.asarray(draw(key, size_class, *arguments))[:size]
+        return values.reshape(tuple(int(dim) for dim in shape)), key
+
+    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        values, seed = sample(lambda key, size: jax.random.normal(key, (size,), "float32"), shape, dtype, seed)
+        if values is None:
+            return originals["normal"](shape, mean, stddev, dtype, seed)
+        return jax.device_put(values * np.float32(stddev) + np.float32(mean))
+
+    def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        values, seed = sample(lambda key, size: jax.random.truncated_normal(key, -2.0, 2.0, (size,), "float32"),
+                              shape, dtype, seed)
+        if values is None:
+            return originals["truncated_normal"](shape, mean, stddev, dtype, seed)
+        return jax.device_put(values * np.float32(stddev) + np.float32(mean))
+
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        values, seed = sample(lambda key, size, low, high: jax.random.uniform(key, (size,), "float32", low, high),
+                              shape, dtype, seed, minval, maxval)
+        if values is None:
+            return originals["uniform"](shape, minval, maxval, dtype, seed)
+        return jax.device_put(values)
+
+    return {"normal": normal, "truncated_normal": truncated_normal, "uniform": uniform}
+
+
+def variable_initialization():
+    """Keras' random draws by size class (:func:`_size_class_draws`) while models are built:
+    eager JAX compiles each draw for its shape, and building NF-RegNet-B0 took 11.7 s on 2 cores,
+    9.6 s of it in ~100 compiles of the initialisers' draws and their scaling."""
+    from keras_nfnets import _compat
+
+    return _compat.keras_random_draws_replaced("jax", _size_class_draws)
+
+
 def _native_conv(inputs, kernel, strides, padding, dilation_rate):
     from keras import ops
 

@@ -11,11 +11,18 @@ oneDNN (a probe decides once per process; one convolution per group where a buil
 import functools
 import os
 
-from keras_nfnets.backend.common import pad_symmetric, portable_kernel_moments, run_as_is, split_groups
+from keras_nfnets.backend.common import (
+    keras_variable_initialization,
+    pad_symmetric,
+    portable_kernel_moments,
+    run_as_is,
+    split_groups,
+)
 from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS
 
 kernel_moments = portable_kernel_moments
 compiled_when_eager = run_as_is  # eager TensorFlow runs precompiled kernels op by op
+variable_initialization = keras_variable_initialization
 _MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
 
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_nfnets import names
+from keras_nfnets import backend, names
 from keras_nfnets.layers.activations import GammaActivation, get_gamma
 from keras_nfnets.layers.blocks import ECA, SqueezeExcite, SymmetricMaxPooling2D, nf_block
 from keras_nfnets.layers.ws_conv import GroupConv2D, ScaledWSConv2D
@@ -244,8 +244,19 @@ build_nf_model.__signature__ = signature([inspect.Parameter("config", inspect.Pa
 def build_checked(config, args, default_size=224):
     """:func:`build_nf_model` for :class:`ApplicationArgs` already checked (the public builders
     check once, then build here); ``default_size``: the input side when neither ``input_shape``
-    nor ``input_tensor`` gives one and the model has its top."""
-    include_top, weights, input_tensor, input_shape = args.include_top, args.weights, args.input_tensor, args.input_shape
+    nor ``input_tensor`` gives one and the model has its top. The weights are initialised as the
+    backend draws Keras' initialisers fastest (``backend.variable_initialization``: on JAX, one
+    compile per size class instead of one per weight shape; the same values)."""
+    with backend.current().variable_initialization():
+        model = _build(config, args, default_size)
+    if args.weights is not None:
+        load_weights_file(model, args.weights)
+    return model
+
+
+def _build(config, args, default_size):
+    """The functional model of :func:`build_checked`, without its weights file."""
+    include_top, input_tensor, input_shape = args.include_top, args.input_tensor, args.input_shape
     pooling, classes, classifier_activation, name = args.pooling, args.classes, args.classifier_activation, args.name
     overrides = {}
     if args.drop_rate is not None:
@@ -302,7 +313,4 @@ def build_checked(config, args, default_size=224):
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, x, name=name or config.name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+    return keras.Model(inputs, x, name=name or config.name)
