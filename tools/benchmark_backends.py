@@ -6,8 +6,8 @@ On JAX Keras compiles the whole step (``train_on_batch`` is jitted); on PyTorch 
 on TensorFlow it is a ``tf.function`` with the package's fused kernels.
 
 ``--eager``: inference by calling the model, ``model(x, training=False)``, as a notebook does,
-next to timm's ``model(x)`` under ``torch.no_grad()``: the first call (a fresh process; on JAX
-it compiles) and the median of later ones.
+next to timm's ``model(x)`` under ``torch.no_grad()``: the model's build (``timm.create_model``
+for timm), the first call (a fresh process; on JAX both compile) and the median of later ones.
 
     python tools/benchmark_backends.py [--eager] [--batch-size 16] [--image-size 192] [--threads 2]
                                        [--steps 10] [--warmup 3]
@@ -42,6 +42,8 @@ def thread_environment(threads):
 
 
 def measure_keras(args):
+    import time
+
     import keras
     import numpy as np
 
@@ -54,11 +56,13 @@ def measure_keras(args):
         import torch
 
         torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     model = keras_nfnets.NFRegNetB0(input_shape=(args.image_size, args.image_size, 3), classifier_activation=None)
+    built = time.perf_counter() - started
     if args.eager:
         x = np.random.default_rng(0).standard_normal((args.batch_size, args.image_size, args.image_size, 3))
         x = keras.ops.convert_to_tensor(x.astype("float32"))
-        return first_and_median(lambda: keras.ops.convert_to_numpy(model(x, training=False)), args)
+        return f"{built} {first_and_median(lambda: keras.ops.convert_to_numpy(model(x, training=False)), args)}"
     model.compile(SGDAGC(0.01, momentum=0.9, clip_factor=0.01),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
@@ -79,18 +83,22 @@ def first_and_median(fn, args):
 
 
 def time_timm_eager(args):
+    import time
+
     import timm
     import torch
 
     torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     model = timm.create_model("nf_regnet_b0", num_classes=1000).eval()
+    built = time.perf_counter() - started
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
 
     def forward():
         with torch.no_grad():
             return model(x).numpy()
 
-    return first_and_median(forward, args)
+    return f"{built} {first_and_median(forward, args)}"
 
 
 def in_subprocess(args, which):
@@ -113,10 +121,10 @@ def report(args, seconds):
     entry: the training step's median, or the later eager calls' median)."""
     if args.eager:
         print(f"NFRegNetB0 eager inference, model(x), batch {args.batch_size}, {args.image_size} px, "
-              f"{args.threads} threads: first call, then the median of {args.steps} after {args.warmup}")
+              f"{args.threads} threads: the build, the first call, then the median of {args.steps} after {args.warmup}")
 
         def line(value):
-            return f"first {value[0]:6.2f} s, then {value[1] * 1e3:8.1f} ms/call"
+            return f"build {value[0]:6.2f} s, first call {value[1]:6.2f} s, then {value[2] * 1e3:8.1f} ms/call"
     else:
         print(f"NFRegNetB0 training step, batch {args.batch_size}, {args.image_size} px, {args.threads} threads, "
               f"median of {args.steps} after {args.warmup}")
