@@ -93,8 +93,9 @@ if "agc_step" in task:
 _mark("initialization")
 if "initialization" in task:  # after the checks that TensorFlow is not imported: set_random_seed imports it
     import contextlib
-    import dataclasses
     from unittest import mock
+
+    from test_xla_and_precision import toy_config  # this script's folder, tests/, is on sys.path
 
     from keras_nfnets import _compat
     from keras_nfnets.backend import jax_backend
@@ -119,8 +120,7 @@ if "initialization" in task:  # after the checks that TensorFlow is not imported
                                                  np.asarray(keras.random.normal((2,)))])  # the seed state after it
             differences[f"{index} {type(initializer).__name__}{shape}"] = max(
                 float(np.abs(a - b).max()) for a, b in zip(own, size_class))
-    toy = dataclasses.replace(BUILDERS["NFNetF0"].config, depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16,
-                              group_width=16, final_conv_channels=256)  # WS convs, SE, gains, skip gains, classifier
+    toy = toy_config("nfnet")  # the XLA tests' toy NFNet: WS convs, SE, gains, skip gains, classifier
 
     def toy_weights():  # the builder's own scope off, so that each build draws as draw_both says
         with mock.patch.object(jax_backend, "variable_initialization", contextlib.nullcontext):

@@ -95,18 +95,13 @@ def _size_class_draws(originals, draw_seed):
         values = np.asarray(draw(key, size_class, *arguments))[:size]
         return values.reshape(tuple(int(dim) for dim in shape)), key
 
-    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-        values, seed = sample(lambda key, size: jax.random.normal(key, (size,), "float32"), shape, dtype, seed)
-        if values is None:
-            return originals["normal"](shape, mean, stddev, dtype, seed)
-        return jax.device_put(values * np.float32(stddev) + np.float32(mean))
-
-    def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-        values, seed = sample(lambda key, size: jax.random.truncated_normal(key, -2.0, 2.0, (size,), "float32"),
-                              shape, dtype, seed)
-        if values is None:
-            return originals["truncated_normal"](shape, mean, stddev, dtype, seed)
-        return jax.device_put(values * np.float32(stddev) + np.float32(mean))
+    def scaled(name, draw):  # normal, truncated normal: Keras scales the unit draw by stddev and mean
+        def scaled_draw(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+            values, seed = sample(draw, shape, dtype, seed)
+            if values is None:
+                return originals[name](shape, mean, stddev, dtype, seed)
+            return jax.device_put(values * np.float32(stddev) + np.float32(mean))
+        return scaled_draw
 
     def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
         values, seed = sample(lambda key, size, low, high: jax.random.uniform(key, (size,), "float32", low, high),
@@ -115,7 +110,11 @@ def _size_class_draws(originals, draw_seed):
             return originals["uniform"](shape, minval, maxval, dtype, seed)
         return jax.device_put(values)
 
-    return {"normal": normal, "truncated_normal": truncated_normal, "uniform": uniform}
+    def truncated(key, size):  # Keras' bounds: two standard deviations
+        return jax.random.truncated_normal(key, -2.0, 2.0, (size,), "float32")
+
+    return {"normal": scaled("normal", lambda key, size: jax.random.normal(key, (size,), "float32")),
+            "truncated_normal": scaled("truncated_normal", truncated), "uniform": uniform}
 
 
 def variable_initialization():
