@@ -5,11 +5,17 @@ unnormalized ResNets* (ICLR 2021) and Brock et al., *High-Performance Large-Scal
 Recognition Without Normalization* (2021).
 
 ``import keras_nfnets`` loads neither Keras nor TensorFlow: each public name imports its module
-on first use (PEP 562). Its one effect: keras-hub, when imported, registers the NF presets'
-classes (:mod:`keras_nfnets._kerashub_hook`).
+on first use (PEP 562). Its two effects: on an x86-64 CPU, before TensorFlow loads and unless
+``TF_ENABLE_ONEDNN_OPTS`` is set, it sets that variable to 1 (TensorFlow's oneDNN kernels on every
+x86 CPU, not only those with AVX-512 VNNI or AMX: :mod:`keras_nfnets.backend.onednn`); and
+keras-hub, when imported, registers the NF presets' classes (:mod:`keras_nfnets._kerashub_hook`).
 """
 
 __version__ = "0.1.0"
+
+from keras_nfnets.backend import onednn as _onednn
+
+_onednn.prefer_onednn()  # before anything can load TensorFlow
 
 from keras_nfnets._lazy import lazy_exports
 from keras_nfnets.models.variants import VARIANTS

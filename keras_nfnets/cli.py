@@ -308,6 +308,8 @@ def train_command(args, out=None):
         return 1
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     speed = f"{result.images_per_second:.1f} images/s" if result.images_per_second else "n/a"
+    if result.settings.get("compute"):
+        speed += f" ({result.settings['compute']})"
     print(f"{args.model} on {args.dataset} ({result.settings['eval_split']} split): {metrics} (loss: cross-entropy "
           f"with label smoothing {result.settings.get('label_smoothing', 0):g}); "
           f"training throughput {speed}; saved to {result.output_dir}/model.keras", file=out)

@@ -6,12 +6,16 @@ import pathlib
 import subprocess
 import sys
 
+import keras_nfnets  # noqa: F401  (before Keras and TensorFlow, as the README's users import it)
 import keras
 import pytest
 
 # The suite runs in the environment a user has: it sets no TF_CPP_MIN_LOG_LEVEL or other variable
 # that changes what the package does (a quiet start that only worked with one set hid a broken
 # multi-worker start-up once). Tests that need a variable set it for their own subprocess.
+# keras_nfnets is imported first, as a user does: on an x86 CPU it turns TensorFlow's oneDNN on
+# where TensorFlow would leave it off (CPUs without AVX-512 VNNI/BF16 or AMX), in this process and
+# in the subprocesses that inherit its environment; test_cpu_kinds.py runs the other case.
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,7 +114,11 @@ def quick_digits_run(tmp_path_factory):
 def user_environment():
     """The environment of a user's shell: this one without the variables that change what
     TensorFlow, Keras or the Hub do; PYTHONPATH keeps the console script on this checkout."""
-    return {k: v for k, v in REPO_ENV.items() if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST"))}
+    from keras_nfnets.backend import onednn
+
+    ours = {onednn.VARIABLE} if onednn.decided_by == "keras_nfnets" else set()  # the user's shell lacks it
+    return {k: v for k, v in REPO_ENV.items()
+            if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST")) and k not in ours}
 
 
 CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its workers are killed after it

@@ -161,13 +161,27 @@ def _conv2d_ops(implementation, groups):
     return sum(op.type == "Conv2D" for op in fn.get_concrete_function(x, k).graph.get_operations())
 
 
-def test_native_grouped_kernel_is_probed_and_auto_takes_it_on_x86():
-    """x86 TensorFlow builds run grouped convs with oneDNN: auto must take the native path there."""
+def test_the_probe_answers_what_a_native_grouped_gradient_does():
+    """The probe's answer is what computing a grouped convolution's gradient natively does in this
+    process (tested here with another shape, outside the probe), and on x86 it is oneDNN's state:
+    TensorFlow's other CPU kernels (Eigen) have no grouped gradient. ``auto`` follows it."""
     import platform
 
+    from keras_nfnets.backend import tf_backend
+
+    x = tf.constant(np.random.default_rng(3).standard_normal((1, 6, 6, 16)).astype("float32"))
+    k = tf.constant(np.random.default_rng(4).standard_normal((3, 3, 2, 8)).astype("float32"))
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = tf.nn.conv2d(x, k, 1, "SAME")
+        computes = all(g is not None for g in tape.gradient(y, [x, k]))
+    except tf.errors.InvalidArgumentError:
+        computes = False
     supported = native_grouped_conv_supported("CPU")
+    assert supported is computes
     if platform.machine() in ("x86_64", "AMD64"):
-        assert supported
+        assert supported is tf_backend.onednn_enabled()
     assert grouped_conv_implementation("auto") == ("native" if supported else "split")
     assert _conv2d_ops("auto", 8) == (1 if supported else 8)
     assert _conv2d_ops("split", 8) == 8 and _conv2d_ops("native", 8) == 1
@@ -187,21 +201,52 @@ def test_a_build_without_a_grouped_kernel_is_detected_and_auto_splits(monkeypatc
 
     from keras_nfnets.backend import tf_backend
 
-    tf_backend.native_grouped_conv_supported.cache_clear()  # the probe's answer is kept per process
+    def forget():  # the probe's answer is kept per process
+        tf_backend.native_grouped_conv_supported.cache_clear()
+        tf_backend.grouped_conv_probe.cache_clear()
+
+    forget()
     monkeypatch.setattr(tf.nn, "conv2d", conv2d_without_groups)
     try:
         assert native_grouped_conv_supported("CPU") is False
+        assert "Grouped convolution is not supported" in tf_backend.grouped_conv_probe()["reason"]
         assert grouped_conv_implementation("auto") == "split"
         assert _conv2d_ops("auto", 8) == 8
     finally:
         monkeypatch.undo()
+        forget()
+
+
+def test_a_native_kernel_with_other_numbers_is_not_taken(monkeypatch):
+    """The probe compares values, not only that the ops run: a grouped kernel that computes
+    something else (here: its groups' outputs in the wrong order) is refused."""
+    real_conv2d = tf.nn.conv2d
+
+    def misrouted(inputs, filters, *args, **kwargs):
+        groups = inputs.shape[-1] // filters.shape[2]
+        if groups == 1:
+            return real_conv2d(inputs, filters, *args, **kwargs)
+        parts = [real_conv2d(x, k, *args, **kwargs)  # one conv per group: a gradient on every CPU
+                 for x, k in zip(tf.split(inputs, groups, axis=-1), tf.split(filters, groups, axis=-1))]
+        return tf.concat(parts[::-1], axis=-1)
+
+    from keras_nfnets.backend import tf_backend
+
+    tf_backend.native_grouped_conv_supported.cache_clear()
+    tf_backend.grouped_conv_probe.cache_clear()
+    monkeypatch.setattr(tf.nn, "conv2d", misrouted)
+    try:
+        answer = tf_backend.grouped_conv_probe()
+        assert answer["native"] is False and "differ" in answer["reason"], answer
+    finally:
+        monkeypatch.undo()
         tf_backend.native_grouped_conv_supported.cache_clear()
+        tf_backend.grouped_conv_probe.cache_clear()
 
 
 @pytest.mark.parametrize("implementation", ["native", "split"])
 def test_each_grouped_path_matches_a_numpy_convolution(implementation):
-    if implementation == "native" and not native_grouped_conv_supported("CPU"):
-        pytest.skip("this TensorFlow build has no grouped CPU kernel")
+    """Forward: TensorFlow's grouped CPU kernel exists with and without oneDNN."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 9, 9, 24)).astype("float32")
     k = rng.standard_normal((3, 3, 3, 24)).astype("float32")
@@ -211,15 +256,21 @@ def test_each_grouped_path_matches_a_numpy_convolution(implementation):
 
 
 def test_split_and_native_gradients_agree():
+    """Where the native grouped gradient exists (oneDNN), it equals the per-group one; where it
+    does not, TensorFlow refuses it (what the probe detects)."""
     rng = np.random.default_rng(7)
     x = tf.constant(rng.standard_normal((2, 6, 6, 16)).astype("float32"))
     k = tf.Variable(rng.standard_normal((3, 3, 4, 16)).astype("float32"))
     grads = {}
-    for implementation in ("native", "split"):
+    for implementation in ("split", "native"):
         assert _conv2d_ops(implementation, 4) == (1 if implementation == "native" else 4)
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(conv2d(x, k, groups=4, implementation=implementation) ** 2)
+        if implementation == "native" and not native_grouped_conv_supported("CPU"):
+            with pytest.raises(tf.errors.InvalidArgumentError, match="grouped convolutions are not supported"):
+                tape.gradient(loss, [x, k])
+            return
         grads[implementation] = [g.numpy() for g in tape.gradient(loss, [x, k])]
     for a, b in zip(grads["native"], grads["split"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

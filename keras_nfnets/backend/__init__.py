@@ -22,6 +22,7 @@ TABLE = {
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",
     "device_type": "'GPU', 'TPU' or 'CPU': where the backend computes by default",
+    "compute_description": "a few words on what computes (the device; on a CPU, the kernels and the grouped-conv path)",
     "compute_devices": "(kind, compute capability or None) of each device a strategy computes on (mixed-precision check)",
     "make_strategy": "what train() needs of a distribution strategy, by name",
     "is_multi_worker": "whether a strategy spans several worker processes",

@@ -192,6 +192,11 @@ def scaled_activation(name, fn, gamma, inputs):
     return None  # XLA fuses the scale into the activation inside the jitted step
 
 
+def compute_description():
+    kind = device_type()
+    return f"JAX on {kind}" + (" (XLA); grouped convolutions one per group" if kind == "CPU" else "")
+
+
 def device_type():
     import jax
 

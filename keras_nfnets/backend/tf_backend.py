@@ -8,8 +8,10 @@ oneDNN (a probe decides once per process; one convolution per group where a buil
 (``KERAS_NFNETS_FUSED_KERNELS=0`` turns them off: identical maths, plain ops).
 """
 
+import concurrent.futures
 import functools
 import os
+import re
 
 from keras_nfnets.backend.common import (
     keras_variable_initialization,
@@ -40,27 +42,74 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementati
 
 @functools.lru_cache(maxsize=None)
 def native_grouped_conv_supported(device_type):
-    """GPUs and TPUs always; on CPU it depends on the build (oneDNN): probed once with a tiny
-    graph-mode step, remembered for the process."""
+    """GPUs and TPUs always. On CPU, TensorFlow's grouped ``Conv2D`` has a forward kernel in every
+    build but gradient kernels only where oneDNN runs, and TensorFlow turns oneDNN on by default
+    only on x86 CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX (``TF_ENABLE_ONEDNN_OPTS``
+    overrides). So the answer is computed, once per process: a small grouped convolution's output
+    and both gradients, natively and one convolution per group; native only if all three run and
+    agree (:func:`grouped_conv_probe`)."""
     if device_type != "CPU":
         return True
+    return grouped_conv_probe()["native"]
+
+
+@functools.lru_cache(maxsize=None)
+def grouped_conv_probe():
+    """``{"native": bool, "onednn": bool or None, "reason": str}``: whether TensorFlow's own grouped
+    convolution computes, on the CPU, the forward values and the input and kernel gradients of one
+    convolution per group (within 1e-4 of their scale), with oneDNN's state as TensorFlow reports it."""
+    import numpy as np
     import tensorflow as tf
 
-    @tf.function
-    def probe(x, kernel):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kernel])
-            y = tf.nn.conv2d(x, kernel, 1, "SAME")
-        return tape.gradient(y, [x, kernel])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 7, 7, 12)).astype("float32")
+    kernel = rng.standard_normal((3, 3, 4, 6)).astype("float32")  # 3 groups of 4 inputs, 2 outputs each
+    upstream = rng.standard_normal((2, 4, 4, 6)).astype("float32")
 
+    def values(groups_split):
+        x_t, k_t = tf.constant(x), tf.constant(kernel)
+        with tf.GradientTape() as tape:
+            tape.watch([x_t, k_t])
+            conv = functools.partial(tf.nn.conv2d, strides=2, padding="SAME")
+            y = split_groups(conv, x_t, k_t, 3) if groups_split else conv(x_t, k_t)
+        grads = tape.gradient(y, [x_t, k_t], output_gradients=tf.constant(upstream))
+        if any(g is None for g in grads):
+            raise RuntimeError("the tape computed no gradient")
+        return [np.asarray(t) for t in (y, *grads)]
+
+    def probe():
+        with tf.device("/CPU:0"):
+            reference = values(groups_split=True)
+            try:
+                return reference, values(groups_split=False), None
+            except (tf.errors.OpError, RuntimeError) as error:  # no grouped gradient kernel in this build
+                return reference, None, error
+
+    # In a thread of its own: eager, outside any caller's tf.function, replica context or tape
+    # (the first call may come from inside a distributed train step's trace; tf.init_scope would
+    # pause the tape, and a paused tape computes no gradient, so nothing would be tested).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reference, native, error = pool.submit(probe).result()
+    result = {"onednn": onednn_enabled()}
+    if error is not None:
+        message = re.sub(r"\{\{.*?\}\}\s*", "", str(error)).strip().splitlines()[0]
+        result.update(native=False, reason=f"{type(error).__name__}: {message[:160]}")
+        return result
+    errors = [float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) for a, b in zip(native, reference)]
+    agree = max(errors) <= 1e-4
+    result.update(native=agree, reason="forward and gradients match one conv per group" if agree else
+                  f"native results differ from one conv per group by {max(errors):.1e} of their scale")
+    return result
+
+
+def onednn_enabled():
+    """Whether this process's TensorFlow runs oneDNN kernels (None where the build does not say)."""
     try:
-        # Eagerly, outside any caller's tf.function or replica context (the first call may come
-        # from inside a distributed train step).
-        with tf.init_scope(), tf.device("/CPU:0"):
-            probe(tf.ones((1, 4, 4, 4)), tf.ones((3, 3, 2, 4)))
-        return True
-    except Exception:  # the error class differs between builds; any failure means "no"
-        return False
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def fused_kernels_enabled():
@@ -122,6 +171,22 @@ def device_type():
     import tensorflow as tf
 
     return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def compute_description():
+    """E.g. ``"TensorFlow on CPU; oneDNN on, set by keras_nfnets; grouped convolutions native"``."""
+    from keras_nfnets.backend import onednn
+
+    kind = device_type()
+    if kind != "CPU":
+        return f"TensorFlow on {kind}"
+    probe = grouped_conv_probe()
+    state = {True: "on", False: "off", None: "not in this build"}[probe["onednn"]]
+    origin = {"keras_nfnets": "set by keras_nfnets",
+              "user": f"{onednn.VARIABLE}={os.environ.get(onednn.VARIABLE, '')} set by the user"}.get(
+                  onednn.decided_by, "TensorFlow's default")
+    grouped = "native" if probe["native"] else "one per group"
+    return f"TensorFlow on CPU; oneDNN {state}, {origin}; grouped convolutions {grouped}"
 
 
 def compute_devices(strategy):

@@ -114,6 +114,10 @@ def _foreach_step(gradients, values, buffers, lr, momentum, nesterov):
         torch._foreach_add_(values, buffers)
 
 
+def compute_description():
+    return f"PyTorch on {device_type()}"
+
+
 def device_type():
     import torch
 

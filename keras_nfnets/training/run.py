@@ -435,6 +435,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
             return _finished_run(run_dir, epochs)
     model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan, jit_compile)
     record["jit_compile"] = bool(model.jit_compile)  # what Keras resolved "auto" to (not a resume setting)
+    record["compute"] = backend.current().compute_description()  # e.g. oneDNN's state and the grouped-conv path
     if role.is_chief:
         run_dir.start(record, resume)
     start_epoch = _agreed_start_epoch(distribution, role, run_dir.backup)
