@@ -409,7 +409,7 @@ def build_parser():
     tr.add_argument("--data-dir", default=None, help="TFDS data directory")
     tr.add_argument("--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar for imagenet2012")
     tr.add_argument("--epochs", type=_positive_int, default=None, help="default: digits 15, else the paper's")
-    tr.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (default: digits 64, else the paper's)")
+    tr.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (default: digits 48, else the paper's)")
     tr.add_argument("--image-size", type=_positive_int, default=None, help="training resolution (default: the model's)")
     tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
     tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")

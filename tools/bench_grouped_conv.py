@@ -5,6 +5,7 @@ fallback), a dense conv of the same shape, Keras 3's own grouped ``keras.ops.con
 PyTorch's grouped ``nn.functional.conv2d`` when torch is installed (run in a subprocess:
 torch and TensorFlow compete for threads, and importing timm/torch after TensorFlow can crash).
 Prints milliseconds and ratios. Usage: python tools/bench_grouped_conv.py [--threads 2] [--repeats 10]
+[--cpu native|avx2] [--onednn default|on|off] (``tools/benchmark_train.py`` explains the last two).
 """
 
 import argparse
@@ -15,7 +16,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from timing import median_seconds  # noqa: E402
+from timing import add_cpu_arguments, describe_cpu, enter_cpu_kind, median_seconds  # noqa: E402
 
 # (batch, height, width, channels, groups, kernel, stride): the issue's shape, NF-RegNet and NFNet convs.
 SHAPES = [
@@ -84,7 +85,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-keras", action="store_true", help="skip keras.ops.conv (seconds per step on CPU)")
     parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    add_cpu_arguments(parser)
     args = parser.parse_args()
+    if not args.torch_only:
+        enter_cpu_kind(args)
 
     if args.torch_only:
         print(json.dumps([time_torch(shape, args.threads, args.repeats) for shape in SHAPES]))
@@ -104,7 +108,7 @@ def main():
 
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     path = "native TF Conv2D" if native_grouped_conv_supported(device) else "one conv per group"
-    print(f"Grouped conv forward+backward, {args.threads} threads, {device}; our path here: {path}")
+    print(f"Grouped conv forward+backward, {args.threads} threads, {device}; our path here: {path}\nCPU: {describe_cpu()}")
     print(
         f"{'B,H,W,C,groups,k,stride':<26} {'ours ms':>8} {'split ms':>9} {'dense ms':>9} {'keras ms':>9} "
         f"{'torch ms':>9} {'ours/torch':>10} {'ours/dense':>10} {'keras/ours':>10}"

@@ -2,13 +2,15 @@
 
 usage: python tools/benchmark_pipeline.py [--folder DIR] [--images 256] [--size 192] [--batch 32]
                                           [--threads 1 2] [--batches 40] [--magnitude 5] [--layers 4]
+                                          [--cpu native|avx2] [--onednn default|on|off]
 
 Without --folder it writes ImageNet-sized JPEGs (sides 333–500 px, quality 90, 4 classes) to a
 temporary folder. Each configuration runs in its own process with the same number of threads
 (ours: a private tf.data thread pool of that size; timm: that many DataLoader workers, torch
 at one thread each), after a warm-up of three epochs, and prints images/s, images/s per thread and the
 ratio to timm for: decode + crop + flip; + RandAugment (`rand-mM-nN`); + CutMix/MixUp (timm's
-Mixup on each batch: the full recipe). Ours runs seeded (deterministic) and unseeded.
+Mixup on each batch: the full recipe). Ours runs seeded (deterministic) and unseeded. ``--cpu
+avx2`` emulates a CPU without AVX-512 for both (see tools/benchmark_train.py).
 """
 
 import argparse
@@ -18,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from timing import add_cpu_arguments, describe_cpu, enter_cpu_kind  # noqa: E402
 
 STAGES = ("decode + crop + flip", "+ RandAugment", "+ CutMix/MixUp")
 
@@ -113,7 +117,10 @@ def main(argv=None):
     parser.add_argument("--magnitude", type=float, default=5, help="RandAugment magnitude (F0: 5)")
     parser.add_argument("--layers", type=int, default=4, help="RandAugment layers (NFNets: 4)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    add_cpu_arguments(parser)
     args = parser.parse_args(argv)
+    if not args.one:
+        enter_cpu_kind(args)
 
     if args.one:
         one = json.loads(args.one)
@@ -125,7 +132,7 @@ def main(argv=None):
 
     folder = args.folder or make_folder(tempfile.mkdtemp(prefix="nfnets-jpegs-"), args.images)
     print(f"{folder}: {sum(len(f) for _, _, f in os.walk(folder))} JPEGs, {args.size} px crops, batch {args.batch}, "
-          f"RandAugment {args.layers} layers magnitude {args.magnitude:g}", flush=True)
+          f"RandAugment {args.layers} layers magnitude {args.magnitude:g}\nCPU: {describe_cpu()}", flush=True)
     rows = {}
     for threads in args.threads:
         for stage, name in enumerate(STAGES):

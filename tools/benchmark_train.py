@@ -2,7 +2,11 @@
 
 All models are measured in the same run, on the same machine and thread count, and printed as
 throughput ratios. Usage: python tools/benchmark_train.py [--batch-size 16] [--image-size 192]
-[--threads 2] [--steps 10] [--warmup 3]
+[--threads 2] [--steps 10] [--warmup 3] [--cpu native|avx2] [--onednn default|on|off]
+
+``--cpu avx2`` emulates a CPU without AVX-512 (TensorFlow's and PyTorch's oneDNN, XLA and ATen held
+to AVX2 code, for timm too); ``--onednn`` sets ``TF_ENABLE_ONEDNN_OPTS`` (TensorFlow leaves oneDNN
+off on such CPUs; keras_nfnets, imported first, turns it on).
 """
 
 import argparse
@@ -10,7 +14,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from timing import median_seconds  # noqa: E402
+from timing import add_cpu_arguments, describe_cpu, enter_cpu_kind, median_seconds  # noqa: E402
 
 
 def parse_args():
@@ -21,6 +25,7 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--timm-only", action="store_true", help=argparse.SUPPRESS)
+    add_cpu_arguments(parser)
     return parser.parse_args()
 
 
@@ -75,6 +80,7 @@ def main():
     if args.timm_only:
         print(time_timm(args))
         return
+    enter_cpu_kind(args)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -97,7 +103,10 @@ def main():
     else:
         results["timm nf_regnet_b0"] = timm_seconds
 
+    from keras_nfnets import backend
+
     print(f"\nTraining step, batch {args.batch_size}, {args.image_size}px, {args.threads} threads, SGD+momentum")
+    print(f"  CPU: {describe_cpu()}\n  ours: {backend.current().compute_description()}")
     ours = results["keras_nfnets NFRegNetB0"]
     for name, seconds in results.items():
         print(f"  {name:<26} {seconds * 1000:8.1f} ms/step  {args.batch_size / seconds:7.1f} img/s (median step)")

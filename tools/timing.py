@@ -28,3 +28,74 @@ def median_seconds(fn, repeats, warmup=3):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+# --- which kind of CPU a figure comes from -------------------------------------------------------------
+# An AVX2 CPU (no AVX-512), emulated on any newer x86 CPU: oneDNN (TensorFlow's and PyTorch's), XLA
+# and PyTorch's ATen kernels held to AVX2 code. TensorFlow's own default leaves oneDNN off on such a
+# CPU; keras_nfnets turns it on when imported first (keras_nfnets/backend/onednn.py).
+AVX2_CODE = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+_MARK = "KERAS_NFNETS_BENCHMARK_CPU"
+
+
+def add_cpu_arguments(parser):
+    parser.add_argument("--cpu", choices=("native", "avx2"), default="native",
+                        help="avx2: emulate a CPU without AVX-512 (oneDNN, XLA and ATen held to AVX2 code)")
+    parser.add_argument("--onednn", choices=("default", "on", "off"), default="default",
+                        help="TensorFlow's oneDNN: on, off, or default (TensorFlow's choice for this CPU, "
+                             "or keras_nfnets' where it is imported before TensorFlow)")
+
+
+def cpu_kind_environment(cpu, onednn, environ=None):
+    """The environment of a process on ``cpu`` ("native" or "avx2") with oneDNN ``onednn``."""
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    if onednn != "default":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn == "on" else "0"
+    if cpu == "avx2":
+        env.update(AVX2_CODE)
+        env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_cpu_max_isa=AVX2"]))
+    return env
+
+
+def enter_cpu_kind(args):
+    """Re-run this script in the environment ``--cpu`` / ``--onednn`` ask for (it must be set before
+    TensorFlow, PyTorch or XLA load); child processes inherit it. Returns in the re-run process."""
+    import os
+    import sys
+
+    if (args.cpu, args.onednn) == ("native", "default") or os.environ.get(_MARK):
+        return
+    env = cpu_kind_environment(args.cpu, args.onednn)
+    env[_MARK] = "1"
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def describe_cpu(environ=None):
+    """E.g. "AMD EPYC, 2 threads; AVX-512 (VNNI, BF16); code held to AVX2; TF_ENABLE_ONEDNN_OPTS=1"
+    (for the process ``environ`` describes, default this one's)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    flags, model = set(), "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        extras = [name for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"), ("amx_tile", "AMX"))
+                  if flag in flags]
+        vector = "AVX-512" + (f" ({', '.join(extras)})" if extras else "")
+    else:
+        vector = "AVX2" if "avx2" in flags else "no AVX2"
+    parts = [f"{model}, {os.cpu_count()} threads", vector]
+    if environ.get("ONEDNN_MAX_CPU_ISA") or "xla_cpu_max_isa" in environ.get("XLA_FLAGS", ""):
+        parts.append(f"code held to {environ.get('ONEDNN_MAX_CPU_ISA', 'AVX2')}")
+    parts.append(f"TF_ENABLE_ONEDNN_OPTS={environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")
+    return "; ".join(parts)

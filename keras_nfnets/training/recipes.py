@@ -114,6 +114,7 @@ class Recipe:
     warmup_steps: int
     total_steps: int
     ema_decay: Optional[float]
+    batch_size: Optional[int] = None  # the global batch the learning rate is for
 
     @property
     def augmentation(self):
@@ -121,8 +122,13 @@ class Recipe:
 
     def summary(self):
         h = self.hyperparameters
+        rate = f"{h.base_learning_rate:g} per {h.base_batch_size}"
+        if self.batch_size:
+            per_base = self.learning_rate * h.base_batch_size / self.batch_size
+            if abs(per_base - h.base_learning_rate) > 1e-6 * h.base_learning_rate:
+                rate = f"{per_base:.4g} per {h.base_batch_size}; the paper's: {h.base_learning_rate:g}"
         return (f"{h.family} recipe ({h.source}): SGD Nesterov {h.momentum}, peak LR {self.learning_rate:.4g} "
-                f"({h.base_learning_rate:g} per {h.base_batch_size}), warmup {self.warmup_steps} of "
+                f"({rate}), warmup {self.warmup_steps} of "
                 f"{self.total_steps} steps then cosine, weight decay {h.weight_decay:g}, "
                 f"AGC {'λ=' + format(h.clip_factor, 'g') if h.clip_factor else 'off'}, "
                 f"label smoothing {h.label_smoothing:g}, EMA {self.ema_decay if self.ema_decay else 'off'}, "
@@ -187,5 +193,5 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
     if ema_decay:
         callbacks.append(ExponentialMovingAverage(ema_decay))
     return Recipe(optimizer, loss, metrics, callbacks, h, peak, warmup_steps, total_steps,
-                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6))
+                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6), batch_size)
 
