@@ -3,7 +3,8 @@ TensorFlow sees (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``, ``XLA_FLAGS`
 ``python cpu_kind_worker.py TASK.json``.
 
 The task: ``out`` (a folder), ``strategy`` (``"none"`` or ``"mirrored"``: two logical CPUs),
-``models`` (builder or timm names), ``force_native`` (answer "native" whatever the probe says:
+``models`` (builder or timm names), ``precision`` (a Keras dtype policy, default float32),
+``force_native`` (answer "native" whatever the probe says:
 what a wrong probe would do). For each model: built at 32 px from seed 0 (without dropout and
 stochastic depth, whose masks differ between one device and two replicas) with its constant
 weights randomised (every layer acts, AGC clips), one ``model.fit`` step of SGD + momentum + AGC
@@ -40,6 +41,7 @@ from keras_nfnets.training import SGDAGC  # noqa: E402
 if task.get("force_native"):
     tf_backend.native_grouped_conv_supported = lambda device_type: True
 
+keras.config.set_dtype_policy(task.get("precision", "float32"))
 SIZE, BATCH, CLASSES = 32, 4, 5
 rng = np.random.default_rng(1)
 x = rng.standard_normal((BATCH, SIZE, SIZE, 3)).astype("float32")
@@ -71,6 +73,7 @@ for name in task["models"]:
     keras.backend.clear_session()
 
 results["probe"] = dict(tf_backend.grouped_conv_probe())
+results["probe_compute_dtype"] = dict(tf_backend.grouped_conv_probe(keras.config.dtype_policy().compute_dtype))
 results["onednn"] = tf_backend.onednn_enabled()
 results["replicas"] = strategy.num_replicas_in_sync
 json.dump(results, open(os.path.join(task["out"], "result.json"), "w"))

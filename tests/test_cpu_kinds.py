@@ -40,11 +40,12 @@ GROUPED = ["NFRegNetB0", "eca_nfnet_l0"]
 pytestmark = pytest.mark.xdist_group("cpu_kinds")  # one worker: the reference step is made once
 
 
-def run_worker(tmp_path, label, onednn, models, strategy="none", force_native=False, timeout=600):
+def run_worker(tmp_path, label, onednn, models, strategy="none", force_native=False, precision="float32", timeout=600):
     out = tmp_path / label
     out.mkdir()
     task = out / "task.json"
-    task.write_text(json.dumps(dict(out=str(out), models=models, strategy=strategy, force_native=force_native)))
+    task.write_text(json.dumps(dict(out=str(out), models=models, strategy=strategy, force_native=force_native,
+                                    precision=precision)))
     result = subprocess.run([sys.executable, os.path.join(HERE, "cpu_kind_worker.py"), str(task)],
                             env=cpu_kind(onednn), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -198,3 +199,83 @@ def test_onednn_is_preferred_only_where_keras_nfnets_may_decide():
     environ = {}
     assert decide(environ, {"tensorflow": object()}, "x86_64") == "tensorflow" and environ == {}
     assert decide(environ, {}, "aarch64") == "platform" and environ == {}
+
+
+def test_float16_grouped_convolutions_train_on_any_cpu():
+    """TensorFlow's CPU kernels have no float16 grouped gradient on any CPU (oneDNN takes no float16
+    convolution): the probe is per dtype, so a grouped model trains under ``mixed_float16`` (per
+    group) where oneDNN runs its float32 grouped convolutions natively."""
+    import keras
+    import tensorflow as tf
+
+    from keras_nfnets.backend import tf_backend
+    from keras_nfnets.models import build_nf_model
+    from keras_nfnets.training import SGDAGC, set_precision
+    from test_xla_and_precision import toy_config
+
+    x = tf.ones((1, 6, 6, 8), tf.float16)
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.conv2d(x, tf.ones((3, 3, 2, 8), tf.float16), 1, "SAME")
+        native_float16_gradient = tape.gradient(y, x) is not None
+    except tf.errors.InvalidArgumentError:
+        native_float16_gradient = False
+    assert tf_backend.grouped_conv_probe("float16")["native"] is native_float16_gradient
+    try:
+        set_precision("mixed_float16")
+        model = build_nf_model(toy_config("nfnet"), input_shape=(32, 32, 3), classes=4, classifier_activation=None)
+        model.compile(SGDAGC(0.1, clip_factor=0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        images = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype("float32")
+        loss = model.fit(images, np.arange(4), epochs=1, verbose=0).history["loss"][0]
+    finally:
+        set_precision("float32")
+    assert np.isfinite(loss)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@pytest.mark.slow
+def test_bfloat16_trains_grouped_models_without_onednn(tmp_path):
+    """Without oneDNN, TensorFlow computes bfloat16 on Eigen, which has no grouped gradient either:
+    per group, one ``mixed_bfloat16`` step of NF-RegNet-B0 runs."""
+    _, result = run_worker(tmp_path, "bf16", "0", ["NFRegNetB0"], precision="mixed_bfloat16")
+    assert "error" not in result["models"]["NFRegNetB0"], result["models"]["NFRegNetB0"]
+    assert np.isfinite(result["models"]["NFRegNetB0"]["loss"])
+    assert result["probe_compute_dtype"]["native"] is False and result["probe_compute_dtype"]["runs"] is True
+
+
+BFLOAT16_CHECK = """
+import json
+import tensorflow as tf
+from keras_nfnets.training.distribute import check_precision
+try:
+    x = tf.ones((1, 4, 4, 2), tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.nn.conv2d(x, tf.ones((3, 3, 2, 2), tf.bfloat16), 1, "SAME")
+    tape.gradient(y, x).numpy()
+    runs = True
+except tf.errors.OpError:
+    runs = False
+try:
+    check_precision("mixed_bfloat16", [("CPU", None)])
+    refusal = ""
+except ValueError as error:
+    refusal = str(error)
+print(json.dumps({"runs": runs, "refusal": refusal}))
+"""
+
+
+@pytest.mark.slow
+def test_bfloat16_is_refused_before_any_work_where_the_cpu_cannot_run_it():
+    """On an AVX2 CPU with oneDNN on, TensorFlow keeps bfloat16 on Eigen (it sends it to oneDNN only
+    on CPUs with AVX-512); where oneDNN gets it and cannot run it (here: AVX-512 hardware with
+    oneDNN's code held to AVX2, where a bfloat16 matmul crashes the process), ``train`` refuses
+    ``mixed_bfloat16`` at its precision check with what to do, instead of failing in ``fit``."""
+    result = subprocess.run([sys.executable, "-c", BFLOAT16_CHECK], env=cpu_kind("1"), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answer["refusal"] == "") is answer["runs"], answer
+    if answer["refusal"]:
+        assert "train in float32" in answer["refusal"] and "TF_ENABLE_ONEDNN_OPTS=0" in answer["refusal"], answer

@@ -202,7 +202,6 @@ def test_a_build_without_a_grouped_kernel_is_detected_and_auto_splits(monkeypatc
     from keras_nfnets.backend import tf_backend
 
     def forget():  # the probe's answer is kept per process
-        tf_backend.native_grouped_conv_supported.cache_clear()
         tf_backend.grouped_conv_probe.cache_clear()
 
     forget()
@@ -232,7 +231,6 @@ def test_a_native_kernel_with_other_numbers_is_not_taken(monkeypatch):
 
     from keras_nfnets.backend import tf_backend
 
-    tf_backend.native_grouped_conv_supported.cache_clear()
     tf_backend.grouped_conv_probe.cache_clear()
     monkeypatch.setattr(tf.nn, "conv2d", misrouted)
     try:
@@ -240,7 +238,6 @@ def test_a_native_kernel_with_other_numbers_is_not_taken(monkeypatch):
         assert answer["native"] is False and "differ" in answer["reason"], answer
     finally:
         monkeypatch.undo()
-        tf_backend.native_grouped_conv_supported.cache_clear()
         tf_backend.grouped_conv_probe.cache_clear()
 
 

@@ -12,7 +12,9 @@ import os
 
 TABLE = {
     "conv2d": "convolution of NHWC inputs with an HWIO kernel; padding 'same' or 'valid'",
-    "native_grouped_conv_supported": "whether the backend's own grouped convolution is fast on a device type",
+    "native_grouped_conv_supported": "whether the backend's own grouped convolution is fast (and has gradients) "
+                                     "on a device type, in a dtype",
+    "unsupported_precision": "None, or why convolutions cannot train in a compute dtype where the backend computes",
     "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
     "compiled_when_eager": "fn(*arrays, **static) as one compiled program per shape when called eagerly where the "
                            "backend would otherwise compile op by op (JAX), else fn itself",

@@ -184,8 +184,12 @@ def _im2col_conv(inputs, kernel, strides, padding):
     return ops.matmul(patches, ops.reshape(kernel, (kh * kw * cin, cout)))
 
 
-def native_grouped_conv_supported(device_type):
+def native_grouped_conv_supported(device_type, dtype="float32"):
     return device_type != "CPU"
+
+
+def unsupported_precision(compute_dtype):
+    return None  # XLA:CPU computes every float type
 
 
 def scaled_activation(name, fn, gamma, inputs):

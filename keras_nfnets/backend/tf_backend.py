@@ -40,24 +40,28 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementati
     return conv(inputs, kernel) if implementation == "native" or groups == 1 else split_groups(conv, inputs, kernel, groups)
 
 
-@functools.lru_cache(maxsize=None)
-def native_grouped_conv_supported(device_type):
+def native_grouped_conv_supported(device_type, dtype="float32"):
     """GPUs and TPUs always. On CPU, TensorFlow's grouped ``Conv2D`` has a forward kernel in every
-    build but gradient kernels only where oneDNN runs, and TensorFlow turns oneDNN on by default
-    only on x86 CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX (``TF_ENABLE_ONEDNN_OPTS``
-    overrides). So the answer is computed, once per process: a small grouped convolution's output
-    and both gradients, natively and one convolution per group; native only if all three run and
-    agree (:func:`grouped_conv_probe`)."""
+    build but gradient kernels only where oneDNN runs it: float32 and bfloat16 where oneDNN is on
+    (TensorFlow turns it on by default only on x86 CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX;
+    ``TF_ENABLE_ONEDNN_OPTS`` overrides), float16 never. So the answer is computed, once per
+    process and dtype (:func:`grouped_conv_probe`)."""
     if device_type != "CPU":
         return True
-    return grouped_conv_probe()["native"]
+    return grouped_conv_probe(dtype)["native"]
+
+
+# How far the native grouped results may be from one conv per group, by dtype (of the values' scale).
+_PROBE_TOLERANCE = {"float32": 1e-4, "float16": 4e-3, "bfloat16": 3e-2}
 
 
 @functools.lru_cache(maxsize=None)
-def grouped_conv_probe():
-    """``{"native": bool, "onednn": bool or None, "reason": str}``: whether TensorFlow's own grouped
-    convolution computes, on the CPU, the forward values and the input and kernel gradients of one
-    convolution per group (within 1e-4 of their scale), with oneDNN's state as TensorFlow reports it."""
+def grouped_conv_probe(dtype="float32"):
+    """``{"runs": bool, "native": bool, "onednn": bool or None, "reason": str}`` for convolutions in
+    ``dtype`` on the CPU: ``runs``, whether a convolution's output and its input and kernel
+    gradients compute at all (one conv per group); ``native``, whether TensorFlow's own grouped
+    convolution computes the same three (within :data:`_PROBE_TOLERANCE`); oneDNN's state as
+    TensorFlow reports it."""
     import numpy as np
     import tensorflow as tf
 
@@ -67,39 +71,57 @@ def grouped_conv_probe():
     upstream = rng.standard_normal((2, 4, 4, 6)).astype("float32")
 
     def values(groups_split):
-        x_t, k_t = tf.constant(x), tf.constant(kernel)
+        x_t, k_t = tf.constant(x, dtype), tf.constant(kernel, dtype)
         with tf.GradientTape() as tape:
             tape.watch([x_t, k_t])
             conv = functools.partial(tf.nn.conv2d, strides=2, padding="SAME")
             y = split_groups(conv, x_t, k_t, 3) if groups_split else conv(x_t, k_t)
-        grads = tape.gradient(y, [x_t, k_t], output_gradients=tf.constant(upstream))
+        grads = tape.gradient(y, [x_t, k_t], output_gradients=tf.constant(upstream, dtype))
         if any(g is None for g in grads):
             raise RuntimeError("the tape computed no gradient")
-        return [np.asarray(t) for t in (y, *grads)]
+        return [np.asarray(tf.cast(t, tf.float32)) for t in (y, *grads)]
+
+    def attempt(groups_split):
+        try:
+            return values(groups_split), None
+        except (tf.errors.OpError, RuntimeError) as error:  # a kernel this build or CPU lacks
+            message = re.sub(r"\{\{.*?\}\}\s*", "", str(error)).strip().splitlines()[0]
+            return None, f"{type(error).__name__}: {message[:160]}"
 
     def probe():
         with tf.device("/CPU:0"):
-            reference = values(groups_split=True)
-            try:
-                return reference, values(groups_split=False), None
-            except (tf.errors.OpError, RuntimeError) as error:  # no grouped gradient kernel in this build
-                return reference, None, error
+            reference, error = attempt(groups_split=True)
+            return (reference, error) + (attempt(groups_split=False) if error is None else (None, error))
 
     # In a thread of its own: eager, outside any caller's tf.function, replica context or tape
     # (the first call may come from inside a distributed train step's trace; tf.init_scope would
     # pause the tape, and a paused tape computes no gradient, so nothing would be tested).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        reference, native, error = pool.submit(probe).result()
-    result = {"onednn": onednn_enabled()}
-    if error is not None:
-        message = re.sub(r"\{\{.*?\}\}\s*", "", str(error)).strip().splitlines()[0]
-        result.update(native=False, reason=f"{type(error).__name__}: {message[:160]}")
+        reference, reference_error, native, native_error = pool.submit(probe).result()
+    result = {"onednn": onednn_enabled(), "runs": reference_error is None}
+    if reference_error is not None or native_error is not None:
+        result.update(native=False, reason=reference_error or native_error)
         return result
     errors = [float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12)) for a, b in zip(native, reference)]
-    agree = max(errors) <= 1e-4
+    agree = max(errors) <= _PROBE_TOLERANCE.get(dtype, 1e-4)
     result.update(native=agree, reason="forward and gradients match one conv per group" if agree else
                   f"native results differ from one conv per group by {max(errors):.1e} of their scale")
     return result
+
+
+def unsupported_precision(compute_dtype):
+    """Why convolutions cannot train in ``compute_dtype`` on this process's CPU, or None."""
+    if device_type() != "CPU" or compute_dtype == "float32":
+        return None
+    probe = grouped_conv_probe(compute_dtype)
+    if probe["runs"]:
+        return None
+    fix = " Train in float32."
+    if probe["onednn"]:
+        fix = (" TensorFlow sends this dtype to oneDNN on CPUs with AVX-512, and oneDNN cannot run it here (its "
+               "code may be held below AVX-512, e.g. by ONEDNN_MAX_CPU_ISA): train in float32, or start with "
+               "TF_ENABLE_ONEDNN_OPTS=0 to run it on TensorFlow's slower Eigen kernels.")
+    return f"this CPU cannot train {compute_dtype} convolutions ({probe['reason']}).{fix}"
 
 
 def onednn_enabled():
@@ -180,7 +202,7 @@ def compute_description():
     kind = device_type()
     if kind != "CPU":
         return f"TensorFlow on {kind}"
-    probe = grouped_conv_probe()
+    probe = grouped_conv_probe()  # float32 (a mixed precision's grouped convs: see grouped_conv_probe(dtype))
     state = {True: "on", False: "off", None: "not in this build"}[probe["onednn"]]
     origin = {"keras_nfnets": "set by keras_nfnets",
               "user": f"{onednn.VARIABLE}={os.environ.get(onednn.VARIABLE, '')} set by the user"}.get(

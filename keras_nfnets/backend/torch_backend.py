@@ -59,8 +59,12 @@ def _conv(inputs, kernel, strides, padding, dilation_rate):
     return outputs.permute(0, 2, 3, 1)
 
 
-def native_grouped_conv_supported(device_type):
+def native_grouped_conv_supported(device_type, dtype="float32"):
     return True
+
+
+def unsupported_precision(compute_dtype):
+    return None  # PyTorch's CPU convolutions take every float type
 
 
 def kernel_moments(kernel):

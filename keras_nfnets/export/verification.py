@@ -17,8 +17,9 @@ def randomise_weights(model, seed=0, std=0.2):
     return model
 
 
-def run_exported(path, inputs, num_threads=2):
-    """Outputs of an exported artifact (SavedModel dir, ``.tflite`` or ``.onnx``) for ``inputs``."""
+def run_exported(path, inputs, num_threads=None):
+    """Outputs of an exported artifact (SavedModel dir, ``.tflite`` or ``.onnx``) for ``inputs``;
+    ``num_threads``: the interpreter's threads (default: the runtime's own choice for this machine)."""
     inputs = np.asarray(inputs, "float32")
     path = os.fspath(path)
     if path.endswith(".tflite"):
@@ -38,7 +39,8 @@ def run_exported(path, inputs, num_threads=2):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads
+        if num_threads:
+            options.intra_op_num_threads = num_threads
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         return session.run(None, {session.get_inputs()[0].name: inputs})[0]
     import tensorflow as tf

@@ -1,20 +1,22 @@
 """The convolution every layer calls: a portable signature over each backend's fastest kernel
 (:mod:`keras_nfnets.backend`), with a choice of grouped-convolution path."""
 
+import keras
+
 from keras_nfnets import backend
 from keras_nfnets.backend.common import symmetric_padding  # noqa: F401  (export/folding.py pads as the layers do)
 
 IMPLEMENTATIONS = ("auto", "native", "split")
 
 
-def native_grouped_conv_supported(device_type, backend_name=None):
+def native_grouped_conv_supported(device_type, backend_name=None, dtype="float32"):
     """Whether ``backend_name``'s (default: the current backend's) own grouped convolution is fast
-    forward and backward on ``device_type``. GPUs and TPUs always are (cuDNN, XLA). On CPU:
-    TensorFlow depends on the build (oneDNN, probed once per process); XLA:CPU (JAX) is not (its
-    grouped backward is ~100x slower than one conv per group at NF-RegNet shapes,
-    ``tools/bench_grouped_conv.py``); PyTorch's oneDNN kernels are."""
+    forward and backward on ``device_type`` in ``dtype``. GPUs and TPUs always are (cuDNN, XLA).
+    On CPU: TensorFlow only where oneDNN runs it (float32 and bfloat16; probed once per process and
+    dtype); XLA:CPU (JAX) is not (its grouped backward is ~100x slower than one conv per group at
+    NF-RegNet shapes, ``tools/bench_grouped_conv.py``); PyTorch's oneDNN kernels are."""
     table = backend.for_backend(backend_name) if backend_name else backend.current()
-    return table.native_grouped_conv_supported(device_type)
+    return table.native_grouped_conv_supported(device_type, dtype)
 
 
 def current_device_type():
@@ -22,14 +24,14 @@ def current_device_type():
     return backend.current().device_type()
 
 
-def grouped_conv_implementation(implementation="auto"):
-    """The grouped-conv path :func:`conv2d` takes: ``"native"`` (the backend's grouped conv) or
-    ``"split"`` (one conv per group, identical numerics); ``"auto"`` picks native where the current
-    backend and device have a fast grouped kernel."""
+def grouped_conv_implementation(implementation="auto", dtype="float32"):
+    """The grouped-conv path :func:`conv2d` takes for inputs of ``dtype``: ``"native"`` (the
+    backend's grouped conv) or ``"split"`` (one conv per group, identical numerics); ``"auto"``
+    picks native where the current backend and device have a fast grouped kernel with gradients."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}; received {implementation!r}.")
     if implementation == "auto":
-        return "native" if native_grouped_conv_supported(current_device_type()) else "split"
+        return "native" if native_grouped_conv_supported(current_device_type(), dtype=dtype) else "split"
     return implementation
 
 
@@ -45,7 +47,10 @@ def conv2d(
     bottom/right), ``"valid"`` or ``"symmetric"`` (explicit zero padding of
     ``((s-1) + d(k-1)) // 2`` on every side, as PyTorch/timm).
     """
-    implementation = grouped_conv_implementation(implementation) if groups > 1 else "native"
+    if groups > 1:
+        implementation = grouped_conv_implementation(implementation, keras.backend.standardize_dtype(inputs.dtype))
+    else:
+        implementation = "native"
     return backend.current().conv2d(inputs, kernel, tuple(strides), padding, tuple(dilation_rate), groups,
                                     implementation)
 

@@ -33,8 +33,9 @@ def is_multi_worker(strategy):
 
 
 # What each mixed policy needs of a device: None = never; a (major, minor) = that CUDA compute
-# capability or newer. CPUs run both (float16 emulated, slower than float32; bfloat16 natively
-# where the CPU has AVX512-BF16/AMX). TPUs compute in bfloat16 and have no float16 units; GPUs
+# capability or newer. CPUs: asked of the backend (unsupported_precision), which computes it:
+# TensorFlow's float16 runs on Eigen everywhere (grouped convs per group), its bfloat16 on oneDNN
+# only where the CPU has AVX-512 BF16/AMX and on Eigen where oneDNN is off. TPUs compute in bfloat16 and have no float16 units; GPUs
 # have bfloat16 units from Ampere (8.0) and float16 arithmetic from Pascal (6.0).
 PRECISION_NEEDS = {
     "mixed_float16": {"TPU": None, "GPU": (6, 0)},
@@ -62,6 +63,10 @@ def check_precision(precision, devices):
             raise ValueError(
                 f"precision={precision!r} needs a GPU of CUDA compute capability {need[0]}.{need[1]} or newer; "
                 f"this one is {capability[0]}.{capability[1]}; {_PRECISION_ADVICE[precision]}.")
+    if any(kind == "CPU" for kind, _ in devices) and precision != "float32":
+        problem = backend.current().unsupported_precision(precision.split("_")[1])
+        if problem:
+            raise ValueError(f"precision={precision!r}: {problem}")
 
 
 def set_precision(precision="float32"):
