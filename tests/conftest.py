@@ -116,7 +116,7 @@ def user_environment():
     TensorFlow, Keras or the Hub do; PYTHONPATH keeps the console script on this checkout."""
     from keras_nfnets.backend import onednn
 
-    ours = {onednn.VARIABLE} if onednn.decided_by == "keras_nfnets" else set()  # the user's shell lacks it
+    ours = {onednn.VARIABLE, onednn.SET_BY_US} if onednn.decided_by == "keras_nfnets" else set()  # not in a shell
     return {k: v for k, v in REPO_ENV.items()
             if not k.startswith(("TF_CPP_", "KERAS_BACKEND", "HF_HUB_OFFLINE", "PYTEST")) and k not in ours}
 

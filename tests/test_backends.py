@@ -127,7 +127,8 @@ TIMM_CHECKPOINTS = ("nf_regnet_b1", "eca_nfnet_l0")
 @pytest.fixture(scope="module")
 def conv_cases(tmp_path_factory):
     """Inputs, kernels and cotangents of :data:`CONV_CASES` (saved for the workers) and TensorFlow's
-    native conv and its gradients on them (itself checked against dense convs in test_ws_conv.py)."""
+    conv and its gradients on them: its native grouped conv where it has gradients, else one conv
+    per group (the probe's choice; both checked against NumPy and each other in test_ws_conv.py)."""
     import tensorflow as tf
 
     from keras_nfnets.layers.conv_ops import conv2d
@@ -140,7 +141,7 @@ def conv_cases(tmp_path_factory):
         k = tf.constant(rng.standard_normal(k_shape).astype("float32"))
         with tf.GradientTape() as tape:
             tape.watch([x, k])
-            y = conv2d(x, k, strides, padding, dilation, groups, implementation="native")
+            y = conv2d(x, k, strides, padding, dilation, groups, implementation="auto")
         r = rng.standard_normal(y.shape).astype("float32")
         dx, dk = tape.gradient(y, [x, k], output_gradients=tf.constant(r))
         arrays.update({f"x{index}": x.numpy(), f"k{index}": k.numpy(), f"r{index}": r})
@@ -340,8 +341,7 @@ def test_jax_data_parallel_over_two_devices_equals_one(on_backend):
 def test_conv2d_and_its_gradients_equal_tensorflows_on_every_path(backend, conv_cases, on_backend):
     """The conv paths of each backend (auto, native, per-group split; the channels-last view on
     PyTorch, the matmul for 1x1 convs and im2col on JAX's CPU), forward and backward, and an eager
-    call (on JAX one compiled native conv), against TensorFlow's native conv (itself checked
-    against dense convs in test_ws_conv.py)."""
+    call (on JAX one compiled native conv), against TensorFlow's (:func:`conv_cases`)."""
     reference = conv_cases[1]
     tmp_path, _ = on_backend(backend)
     other = np.load(tmp_path / f"conv_{backend}.npz")

@@ -27,6 +27,7 @@ def cpu_kind(onednn, base=None):
     default of such a CPU), or left to TensorFlow and keras_nfnets (None)."""
     env = dict(REPO_ENV if base is None else base)
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    env.pop("KERAS_NFNETS_SET_ONEDNN", None)
     if onednn is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = onednn
     if X86:
@@ -193,7 +194,10 @@ def test_onednn_is_preferred_only_where_keras_nfnets_may_decide():
     from keras_nfnets.backend.onednn import decide
 
     environ = {}
-    assert decide(environ, {}, "x86_64") == "keras_nfnets" and environ == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert decide(environ, {}, "x86_64") == "keras_nfnets" and environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert decide(dict(environ), {"tensorflow": object()}, "x86_64") == "keras_nfnets"  # a child process
+    environ.update(TF_ENABLE_ONEDNN_OPTS="0")  # a user who turned it off for a child
+    assert decide(environ, {}, "x86_64") == "user"
     environ = {"TF_ENABLE_ONEDNN_OPTS": "0"}
     assert decide(environ, {}, "AMD64") == "user" and environ == {"TF_ENABLE_ONEDNN_OPTS": "0"}
     environ = {}

@@ -15,6 +15,7 @@ import platform
 import sys
 
 VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+SET_BY_US = "KERAS_NFNETS_SET_ONEDNN"  # the value keras_nfnets gave VARIABLE (child processes inherit both)
 X86_64 = ("x86_64", "amd64", "x64")
 
 # How this process's TF_ENABLE_ONEDNN_OPTS came about (what `nfnets train` reports):
@@ -28,12 +29,12 @@ def decide(environ, loaded_modules, machine):
     ``environ`` where keras_nfnets may: an x86-64 ``machine``, the variable unset, and TensorFlow
     not among ``loaded_modules``."""
     if VARIABLE in environ:
-        return "user"
+        return "keras_nfnets" if environ.get(SET_BY_US) == environ[VARIABLE] else "user"
     if "tensorflow" in loaded_modules:
         return "tensorflow"
     if machine.lower() not in X86_64:
         return "platform"
-    environ[VARIABLE] = "1"
+    environ[VARIABLE] = environ[SET_BY_US] = "1"
     return "keras_nfnets"
 
 
