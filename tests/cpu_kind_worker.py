@@ -39,7 +39,7 @@ from keras_nfnets.models import build_nf_model  # noqa: E402
 from keras_nfnets.training import SGDAGC  # noqa: E402
 
 if task.get("force_native"):
-    tf_backend.native_grouped_conv_supported = lambda device_type: True
+    tf_backend.native_grouped_conv_supported = lambda device_type, dtype="float32": True
 
 keras.config.set_dtype_policy(task.get("precision", "float32"))
 SIZE, BATCH, CLASSES = 32, 4, 5

@@ -127,8 +127,8 @@ def _run_part(part, tmp_path):
 
 @pytest.mark.slow
 def test_readme_main_job_and_what_uses_its_run(tmp_path):
-    """The main job (≥ 95% on digits, the README's claim), evaluate and predict on its run, models,
-    export and spp, as written."""
+    """The main job (≥ 98% on digits, the README's claim: 98.9-99.7% over seeds 0-4 on both kinds of
+    CPU, tools/digits_seeds.py), evaluate and predict on its run, models, export and spp, as written."""
     import numpy as np
     import tensorflow as tf
 
@@ -139,7 +139,7 @@ def test_readme_main_job_and_what_uses_its_run(tmp_path):
     np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(str(tmp_path / "digit.png"))), image)
     outputs = _run_part("main job", tmp_path)
     history = json.loads((tmp_path / "runs" / "NFResNet14_digits" / "history.json").read_text())
-    assert history["test"]["accuracy"] >= 0.95, history["test"]
+    assert history["test"]["accuracy"] >= 0.98, history["test"]
     main_job = outputs["nfnets train"].stdout
     assert "Throughput: input pipeline" in main_job and "the model sets the pace" in main_job  # digits: model-bound
     evaluated = outputs["nfnets evaluate runs/NFResNet14_digits"].stdout

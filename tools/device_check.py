@@ -128,7 +128,7 @@ def _child_main(args):
         sys.meta_path.insert(0, _NoTensorFlow())  # the CPU JAX splits them per group: minutes more to compile)
         from keras_nfnets.backend import jax_backend
 
-        jax_backend.native_grouped_conv_supported = lambda device_type: True
+        jax_backend.native_grouped_conv_supported = lambda device_type, dtype="float32": True
     size = sizes(args.smoke)
     result = {"part": args.child, "backend": args.backend, "device": args.device, "model": args.model}
     if args.child == "timm":
