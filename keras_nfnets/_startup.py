@@ -20,10 +20,17 @@ def wants_tensorflow_logs(argv=None):
 
 @contextlib.contextmanager
 def stderr_silenced():
-    """Send the process's standard error (file descriptor 2, C++ included) to /dev/null."""
+    """Send the process's standard error (file descriptor 2, C++ included) to /dev/null. A crash
+    meanwhile (segmentation fault, abort) still prints Python's traceback to the real standard
+    error: faulthandler writes there while it is held."""
+    import faulthandler
+
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    terminal = os.fdopen(os.dup(saved), "w")
+    was_enabled = faulthandler.is_enabled()
+    faulthandler.enable(file=terminal)
     try:
         os.dup2(devnull, 2)
         yield
@@ -31,9 +38,43 @@ def stderr_silenced():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+        _restore_faulthandler(was_enabled)
+        terminal.close()
+
+
+def _restore_faulthandler(was_enabled):
+    import faulthandler
+
+    try:
+        if _TERMINAL:
+            faulthandler.enable(file=_TERMINAL[0])
+        elif was_enabled:
+            faulthandler.enable(file=sys.__stderr__)
+        else:
+            faulthandler.disable()
+    except (AttributeError, ValueError, OSError):  # no file descriptor behind sys.__stderr__
+        faulthandler.disable()
 
 
 _SET_HERE = set()  # environment variables this module set (not the user)
+_TERMINAL = []  # a duplicate of the standard error the program started with
+
+
+def terminal():
+    """Where a message goes while :func:`stderr_silenced` may hold standard error: the standard
+    error the program started with (the command line), else ``sys.stderr``."""
+    return _TERMINAL[0] if _TERMINAL else sys.stderr
+
+
+def report_fatal_errors():
+    """A crash (segmentation fault, abort) prints Python's traceback to the standard error the
+    program started with, also while :func:`stderr_silenced` holds file descriptor 2: a process
+    that dies in a held section is never silent."""
+    import faulthandler
+
+    if not _TERMINAL:
+        _TERMINAL.append(os.fdopen(os.dup(2), "w"))
+    faulthandler.enable(file=_TERMINAL[0])
 
 
 def quiet_tensorflow_start(strategy=None):
@@ -48,10 +89,20 @@ def quiet_tensorflow_start(strategy=None):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
-    with stderr_silenced():
-        from keras_nfnets import backend
+    if strategy == "multi_worker":  # before TensorFlow starts a thread: see keras_nfnets.backend.cluster
+        from keras_nfnets.backend.cluster import hold_signals
 
-        backend.for_backend(backend.selected()).start_tensorflow(strategy)
+        hold_signals()
+    try:
+        with stderr_silenced():
+            from keras_nfnets import backend
+
+            backend.for_backend(backend.selected()).start_tensorflow(strategy)
+    finally:
+        if strategy == "multi_worker":
+            from keras_nfnets.backend.cluster import release_signals
+
+            release_signals()
 
 
 def user_environment():

@@ -1,6 +1,7 @@
 """The ``nfnets`` command line."""
 
 import argparse
+import os
 import sys
 
 
@@ -190,9 +191,11 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
 
 def spp_figure(number, output, depth=None, image_size=None, batch_size=None, out=None):
     """Regenerate the paper's SPP figure ``number`` into ``output`` and print its summary."""
+    from keras_nfnets._files import check_new_path
     from keras_nfnets.spp import figure
 
     out = out or sys.stdout
+    check_new_path(output)  # before minutes of statistics, not after
     given = {k: v for k, v in dict(depth=depth, image_size=image_size, batch_size=batch_size).items() if v is not None}
     results = figure(number, output, **given)  # the others: spp.FIGURE_DEFAULTS
     for result in results:
@@ -414,6 +417,9 @@ def build_parser():
     tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
     tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
     tr.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
+    tr.add_argument("--cluster-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                    help="--strategy multi_worker: how long to wait for every worker of TF_CONFIG to join (default 300; "
+                         "KERAS_NFNETS_CLUSTER_TIMEOUT)")
     tr.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy (default float32)")
     tr.add_argument("--jit-compile", choices=[str(c).lower() for c in JIT_COMPILE], default="auto",
                     help="compile each training step with XLA (default auto: Keras' rule, always on a TPU)")
@@ -515,6 +521,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if is_program:
+        _startup.report_fatal_errors()
+    if getattr(args, "cluster_timeout", None) is not None:  # read where the strategy is made (the quiet start)
+        from keras_nfnets.backend.cluster import TIMEOUT_VARIABLE
+
+        os.environ[TIMEOUT_VARIABLE] = repr(args.cluster_timeout)
     try:
         if is_program and _needs_tensorflow(args) and not _startup.wants_tensorflow_logs(argv):
             _startup.quiet_tensorflow_start(strategy=getattr(args, "strategy", None))

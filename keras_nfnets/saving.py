@@ -35,12 +35,19 @@ def load_model(path):
 
 
 def save_model_atomically(model, path):
-    """``model.save(path)`` through a temporary ``.keras`` file renamed into place: a crash while
-    saving leaves the previous file (or none), never a torn one."""
+    """``model.save(path)`` through a new temporary ``.keras`` file next to it, renamed into place:
+    a crash while saving leaves the previous file (or none), never a torn one."""
+    import tempfile
+
     path = os.fspath(path)
-    temporary = f"{path[:-len('.keras')]}.partial.keras"
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.partial-", suffix=".keras",
+                                             dir=os.path.dirname(os.path.abspath(path)))
+    os.close(descriptor)
     try:
         model.save(temporary)
+        from keras_nfnets._files import new_file_mode
+
+        os.chmod(temporary, new_file_mode())  # mkstemp's file is private; the model file is not
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

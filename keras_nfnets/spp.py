@@ -10,6 +10,7 @@ block's worth of activations.
 
 import dataclasses
 import math
+import os
 from typing import List
 
 import numpy as np
@@ -127,7 +128,8 @@ def plot_signal_propagation(results, path=None, labels=None, log_scale=False, co
 
     Args:
         results: a :class:`SignalPropagation` or a list of them (overlaid).
-        path: save the figure there (PNG/PDF/SVG by extension); returns the matplotlib figure.
+        path: save the figure there (PNG/PDF/SVG by extension; a new file: an existing one is
+            refused, never replaced); returns the matplotlib figure.
         labels: legend labels (default: the model names).
         log_scale: semilog y axes (Figure 6).
     """
@@ -164,8 +166,15 @@ def plot_signal_propagation(results, path=None, labels=None, log_scale=False, co
         figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend below the panels
     if path is not None:
-        figure.savefig(path, dpi=110)
+        from keras_nfnets._files import write_file_into_place
+
+        write_file_into_place(path, lambda temporary: figure.savefig(temporary, dpi=110, format=_image_format(path)))
     return figure
+
+
+def _image_format(path):
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    return suffix or "png"
 
 
 def _resnet600_depths(depth):

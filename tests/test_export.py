@@ -1,6 +1,7 @@
 """Deployment: exact folding, built-in-only artifacts, parity of SavedModel / TFLite / ONNX."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -313,3 +314,37 @@ def test_the_stderr_capture_sees_python_and_cpp_writes():  # the quiet check abo
         os.write(2, b"fd line\n")
         warnings.warn("a warning")
     assert "python line" in record["text"] and "fd line" in record["text"] and "a warning" in record["text"]
+
+
+EXPORT_WITHOUT_ONEDNN = """
+import json, sys
+import keras_nfnets
+from keras_nfnets import export as exporting
+from keras_nfnets.backend import tf_backend
+from keras_nfnets.export.verification import randomise_weights
+assert tf_backend.onednn_enabled() is False
+model = randomise_weights(keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3), classes=10))
+images = exporting.sample_images(4, 64, seed=1)
+root = sys.argv[1]
+exporting.export_saved_model(model, root + "/sm")
+exporting.export_tflite(model, root + "/m.tflite")
+exporting.export_onnx(model, root + "/m.onnx")
+print(json.dumps({name: exporting.verify_export(model, root + "/" + name, images)["relative_diff"]
+                  for name in ("sm", "m.tflite", "m.onnx")}))
+"""
+
+
+@pytest.mark.slow
+def test_grouped_models_export_where_onednn_is_off(tmp_path):
+    """Issue 36: on a CPU where TensorFlow leaves oneDNN off, ONNX export of a grouped model wrote a
+    graph with TensorFlow nodes left in it (Keras' XLA-compiled grouped conv), and a SavedModel
+    export failed with 'Fused conv implementation does not support grouped convolutions'. Export
+    traces the native grouped forward conv, which every CPU build has, on every CPU."""
+    pytest.importorskip("tf2onnx")
+    env = dict(REPO_ENV, TF_ENABLE_ONEDNN_OPTS="0")
+    result = subprocess.run([sys.executable, "-c", EXPORT_WITHOUT_ONEDNN, str(tmp_path)], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    diffs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert max(diffs.values()) < 1e-4, diffs
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.tflite", "sm"]

@@ -291,3 +291,27 @@ def test_preprocess_image_size_is_the_pretrained_builders_input_size():
         assert keras_nfnets.eval_transform(name).size == checkpoint.test_size, name
     assert keras_nfnets.eval_transform("NFRegNetB1").size == 288 and variant("NFRegNetB1").test_size == 256
     assert keras_nfnets.NFRegNetB1().input.shape[1] == 256
+
+
+# --- the PyTorch backend's commands, typed as written (issue 36) ----------------------------------
+def test_the_pytorch_backends_commands_run_as_typed(tmp_path):
+    """``KERAS_BACKEND=torch nfnets predict ...`` died with signal 11 and printed nothing: the quiet
+    start loaded TensorFlow, then Keras' PyTorch backend loaded triton, which segfaults after
+    TensorFlow on this stack. ``--verbose`` (Keras first) worked."""
+    image = os.path.join(HERE, "..", "docs", "spp_figure1.png")
+    env = dict(PLAIN_ENV, KERAS_BACKEND="torch")
+    result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "predict", image, "--model", "NFResNet26",
+                             "--weights", "none"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    assert "  1. " in result.stdout and result.stderr == "", result.stderr[-3000:]
+
+
+def test_a_crash_while_standard_error_is_held_is_not_silent():
+    """A process that dies in the quiet start (fd 2 on /dev/null) still says why on the real
+    standard error: Python's fatal-error report with the traceback."""
+    script = ("import ctypes\nfrom keras_nfnets import _startup\n"
+              "with _startup.stderr_silenced():\n    ctypes.string_at(0)  # a segmentation fault\n")
+    result = subprocess.run([sys.executable, "-c", script], env=PLAIN_ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -11
+    assert "Fatal Python error: Segmentation fault" in result.stderr and "string_at" in result.stderr, result.stderr

@@ -341,3 +341,56 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs
     for key in ("loss", "accuracy", "val_loss"):
         np.testing.assert_allclose(history["history"][key], uninterrupted["history"][key], rtol=1e-3, err_msg=key)
     assert all(_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))
+
+
+# --- a cluster that cannot form (issue 36): said, bounded, and stoppable -------------------------------
+def _start_unformable_worker(tmp_path, *extra):
+    """``nfnets train --strategy multi_worker`` as worker 0 of a cluster whose worker 1 never
+    starts (its port on 127.0.0.1 is closed), in a session of its own (its process group is the
+    one a terminal or the launcher signals)."""
+    ports = launch.free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
+    env = dict(REPO_ENV, TF_CONFIG=json.dumps(config))
+    env = {k: v for k, v in env.items() if not k.startswith("TF_CPP_")}  # the quiet start, as a user's shell has it
+    command = [sys.executable, "-m", "keras_nfnets.cli", "train", "--strategy", "multi_worker", "--output-dir",
+               str(tmp_path / "run"), *extra]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    return process, ports[1]
+
+
+@pytest.mark.slow
+def test_a_cluster_that_cannot_form_says_who_is_missing_and_gives_up(tmp_path):
+    """It hung silently for more than 10 minutes and ignored SIGINT and SIGTERM."""
+    process, missing = _start_unformable_worker(tmp_path, "--cluster-timeout", "20")
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0
+    assert f"waiting for the cluster to form (10 s of 20 s): no answer from worker 1 at 127.0.0.1:{missing}" in err, err
+    assert f"did not form in 20 s: no answer from worker 1 at 127.0.0.1:{missing}" in err and "--cluster-timeout" in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_cluster_that_cannot_form_stops_on_a_signal(tmp_path, signum):
+    process, _ = _start_unformable_worker(tmp_path)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "waiting for the cluster to form" not in line and time.monotonic() < deadline:
+            line = process.stderr.readline()  # the first report comes 10 s into the wait
+        assert "waiting for the cluster to form" in line, line
+        os.killpg(process.pid, signum)  # what Ctrl-C in a terminal, or nfnets launch, sends
+        sent = time.monotonic()
+        process.wait(timeout=30)
+        took = time.monotonic() - sent
+        rest = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert took < 5 and process.returncode != 0, (took, process.returncode)
+    assert f"stopped by {signal.Signals(signum).name} while waiting for the cluster to form" in rest, rest

@@ -45,7 +45,8 @@ COMMANDS = {
         ("excused", "needs the two hosts it names; the launch line below runs the same cluster on 127.0.0.1"),
     "nfnets launch --workers 2 --restart-on-failure 1 -- train --epochs 6 --output-dir runs/digits_2workers":
         ("short form", README_CLUSTER),
-    "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax": RUN,  # the README's 95% on JAX
+    "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax": RUN,  # the README's claim on JAX
+    "KERAS_BACKEND=torch nfnets train --output-dir runs/digits_torch": RUN,  # and on PyTorch (issue 36: signal 11)
 }
 
 
@@ -94,6 +95,7 @@ PARTS = {
                  "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128"),
     "cluster": (README_CLUSTER,),
     "jax": ("KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax",),
+    "torch": ("KERAS_BACKEND=torch nfnets train --output-dir runs/digits_torch",),
 }
 
 
@@ -166,14 +168,18 @@ def test_readme_cluster_in_its_short_form(digits_runs):
 
 
 @pytest.mark.slow
-def test_readme_main_job_on_jax(tmp_path):
-    """The README's claim on JAX: the same default job reaches 95% there, and its model.keras
-    evaluates the same under TensorFlow (this process)."""
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_readme_main_job_on_jax_and_torch(tmp_path, backend):
+    """The README's claims on JAX and PyTorch: the same default job, typed as written (on PyTorch
+    it died with signal 11 and printed nothing until December 2026, issue 36), reaches 97% there
+    (JAX, seeds 0-2: 98.3-98.9%), and its model.keras evaluates the same under TensorFlow (this
+    process)."""
     from keras_nfnets.training import evaluate
 
-    outputs = _run_part("jax", tmp_path)
-    assert "saved to runs/digits_jax/model.keras" in outputs["KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax"].stdout
-    jax_run = tmp_path / "runs" / "digits_jax"
-    jax_history = json.loads((jax_run / "history.json").read_text())
-    assert jax_history["test"]["accuracy"] >= 0.95, jax_history["test"]
-    assert evaluate(str(jax_run))["accuracy"] == pytest.approx(jax_history["test"]["accuracy"], abs=1e-6)
+    command = f"KERAS_BACKEND={backend} nfnets train --output-dir runs/digits_{backend}"
+    outputs = _run_part(backend, tmp_path)
+    assert f"saved to runs/digits_{backend}/model.keras" in outputs[command].stdout
+    run = tmp_path / "runs" / f"digits_{backend}"
+    history = json.loads((run / "history.json").read_text())
+    assert history["test"]["accuracy"] >= 0.97, history["test"]
+    assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)

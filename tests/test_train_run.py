@@ -377,3 +377,59 @@ def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypa
     (tmp_path / "torn.keras").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(ValueError, match="not a complete .keras file"):
         load_keras_file(str(tmp_path / "torn.keras"))
+
+
+LOCAL_BUILDER = '''
+"""A TFDS builder whose files are local: PNGs in its manual_dir, one folder per class."""
+import os
+
+import tensorflow_datasets as tfds
+
+
+class NfLocalShapes(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "PNG files in <manual_dir>/<class>/"
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(None, None, 3)),
+                                                 "label": tfds.features.ClassLabel(names=["a", "b", "c"])}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(dl_manager.manual_dir, 0),
+                "test": self._generate_examples(dl_manager.manual_dir, 1)}
+
+    def _generate_examples(self, folder, part):
+        for label in ("a", "b", "c"):
+            for name in sorted(os.listdir(os.path.join(folder, label)))[part::2]:
+                yield f"{label}/{name}", {"image": os.path.join(folder, label, name), "label": label}
+'''
+
+
+@pytest.mark.slow
+def test_a_tfds_dataset_is_prepared_offline_from_local_files(tmp_path):
+    """TFDS's download_and_prepare, the path `nfnets train --dataset oxford_flowers102` takes, on a
+    builder in a package whose files are local (issue 36: after ``pip install ".[train]"`` it
+    failed with ``No module named 'importlib_resources'``, which TFDS imports there without
+    declaring it, tensorflow/datasets#11212)."""
+    package = tmp_path / "nf_local_datasets"
+    package.mkdir()
+    (package / "__init__.py").write_text("from nf_local_datasets.shapes import NfLocalShapes  # noqa: F401\n")
+    (package / "shapes.py").write_text(LOCAL_BUILDER)
+    rng = np.random.default_rng(0)
+    for index, label in enumerate("abc"):
+        (tmp_path / "files" / label).mkdir(parents=True)
+        for i in range(8):
+            image = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+            image[:, :, index] += 150  # the class is the dominant colour
+            tf.io.write_file(str(tmp_path / "files" / label / f"{i}.png"), tf.io.encode_png(image))
+    script = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport nf_local_datasets\n"
+              "from keras_nfnets.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    command = [sys.executable, "-c", script, "train", "--dataset", "nf_local_shapes", "--data-dir",
+               str(tmp_path / "tfds"), "--manual-dir", str(tmp_path / "files"), "--epochs", "1", "--batch-size", "4",
+               "--image-size", "32", "--output-dir", str(tmp_path / "run"), "--progress", "0"]
+    result = subprocess.run(command, env=REPO_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    assert (tmp_path / "tfds" / "nf_local_shapes" / "1.0.0").is_dir()  # prepared by TFDS, offline
+    assert "test split): accuracy" in result.stdout and os.path.isfile(tmp_path / "run" / "model.keras")

@@ -257,9 +257,9 @@ def make_strategy(name, tpu=None):
             return _MULTI_WORKER[0]
         from keras_nfnets.training.distribute import cluster_from_tf_config
 
-        cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
+        described = cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
         try:
-            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+            _MULTI_WORKER.append(_form_cluster(tf, described))
             return _MULTI_WORKER[0]
         except RuntimeError as error:
             if "program startup" not in str(error):
@@ -275,6 +275,20 @@ def make_strategy(name, tpu=None):
         raise RuntimeError(f"No TPU found ({error}). On a TPU VM pass `tpu`='local', on Colab pick a TPU runtime, "
                            "or use `strategy`='auto'.") from error
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _form_cluster(tf, described):
+    """TensorFlow's ``MultiWorkerMirroredStrategy``, waiting for the peers of ``TF_CONFIG`` with a
+    report and a time limit (:mod:`keras_nfnets.backend.cluster`)."""
+    from keras_nfnets import _startup
+    from keras_nfnets.backend import cluster
+
+    timeout = cluster.cluster_timeout()
+    others = cluster.peers(*described) if described else []
+    if not others:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+
+    return cluster.form(tf.distribute.MultiWorkerMirroredStrategy, others, timeout, _startup.terminal())
 
 
 def jit_compile(requested, strategy):

@@ -22,7 +22,15 @@ from keras_nfnets.backend.common import (  # noqa: F401
 ema_updater = eager_ema_updater
 compiled_when_eager = run_as_is  # eager PyTorch runs precompiled kernels op by op
 variable_initialization = keras_variable_initialization
-start_tensorflow = start_tensorflow_for_data
+
+
+def start_tensorflow(strategy=None):
+    """Keras (and with it torch and triton) first, then TensorFlow for tf.data: on this stack
+    (TensorFlow 2.21, torch 2.14 with triton) loading triton after TensorFlow is a segmentation
+    fault, and Keras' PyTorch backend loads triton."""
+    import keras  # noqa: F401
+
+    start_tensorflow_for_data(strategy)
 
 
 def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):

@@ -223,17 +223,19 @@ def tfds_source(name, split="train", data_dir=None, manual_dir=None, download=Tr
         raise ImportError("TFDS datasets need tensorflow-datasets: pip install 'keras-nfnets[train]'.") from error
     import tensorflow as tf
 
-    if name not in tfds.list_builders():
+    try:  # TFDS's own datasets and any builder class the user has imported
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(
             f"Unknown dataset {name!r}: not 'digits', not an existing image folder, and not a TFDS dataset "
             "(see tfds.list_builders(), e.g. 'imagenet2012', 'oxford_flowers102', 'cifar10')."
-        )
+        ) from None
     kwargs = {}
     if manual_dir is not None:
         kwargs["download_and_prepare_kwargs"] = {
             "download_config": tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir))
         }
-    image_key, label_key = tfds.builder(name, data_dir=data_dir).info.supervised_keys
+    image_key, label_key = builder.info.supervised_keys
     try:
         records, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, with_info=True,
                                   download=download, shuffle_files=False,

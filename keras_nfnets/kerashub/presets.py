@@ -7,7 +7,6 @@ task.json, task.weights.h5, preprocessor.json, image_converter.json, metadata.js
 import json
 import os
 import shutil
-import tempfile
 
 from keras_nfnets import names
 from keras_nfnets.kerashub import _require  # noqa: F401
@@ -137,11 +136,44 @@ def to_keras_hub(model_or_name, *, weights="imagenet", checkpoint=None, architec
     return task
 
 
-def _check_directory(directory, overwrite):
-    """Refusals before any write: a non-empty directory (unless ``overwrite``), and never over
-    another model family's preset."""
+# What keras-hub's save_to_preset writes for an image classifier; presets written before
+# keras_nfnets listed its files in metadata.json hold only these.
+PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5", "task.json", "task.weights.h5",
+                "preprocessor.json", "image_converter.json", "assets")
+
+
+def _owned_files(directory):
+    """The entries of the NF preset in ``directory`` that keras_nfnets wrote (its metadata lists
+    them), or ``None`` when no preset of ours is there."""
+    try:
+        with open(os.path.join(directory, "metadata.json")) as file:
+            metadata = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metadata, dict) or "keras_nfnets_version" not in metadata:
+        return None
+    listed = metadata.get("keras_nfnets_files")
+    return set(listed) if isinstance(listed, list) else set(PRESET_FILES)
+
+
+def _check_directory(directory, overwrite, source=None):
+    """Refusals before any write: the source itself or a folder holding it, a run directory, a
+    filesystem root or the home directory; a non-empty directory unless ``overwrite``, and with
+    it anything but an NF preset this package wrote, holding only its own files."""
+    from keras_nfnets import _files
+    from keras_nfnets.training.run_dir import is_run_directory
+
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"{directory!r} is a file; a preset is a directory.")
+    protected = _files.protected_directory(directory) if os.path.exists(directory) else None
+    if protected:
+        raise ValueError(f"{directory!r} is {protected}; a preset goes into a folder of its own: choose a new one.")
+    if isinstance(source, str) and os.path.exists(source) and _files.contains(directory, source):
+        raise ValueError(f"{directory!r} {'is' if _files.contains(source, directory) else 'holds'} the source "
+                         f"{source!r}; a preset never replaces what it is made from: choose a new directory.")
+    if is_run_directory(directory):
+        raise ValueError(f"{directory!r} is a training run's directory; a preset never replaces a run: choose a new "
+                         "directory.")
     if not os.path.isdir(directory) or not os.listdir(directory):
         return
     config_path = os.path.join(directory, "config.json")
@@ -149,7 +181,7 @@ def _check_directory(directory, overwrite):
         try:
             with open(config_path) as file:
                 registered = json.load(file).get("registered_name")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             registered = None
         if registered != OUR_BACKBONE:
             raise ValueError(f"{directory!r} holds a preset written by another model family ({registered or 'unknown'}); "
@@ -157,6 +189,15 @@ def _check_directory(directory, overwrite):
     if not overwrite:
         raise ValueError(f"{directory!r} exists and is not empty: choose a new directory, or pass `overwrite=True` "
                          "to replace the NF preset in it.")
+    owned = _owned_files(directory)
+    if owned is None:
+        raise ValueError(f"{directory!r} holds no NF preset written by keras_nfnets (no such metadata.json), so "
+                         "`overwrite` does not apply: choose a new directory.")
+    foreign = [entry for entry in _files.entries(directory) if entry not in owned]
+    if foreign:
+        raise ValueError(f"{directory!r} holds files that are not part of its NF preset ({', '.join(foreign[:3])}"
+                         f"{' …' if len(foreign) > 3 else ''}); `overwrite` replaces only a preset's own files: move "
+                         "them out, or choose a new directory.")
 
 
 def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None, architecture=None,
@@ -165,14 +206,17 @@ def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None
     arguments) to ``directory``; returns the directory. keras-hub alone loads it after
     ``import keras_nfnets``: ``keras_hub.models.ImageClassifier.from_preset(directory)``, or
     ``from_preset(directory, num_classes=K)`` for a new head. The preset is written next to
-    ``directory`` and moved into place, so a failure leaves the old one (or none)."""
+    ``directory`` and moved into place, so a failure leaves the old one (or none). ``overwrite``
+    replaces only an NF preset that keras_nfnets wrote, holding nothing but its own files (its
+    metadata.json lists them); the folder keeps its permissions. Refused before any work: the
+    source or a folder holding it, a run directory, a filesystem root or the home directory."""
+    from keras_nfnets import _files
+
     directory = os.fspath(directory)
-    _check_directory(directory, overwrite)
+    _check_directory(directory, overwrite, model_or_name)
     task = to_keras_hub(model_or_name, weights=weights, checkpoint=checkpoint, architecture=architecture,
                         eval_transform=eval_transform, num_classes=num_classes)
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".preset-", dir=parent)
+    staging = _files.staging_directory(directory)
     try:
         task.save_to_preset(staging)
         metadata_path = os.path.join(staging, "metadata.json")
@@ -181,12 +225,12 @@ def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None
         from keras_nfnets import __version__
 
         metadata.update(keras_nfnets_version=__version__, architecture=task.backbone.architecture.name,
-                        source=model_or_name if isinstance(model_or_name, str) else model_or_name.name)
+                        source=model_or_name if isinstance(model_or_name, str) else model_or_name.name,
+                        keras_nfnets_files=sorted(set(_files.entries(staging)) | {"metadata.json"}))
         with open(metadata_path, "w") as file:
             json.dump(metadata, file, indent=4)
-        if os.path.isdir(directory):
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
+        _check_directory(directory, overwrite, model_or_name)  # still true after the minutes of building
+        _files.move_directory_into_place(staging, directory, _owned_files(directory) if os.path.isdir(directory) else None)
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)

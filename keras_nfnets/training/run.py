@@ -398,6 +398,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
     run_dir = RunDir(output_dir)
     run_dir.check_writable()
+    run_dir.check_not_foreign()
     distribution = make_strategy(strategy, tpu)  # first: a multi-worker strategy must precede every TF op
     role = worker_role(distribution)
     jit_compile = backend.current().jit_compile(jit_compile, distribution)  # refused here, before any work

@@ -29,6 +29,16 @@ RESUME_SETTINGS = {
 }
 
 
+def is_run_directory(path):
+    """Whether ``path`` holds a run :func:`~keras_nfnets.training.train` started: a ``run.json``
+    with a run's settings in it."""
+    try:
+        record = read_json(os.path.join(os.fspath(path), RUN_JSON))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"model", "dataset", "epochs", "image_size"} <= set(record)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of the run in ``path``."""
@@ -62,6 +72,18 @@ class RunDir:
             raise PermissionError(f"`output_dir` {self.path!r} cannot be written ({existing!r}: "
                                   f"{error.strerror or error}); choose a writable directory.") from None
 
+    def check_not_foreign(self):
+        """Fail before any work when the directory holds a file or folder a run would write or
+        delete (``model.keras``, ``logs``, ...) but no run of keras_nfnets is there: those are the
+        user's own files, never replaced or removed (``--restart`` included)."""
+        if not os.path.isdir(self.path) or is_run_directory(self.path):
+            return
+        in_the_way = [name for name in (RUN_JSON,) + RUN_RESULTS if os.path.lexists(self.file(name))]
+        if in_the_way:
+            raise FileExistsError(
+                f"`output_dir` {self.path!r} holds {', '.join(in_the_way)}, which no keras_nfnets run wrote there (it "
+                "has no run.json of a run); a run would replace them. Choose another `output_dir`, or move them out.")
+
     def settings(self):
         """The recorded ``run.json`` (a dict), or ``None``."""
         return read_json(self.file(RUN_JSON))
@@ -75,9 +97,11 @@ class RunDir:
         write_json_atomically(self.file(RUN_JSON), record)
 
     def discard_results(self):
-        """Delete every result of an earlier run (:data:`RUN_RESULTS`)."""
+        """Delete every result of an earlier run (:data:`RUN_RESULTS`), only where a run of
+        keras_nfnets is (:meth:`check_not_foreign`)."""
         import shutil
 
+        self.check_not_foreign()
         for name in RUN_RESULTS:
             path = self.file(name)
             if os.path.isdir(path):

@@ -1,0 +1,131 @@
+"""Where the package writes over a path that exists: what it may replace, and how.
+
+The rule everywhere (presets, run directories, exports): nothing keras_nfnets did not write is
+deleted or replaced. A target is written next to its place and renamed into it, so a failure
+leaves the old content (or nothing), and a directory that is replaced keeps its permissions.
+"""
+
+import os
+import shutil
+import stat
+import tempfile
+
+
+def protected_directory(path):
+    """Why ``path`` may never be a target that is replaced as a whole (a filesystem root, a mount
+    point or the home directory), or ``None``."""
+    real = os.path.realpath(os.fspath(path))
+    if os.path.dirname(real) == real:
+        return "a filesystem root"
+    if real == os.path.realpath(os.path.expanduser("~")):
+        return "the home directory"
+    if os.path.ismount(real):
+        return "a mount point"
+    return None
+
+
+def contains(directory, path):
+    """Whether ``path`` is ``directory`` or lies inside it (links resolved)."""
+    directory, path = os.path.realpath(os.fspath(directory)), os.path.realpath(os.fspath(path))
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def entries(directory):
+    """Every file and folder under ``directory``, as paths relative to it (sorted)."""
+    found = []
+    for root, folders, files in os.walk(directory):
+        relative = os.path.relpath(root, directory)
+        for name in folders + files:
+            found.append(os.path.normpath(os.path.join(relative, name)))
+    return sorted(found)
+
+
+def new_directory_mode():
+    """The mode ``mkdir`` would give a new folder here (0o777 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def new_file_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def staging_directory(target):
+    """A new, empty folder next to ``target`` (same filesystem: it is renamed into place)."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(target)))
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
+
+
+def move_directory_into_place(staging, target, owned=None):
+    """Rename ``staging`` to ``target``. An existing ``target`` must be empty or hold only the
+    ``owned`` entries (relative paths, what keras_nfnets wrote there); it is moved aside, its
+    owned files deleted after the rename, and its mode carried over. Anything else found in it at
+    that moment stops the replacement with the old folder left in place."""
+    target = os.fspath(target)
+    if not os.path.isdir(target):
+        os.chmod(staging, new_directory_mode())
+        os.replace(staging, target)
+        return
+    foreign = [entry for entry in entries(target) if entry not in set(owned or ())]
+    if foreign:
+        raise FileExistsError(f"{target!r} holds {foreign[:3]} that keras_nfnets did not write there; nothing was "
+                              "replaced: choose a new directory, or move those files out.")
+    os.chmod(staging, stat.S_IMODE(os.stat(target).st_mode))
+    aside = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.old-",
+                             dir=os.path.dirname(os.path.abspath(target)))
+    os.rmdir(aside)
+    os.replace(target, aside)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    remove_owned(aside, owned or ())
+
+
+def remove_owned(directory, owned):
+    """Delete the ``owned`` entries of ``directory`` (files first, then folders, deepest first),
+    then the folder itself if that left it empty: never anything else."""
+    for entry in sorted(owned, key=lambda e: e.count(os.sep), reverse=True):
+        path = os.path.join(directory, entry)
+        if os.path.islink(path) or os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    if os.path.isdir(directory) and not os.listdir(directory):
+        os.rmdir(directory)
+
+
+def write_file_into_place(target, write):
+    """``write(temporary_path)``, then rename the file to ``target``, which must not exist: a
+    failure leaves nothing behind. The new file gets the mode a new file gets here."""
+    target = os.fspath(target)
+    check_new_path(target)
+    parent = os.path.dirname(os.path.abspath(target))
+    suffix = os.path.splitext(target)[1]
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.partial-", suffix=suffix, dir=parent)
+    os.close(descriptor)
+    try:
+        write(temporary)
+        os.chmod(temporary, new_file_mode())
+        check_new_path(target)  # nothing appeared there meanwhile
+        os.replace(temporary, target)
+    finally:
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+
+
+def check_new_path(target, directory_ok_if_empty=False):
+    """Refuse a ``target`` that exists (an empty folder is allowed when ``directory_ok_if_empty``)."""
+    target = os.fspath(target)
+    if not os.path.lexists(target):
+        return
+    if directory_ok_if_empty and os.path.isdir(target) and not os.path.islink(target) and not os.listdir(target):
+        return
+    kind = "folder" if os.path.isdir(target) else "file"
+    raise FileExistsError(f"{target!r} exists (a {kind}); keras_nfnets writes exports only to new paths, never over "
+                          "a file: choose another path, or remove it first.")

@@ -1,0 +1,168 @@
+"""Forming a ``MultiWorkerMirroredStrategy`` cluster without hanging silently.
+
+TensorFlow's constructor blocks in C++ until every worker of ``TF_CONFIG`` answers, with no
+time limit, holding Python's GIL: no Python code runs meanwhile, in any thread, and Python's
+signal handlers never run (SIGINT and SIGTERM were ignored). So while it blocks, a watchdog
+process (stdlib only, no TensorFlow) says which peers do not answer and since when, and after
+a bounded time (``KERAS_NFNETS_CLUSTER_TIMEOUT`` seconds, ``nfnets train --cluster-timeout``;
+default 300) says why it gives up and ends the process. TensorFlow also installs its own SIGTERM
+handler there (its preemption notifier), which swallowed the signal. So the watchdog stops the
+process (and says so) on a SIGINT or SIGTERM it receives itself: Ctrl-C and a signal to the
+process group (``nfnets launch``, a container's or scheduler's stop) reach both. SIGINT and
+SIGTERM are blocked in the process while the cluster forms (from before TensorFlow loads, at the
+command line), and one left pending there stops it too; a SIGTERM sent to that process alone
+(``kill PID``) can still land on a TensorFlow thread that unblocks it and be swallowed until the
+time limit. Afterwards Python's handlers are back and the signals unblocked.
+"""
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+TIMEOUT_VARIABLE = "KERAS_NFNETS_CLUSTER_TIMEOUT"
+DEFAULT_TIMEOUT = 300.0
+FIRST_REPORT, REPORT_EVERY = 10.0, 30.0  # seconds
+
+
+def cluster_timeout(environ=None):
+    """The seconds to wait for the cluster (``KERAS_NFNETS_CLUSTER_TIMEOUT``, default 300)."""
+    raw = (os.environ if environ is None else environ).get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"{TIMEOUT_VARIABLE}={raw!r} is not a positive number of seconds (e.g. 600).")
+    return value
+
+
+def peers(cluster, task_type, task_index):
+    """``[(task type, index, "host:port")]`` of every other task in the cluster."""
+    return [(job, index, address) for job, members in cluster.items() for index, address in enumerate(members)
+            if (job, index) != (task_type, task_index)]
+
+
+def why_unreachable(address, timeout=1.0):
+    """Why ``host:port`` does not accept a connection now (``None`` when it does)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"cannot resolve {host}"
+    except (OSError, ValueError) as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def describe_waiting(others):
+    """One line naming the peers that do not answer (or saying that all of them do)."""
+    silent = [(job, index, address, why) for job, index, address in others
+              for why in [why_unreachable(address)] if why]
+    if not silent:
+        return (f"every peer ({', '.join(a for _, _, a in others)}) accepts connections; they have not all joined "
+                "yet (each must run with the same TF_CONFIG cluster and its own task)")
+    return "no answer from " + "; ".join(f"{job} {index} at {address} ({why})" for job, index, address, why in silent)
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_HELD = []  # the signal mask from before hold_signals()
+
+
+def hold_signals():
+    """Block SIGINT and SIGTERM in this thread and every thread it starts from now on (call it
+    before TensorFlow loads); :func:`form` unblocks them once the cluster has formed."""
+    if threading.current_thread() is threading.main_thread() and not _HELD:
+        _HELD.append(signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS))
+
+
+def form(create, others, timeout, report):
+    """``create()`` (TensorFlow's blocking constructor) watched by :func:`watch` in a child
+    process writing to ``report`` (a file with a descriptor), SIGINT and SIGTERM held meanwhile."""
+    import json
+    import subprocess
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {number: signal.getsignal(number) for number in SIGNALS} if in_main_thread else {}
+    hold_signals()
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", "from keras_nfnets.backend.cluster import watch; watch()", str(os.getpid()),
+         repr(timeout), json.dumps(others)],
+        stdin=subprocess.DEVNULL, stdout=report, stderr=report, env=dict(os.environ, PYTHONPATH=_package_root()))
+    try:
+        return create()
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+        for number, handler in handlers.items():  # TensorFlow's C++ SIGTERM handler out, Python's back
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        release_signals()
+
+
+def release_signals():
+    """Undo :func:`hold_signals` (a signal that came meanwhile is delivered now)."""
+    if _HELD:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _HELD.pop())
+
+
+def pending_signal(pid):
+    """SIGINT or SIGTERM if one is pending (blocked) for process ``pid`` (Linux ``/proc``), else None."""
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            fields = dict(line.split(":", 1) for line in file if ":" in line)
+    except OSError:
+        return None
+    pending = int(fields.get("ShdPnd", "0").strip(), 16) | int(fields.get("SigPnd", "0").strip(), 16)
+    for number in SIGNALS:
+        if pending & (1 << (number - 1)):
+            return number
+    return None
+
+
+def _package_root():
+    import keras_nfnets
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(keras_nfnets.__file__)))
+    return os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+
+def watch(argv=None):
+    """The watchdog (``python -c``): ``PID TIMEOUT PEERS_JSON``. Reports after 10 s and every 30 s;
+    at the timeout, or on a SIGINT/SIGTERM pending for the process, says why and kills it; ends
+    when the process goes on (it kills the watchdog) or ends."""
+    import json
+
+    pid, timeout, others = (sys.argv[1:] if argv is None else argv)[:3]
+    pid, timeout, others = int(pid), float(timeout), [tuple(peer) for peer in json.loads(others)]
+    received_here = []  # Ctrl-C, and a SIGTERM to the process group (launcher, container), reach this process too
+    for number in SIGNALS:
+        signal.signal(number, lambda signum, frame: received_here.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # the mask is inherited from the held process
+    start = time.monotonic()
+    next_report = FIRST_REPORT
+    while True:
+        time.sleep(0.2)
+        if os.getppid() != pid:  # the process went on (it kills this one) or ended
+            return
+        elapsed = time.monotonic() - start
+        received = (received_here or [None])[0] or pending_signal(pid)
+        if received:
+            print(f"keras_nfnets: stopped by {signal.Signals(received).name} while waiting for the cluster to form "
+                  f"({elapsed:.0f} s).", flush=True)
+            os.kill(pid, signal.SIGKILL)  # it holds the signal, and TensorFlow's handler would swallow it
+            return
+        if elapsed >= timeout:
+            print(f"keras_nfnets: error: the multi-worker cluster did not form in {timeout:.0f} s: "
+                  f"{describe_waiting(others)}. Start every worker with the same TF_CONFIG cluster (each with its own "
+                  f"task index), check the hosts and ports, or wait longer with --cluster-timeout SECONDS "
+                  f"({TIMEOUT_VARIABLE}). Stopping.", flush=True)
+            os.kill(pid, signal.SIGKILL)
+            return
+        if elapsed >= next_report:
+            print(f"keras_nfnets: waiting for the cluster to form ({elapsed:.0f} s of {timeout:.0f} s): "
+                  f"{describe_waiting(others)}", flush=True)
+            next_report += REPORT_EVERY
