@@ -1,9 +1,24 @@
 """Lazy package attributes (PEP 562): a package names the submodule behind each public name,
 and the submodule is imported on first access. ``import keras_nfnets`` therefore loads neither
-Keras nor TensorFlow; the first model, layer or training call does."""
+Keras nor TensorFlow; the first model, layer or training call does, and when that first import
+loads TensorFlow its start-up lines (oneDNN, CUDA stubs, CPU features: five lines on stderr) are
+held, as the command line holds them, unless ``TF_CPP_MIN_LOG_LEVEL`` asks for TensorFlow's logs."""
 
+import contextlib
 import importlib
+import os
 import sys
+
+
+def _tensorflow_import_held():
+    """Standard error held while a submodule's first import may load TensorFlow (not yet loaded,
+    the TensorFlow backend, the user has not set ``TF_CPP_MIN_LOG_LEVEL``); else nothing."""
+    if ("tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ
+            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"):
+        return contextlib.nullcontext()
+    from keras_nfnets._startup import stderr_silenced
+
+    return stderr_silenced()
 
 
 def lazy_exports(package, exports):
@@ -18,10 +33,13 @@ def lazy_exports(package, exports):
 
     def __getattr__(name):
         if name in owner:
-            value = getattr(importlib.import_module(owner[name], package), name)
+            with _tensorflow_import_held():
+                module_of_name = importlib.import_module(owner[name], package)
+            value = getattr(module_of_name, name)
         else:
             try:
-                value = importlib.import_module(f".{name}", package)
+                with _tensorflow_import_held():
+                    value = importlib.import_module(f".{name}", package)
             except ModuleNotFoundError as error:
                 if error.name != f"{package}.{name}":
                     raise

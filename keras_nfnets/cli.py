@@ -183,9 +183,12 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
         file=out,
     )
     if not check["informative"]:
+        from keras_nfnets.weights.presets import checkpoint_for
+
+        pretrained = "`--weights imagenet` or " if checkpoint_for(model_name) is not None else ""
         print("warning: the model's outputs do not depend on its input (random weights with a zero-initialised "
-              "classifier), so this check proves nothing; export with `weights='imagenet'` or a trained "
-              ".weights.h5 to check parity.", file=out)
+              f"classifier), so this check proves nothing; export with {pretrained}a trained .weights.h5 file or run "
+              "directory (`--weights`) to check parity.", file=out)
     return check
 
 

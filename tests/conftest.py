@@ -126,7 +126,9 @@ CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its w
 # line takes 174 at the default batch 48; 132 at the batch 64 of its November 2026 default), 84.4-91.7% on
 # one process over seeds 0-4. README_CLUSTER is that line's documented short form (test_readme_commands.py checks both).
 DIGITS_SHORT = ["--epochs", "3", "--batch-size", "32", "--learning-rate", "0.1"]
-README_CLUSTER = "nfnets launch --workers 2 --threads-per-worker 1 -- train " + " ".join(DIGITS_SHORT)
+SHORT_CLUSTER_DIR = "runs/digits_2workers_short"  # its own: the main job's run directory holds the main job
+README_CLUSTER = ("nfnets launch --workers 2 --threads-per-worker 1 -- train " + " ".join(DIGITS_SHORT)
+                  + f" --output-dir {SHORT_CLUSTER_DIR}")
 ON_DIGITS_RUNS = pytest.mark.xdist_group("multi_worker_digits")  # the tests that share digits_runs: one worker
 
 
@@ -160,7 +162,7 @@ def digits_runs(tmp_path_factory):
                              capture_output=True, text=True, timeout=CLUSTER_TIMEOUT)
     assert cluster.returncode == 0, (cluster.stdout + cluster.stderr)[-3000:]
     log_dir = pathlib.Path(re.search(r"the others log to (\S+)\)", cluster.stderr).group(1))
-    return DigitsRuns(folder / "one", cluster, user / "runs" / "NFResNet14_digits", log_dir, scratch)
+    return DigitsRuns(folder / "one", cluster, user / SHORT_CLUSTER_DIR, log_dir, scratch)
 
 
 def made_once_per_run(tmp_path_factory, name, make):

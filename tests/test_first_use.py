@@ -162,7 +162,8 @@ def test_an_interrupted_restart_leaves_no_result_of_the_replaced_run(tmp_path):
               **dict(quick, epochs=2))
     left = set(os.listdir(output))
     assert not left & {"model.keras", "history.json", "backup", "logs"}, left
-    with pytest.raises(FileNotFoundError, match="No trained model"):
+    with pytest.raises(FileNotFoundError, match="was interrupted before it saved its model .0 of 2 epochs done.: run "
+                                                "the same `nfnets train` command"):
         evaluate(output)
     assert main(["predict", os.path.join(HERE, "..", "docs", "spp_figure1.png"), "--model", output]) == 2
 
@@ -315,3 +316,45 @@ def test_a_crash_while_standard_error_is_held_is_not_silent():
     result = subprocess.run([sys.executable, "-c", script], env=PLAIN_ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == -11
     assert "Fatal Python error: Segmentation fault" in result.stderr and "string_at" in result.stderr, result.stderr
+
+
+# --- what the messages promise (issue 36) -----------------------------------------------------------
+def test_a_missing_checkpoint_file_is_said_before_building(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="No checkpoint file at .*missing.safetensors"):
+        keras_nfnets.from_timm("dm_nfnet_f1", checkpoint=str(tmp_path / "missing.safetensors"))
+    assert time.perf_counter() - started < 5  # it built NFNet-F1 for 40 s first
+
+
+def test_a_batch_larger_than_the_dataset_names_the_flag_and_a_size_that_fits(tmp_path, capsys):
+    import tensorflow as tf
+
+    for label in ("a", "b", "c"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(11):
+            tf.io.write_file(str(tmp_path / "images" / label / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 3), "uint8")))
+    code = main(["train", "--dataset", str(tmp_path / "images"), "--output-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "exceeds the 27 training images of this dataset: pass a smaller one, e.g. `--batch-size 8`" \
+        in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_library_starts_tensorflow_quietly():
+    """``import keras_nfnets`` and a first model printed six TensorFlow/CUDA lines on stderr; the
+    import-time ones (five here) are held as the command line holds them. The one left, where a
+    CUDA build of TensorFlow finds no GPU, comes when TensorFlow creates its devices, in the
+    user's first computation, which a library cannot hold."""
+    script = "import keras_nfnets\nkeras_nfnets.NFRegNetB1(weights=None)\nprint('built')\n"
+    quiet = subprocess.run([sys.executable, "-c", script], env=PLAIN_ENV, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "built", quiet.stderr[-2000:]
+    for line in ("All log messages before absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
+                 "cudart_stub", "To enable the following instructions"):
+        assert line not in quiet.stderr, quiet.stderr
+    assert len(quiet.stderr.strip().splitlines()) <= 1, quiet.stderr
+    # a user who asks for TensorFlow's logs gets them
+    loud = subprocess.run([sys.executable, "-c", script], env=dict(PLAIN_ENV, TF_CPP_MIN_LOG_LEVEL="0"),
+                          capture_output=True, text=True, timeout=300)
+    assert "cpu_feature_guard" in loud.stderr or "oneDNN custom operations" in loud.stderr, loud.stderr

@@ -24,6 +24,14 @@ def _snapshot(directory):
     return found
 
 
+def _refused_untouched(folder, error, match, action):
+    """``action()`` raises ``error`` matching ``match``, and nothing under ``folder`` changed."""
+    before = _snapshot(folder)
+    with pytest.raises(error, match=match):
+        action()
+    assert _snapshot(folder) == before
+
+
 def _users_folder(path):
     """A folder as the issue found it: ``notes.txt`` and ``photos/p1.jpg``, mode 755."""
     (path / "photos").mkdir(parents=True)
@@ -52,10 +60,8 @@ def small_model():
 def test_preset_overwrite_never_takes_a_users_folder(tmp_path, small_model):
     pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
     folder = _users_folder(tmp_path / "mine")
-    before = _snapshot(folder)
-    with pytest.raises(ValueError, match="holds no NF preset written by keras_nfnets.*choose a new directory"):
-        keras_nfnets.save_preset(small_model, folder, overwrite=True)
-    assert _snapshot(folder) == before
+    _refused_untouched(folder, ValueError, "holds no NF preset written by keras_nfnets.*choose a new directory",
+                       lambda: keras_nfnets.save_preset(small_model, folder, overwrite=True))
 
 
 def test_preset_overwrite_replaces_only_its_own_preset_and_keeps_the_mode(tmp_path, small_model):
@@ -70,10 +76,8 @@ def test_preset_overwrite_replaces_only_its_own_preset_and_keeps_the_mode(tmp_pa
     assert os.path.getmtime(preset / "model.weights.h5") >= written
     assert not [p for p in os.listdir(tmp_path) if p != "preset"]  # no staging or set-aside folder left
     (preset / "my_notes.txt").write_text("mine")
-    before = _snapshot(preset)
-    with pytest.raises(ValueError, match="not part of its NF preset \\(my_notes.txt\\).*move them out"):
-        keras_nfnets.save_preset(small_model, preset, overwrite=True)
-    assert _snapshot(preset) == before
+    _refused_untouched(preset, ValueError, "not part of its NF preset \\(my_notes.txt\\).*move them out",
+                       lambda: keras_nfnets.save_preset(small_model, preset, overwrite=True))
 
 
 def test_preset_never_replaces_its_source_a_run_or_a_root(small_run, tmp_path):
@@ -115,11 +119,9 @@ def test_a_run_never_replaces_files_it_did_not_write(tmp_path, resume):
     (folder / "model.keras").write_bytes(b"my own model")
     (folder / "logs").mkdir()
     (folder / "logs" / "experiment.txt").write_text("my logs")
-    before = _snapshot(folder)
-    with pytest.raises(FileExistsError, match="holds model.keras, logs, which no keras_nfnets run wrote there"):
-        keras_nfnets.train("NFResNet14", "digits", output_dir=str(folder), resume=resume, epochs=1,
-                           steps_per_epoch=1, batch_size=8, image_size=32, verbose=0)
-    assert _snapshot(folder) == before
+    _refused_untouched(folder, FileExistsError, "holds model.keras, logs, which no keras_nfnets run wrote there",
+                       lambda: keras_nfnets.train("NFResNet14", "digits", output_dir=str(folder), resume=resume,
+                                                  epochs=1, steps_per_epoch=1, batch_size=8, image_size=32, verbose=0))
 
 
 def test_a_folder_with_other_files_still_takes_a_run(small_run):
@@ -150,12 +152,10 @@ def test_an_export_never_replaces_a_file(tmp_path, small_model, fmt, name, monke
         _users_folder(target)
     else:
         target.write_bytes(b"my own file")
-    before = _snapshot(tmp_path)
     export = {"tflite": exporting.export_tflite, "onnx": exporting.export_onnx,
               "saved_model": exporting.export_saved_model}[fmt]
-    with pytest.raises(FileExistsError, match="exists.*never over a file: choose another path"):
-        export(small_model, target)
-    assert _snapshot(tmp_path) == before
+    _refused_untouched(tmp_path, FileExistsError, "exists.*never over a file: choose another path",
+                       lambda: export(small_model, target))
 
 
 def test_a_failed_export_leaves_nothing(tmp_path, small_model, monkeypatch):

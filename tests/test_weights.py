@@ -204,9 +204,16 @@ def test_imagenet_weights_without_network_fail_clearly(tmp_path):
             "cache") in result.stderr
     assert "set HF_HUB_OFFLINE=1" not in result.stderr  # it is set: do not suggest it
     for alternative in ("converted by tools/convert_timm.py", "`weights='FILE.weights.h5'`",
-                        "from_timm('nf_regnet_b1', `checkpoint='model.safetensors'`)", "`weights=None`"):
+                        "from_timm('nf_regnet_b1', checkpoint='model.safetensors')", "`weights=None`"):
         assert alternative in result.stderr  # a Python user reads Python arguments
     assert "--weights" not in result.stderr
+    # the command line's hint is a command that runs: --checkpoint goes with the timm name (issue 36:
+    # it was suggested beside the builder name, which refuses it)
+    image = os.path.join(os.path.dirname(__file__), "..", "docs", "spp_figure1.png")
+    cli = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "predict", image, "--model", "NFRegNetB1"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 2 and "--model nf_regnet_b1 --checkpoint model.safetensors" in cli.stderr, cli.stderr
+    assert "`--weights FILE.weights.h5`" in cli.stderr and "`--weights none`" in cli.stderr, cli.stderr
 
 
 def test_offline_hub_is_not_contacted(tmp_path, monkeypatch):

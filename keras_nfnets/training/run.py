@@ -2,6 +2,7 @@
 paper's recipe, tf.data pipelines, per-epoch checkpoints with exact resume, TensorBoard, EMA."""
 
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -265,7 +266,10 @@ def _steps_per_epoch(source, batch_size, cap, replicas):
         raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
     steps = min(source.num_examples // batch_size, cap or source.num_examples)
     if steps < 1:
-        raise ValueError(f"batch_size {batch_size} exceeds the {source.num_examples} training images.")
+        fits = max(replicas, 2 ** int(math.log2(max(1, source.num_examples // 2))) // replicas * replicas)
+        raise ValueError(f"`batch_size` {batch_size} exceeds the {source.num_examples} training images of this "
+                         f"dataset: pass a smaller one, e.g. `batch_size={fits}` (any number up to "
+                         f"{source.num_examples} that the {replicas} replica(s) divide).")
     return steps
 
 

@@ -169,6 +169,15 @@ def load_run(path):
 
     path = os.fspath(path)
     run_dir, file = (path, os.path.join(path, MODEL_FILE)) if os.path.isdir(path) else (os.path.dirname(path), path)
+    if os.path.isdir(path) and not os.path.exists(file) and is_run_directory(path):
+        from keras_nfnets.training.callbacks import backup_progress
+
+        done = backup_progress(RunDir(path).backup)[0]
+        epochs = (RunDir(path).settings() or {}).get("epochs")
+        raise FileNotFoundError(
+            f"The run in {path!r} was interrupted before it saved its model ({done} of {epochs} epochs done"
+            f"{', kept in its backup' if done else ''}): run the same `nfnets train` command (`output_dir` {path!r}) "
+            "again to resume and finish it, then evaluate it.")
     model = load_model(file)
     settings = RunDir(run_dir).settings() or {}
     if "eval_transform" in settings:

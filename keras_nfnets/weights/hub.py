@@ -22,9 +22,10 @@ def keras_cache_dir():
 
 def _offline_alternatives(checkpoint):
     return (f"Offline alternatives: a Keras weights file of this model (converted by tools/convert_timm.py or saved "
-            "by model.save_weights: `weights='FILE.weights.h5'`), the timm checkpoint file "
-            f"(keras_nfnets.from_timm('{checkpoint.architecture}', `checkpoint='model.safetensors'`)), or random "
-            "weights (`weights=None`).")
+            "by model.save_weights: `weights='FILE.weights.h5'`), the timm checkpoint file under its timm name "
+            f"(keras_nfnets.from_timm('{checkpoint.architecture}', checkpoint='model.safetensors'); at the command "
+            f"line --model {checkpoint.architecture} --checkpoint model.safetensors), or random weights "
+            "(`weights=None`).")
 
 
 def hub_offline():
@@ -145,6 +146,9 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
             "dict of arrays), or `pretrained=False` for random weights."
         )
     args.replace(weights="imagenet" if loading else None).check()  # a checkpoint has ImageNet's rules
+    if isinstance(checkpoint, (str, os.PathLike)) and not os.path.isfile(checkpoint):  # before building
+        raise FileNotFoundError(f"No checkpoint file at {os.fspath(checkpoint)!r}: pass a .safetensors/.pth file that "
+                                "exists, or leave `checkpoint` out for the Hugging Face Hub's.")
     model = build_checked(config, args, default_size=default_size)
     if checkpoint is not None:
         load_timm_weights(model, checkpoint, config)
