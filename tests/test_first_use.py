@@ -323,7 +323,7 @@ def test_a_missing_checkpoint_file_is_said_before_building(tmp_path):
     import time
 
     started = time.perf_counter()
-    with pytest.raises(FileNotFoundError, match="No checkpoint file at .*missing.safetensors"):
+    with pytest.raises(ValueError, match="Checkpoint file not found: .*missing.safetensors"):
         keras_nfnets.from_timm("dm_nfnet_f1", checkpoint=str(tmp_path / "missing.safetensors"))
     assert time.perf_counter() - started < 5  # it built NFNet-F1 for 40 s first
 

@@ -147,8 +147,8 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
         )
     args.replace(weights="imagenet" if loading else None).check()  # a checkpoint has ImageNet's rules
     if isinstance(checkpoint, (str, os.PathLike)) and not os.path.isfile(checkpoint):  # before building
-        raise FileNotFoundError(f"No checkpoint file at {os.fspath(checkpoint)!r}: pass a .safetensors/.pth file that "
-                                "exists, or leave `checkpoint` out for the Hugging Face Hub's.")
+        raise CheckpointError(f"Checkpoint file not found: {os.fspath(checkpoint)!r}; pass a .safetensors/.pth file "
+                              "that exists, or leave `checkpoint` out for the Hugging Face Hub's.")
     model = build_checked(config, args, default_size=default_size)
     if checkpoint is not None:
         load_timm_weights(model, checkpoint, config)
