@@ -6,15 +6,15 @@ held, as the command line holds them, unless ``TF_CPP_MIN_LOG_LEVEL`` asks for T
 
 import contextlib
 import importlib
-import os
 import sys
 
 
 def _tensorflow_import_held():
-    """Standard error held while a submodule's first import may load TensorFlow (not yet loaded,
-    the TensorFlow backend, the user has not set ``TF_CPP_MIN_LOG_LEVEL``); else nothing."""
-    if ("tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ
-            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"):
+    """Standard error held while a submodule's first import may load TensorFlow
+    (:func:`keras_nfnets.backend.loads_tensorflow_next`); else nothing."""
+    from keras_nfnets.backend import loads_tensorflow_next
+
+    if not loads_tensorflow_next():
         return contextlib.nullcontext()
     from keras_nfnets._startup import stderr_silenced
 

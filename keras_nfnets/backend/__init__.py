@@ -44,6 +44,15 @@ def selected():
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
+def loads_tensorflow_next():
+    """Whether the next import of Keras will load TensorFlow for the first time, with its logs left
+    to TensorFlow's default (the TensorFlow backend selected, TensorFlow not loaded yet, the user
+    has not set ``TF_CPP_MIN_LOG_LEVEL``): the library then holds its start-up lines."""
+    import sys
+
+    return selected() == "tensorflow" and "tensorflow" not in sys.modules and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
 @functools.lru_cache(maxsize=None)
 def for_backend(name):
     """The table module of backend ``name``."""
