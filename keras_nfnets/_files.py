@@ -40,17 +40,20 @@ def entries(directory):
     return sorted(found)
 
 
-def new_directory_mode():
-    """The mode ``mkdir`` would give a new folder here (0o777 less the umask)."""
+def _umask():
     mask = os.umask(0)
     os.umask(mask)
-    return 0o777 & ~mask
+    return mask
+
+
+def new_directory_mode():
+    """The mode ``mkdir`` would give a new folder here (0o777 less the umask)."""
+    return 0o777 & ~_umask()
 
 
 def new_file_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    """The mode ``open(..., "w")`` would give a new file here (0o666 less the umask)."""
+    return 0o666 & ~_umask()
 
 
 def staging_directory(target):
@@ -100,19 +103,22 @@ def remove_owned(directory, owned):
         os.rmdir(directory)
 
 
-def write_file_into_place(target, write):
-    """``write(temporary_path)``, then rename the file to ``target``, which must not exist: a
-    failure leaves nothing behind. The new file gets the mode a new file gets here."""
+def write_file_into_place(target, write, replace=False):
+    """``write(temporary_path)``, then rename the file to ``target``, which must not exist unless
+    ``replace`` (a file of keras_nfnets' own, e.g. a run's model.keras): a failure leaves the old
+    file or nothing, never half of one. The new file gets the mode a new file gets here."""
     target = os.fspath(target)
-    check_new_path(target)
+    if not replace:
+        check_new_path(target)
     parent = os.path.dirname(os.path.abspath(target))
     suffix = os.path.splitext(target)[1]
     descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.partial-", suffix=suffix, dir=parent)
     os.close(descriptor)
     try:
         write(temporary)
-        os.chmod(temporary, new_file_mode())
-        check_new_path(target)  # nothing appeared there meanwhile
+        os.chmod(temporary, new_file_mode())  # mkstemp's file is private
+        if not replace:
+            check_new_path(target)  # nothing appeared there meanwhile
         os.replace(temporary, target)
     finally:
         if os.path.lexists(temporary):

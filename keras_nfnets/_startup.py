@@ -89,20 +89,10 @@ def quiet_tensorflow_start(strategy=None):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
-    if strategy == "multi_worker":  # before TensorFlow starts a thread: see keras_nfnets.backend.cluster
-        from keras_nfnets.backend.cluster import hold_signals
+    with stderr_silenced():
+        from keras_nfnets import backend
 
-        hold_signals()
-    try:
-        with stderr_silenced():
-            from keras_nfnets import backend
-
-            backend.for_backend(backend.selected()).start_tensorflow(strategy)
-    finally:
-        if strategy == "multi_worker":
-            from keras_nfnets.backend.cluster import release_signals
-
-            release_signals()
+        backend.for_backend(backend.selected()).start_tensorflow(strategy)
 
 
 def user_environment():

@@ -37,18 +37,6 @@ def load_model(path):
 def save_model_atomically(model, path):
     """``model.save(path)`` through a new temporary ``.keras`` file next to it, renamed into place:
     a crash while saving leaves the previous file (or none), never a torn one."""
-    import tempfile
+    from keras_nfnets._files import write_file_into_place
 
-    path = os.fspath(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.partial-", suffix=".keras",
-                                             dir=os.path.dirname(os.path.abspath(path)))
-    os.close(descriptor)
-    try:
-        model.save(temporary)
-        from keras_nfnets._files import new_file_mode
-
-        os.chmod(temporary, new_file_mode())  # mkstemp's file is private; the model file is not
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_file_into_place(path, model.save, replace=True)

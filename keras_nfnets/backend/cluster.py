@@ -8,11 +8,9 @@ a bounded time (``KERAS_NFNETS_CLUSTER_TIMEOUT`` seconds, ``nfnets train --clust
 default 300) says why it gives up and ends the process. TensorFlow also installs its own SIGTERM
 handler there (its preemption notifier), which swallowed the signal. So the watchdog stops the
 process (and says so) on a SIGINT or SIGTERM it receives itself: Ctrl-C and a signal to the
-process group (``nfnets launch``, a container's or scheduler's stop) reach both. SIGINT and
-SIGTERM are blocked in the process while the cluster forms (from before TensorFlow loads, at the
-command line), and one left pending there stops it too; a SIGTERM sent to that process alone
-(``kill PID``) can still land on a TensorFlow thread that unblocks it and be swallowed until the
-time limit. Afterwards Python's handlers are back and the signals unblocked.
+process group (``nfnets launch``, a container's or scheduler's stop) reach both. A SIGTERM sent
+to that process alone (``kill PID``) is still TensorFlow's until the time limit. Afterwards
+Python's handlers are back.
 """
 
 import os
@@ -70,25 +68,17 @@ def describe_waiting(others):
 
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_HELD = []  # the signal mask from before hold_signals()
-
-
-def hold_signals():
-    """Block SIGINT and SIGTERM in this thread and every thread it starts from now on (call it
-    before TensorFlow loads); :func:`form` unblocks them once the cluster has formed."""
-    if threading.current_thread() is threading.main_thread() and not _HELD:
-        _HELD.append(signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS))
 
 
 def form(create, others, timeout, report):
     """``create()`` (TensorFlow's blocking constructor) watched by :func:`watch` in a child
-    process writing to ``report`` (a file with a descriptor), SIGINT and SIGTERM held meanwhile."""
+    process writing to ``report`` (a file with a descriptor); Python's SIGINT/SIGTERM handlers
+    are put back afterwards (TensorFlow's C++ one replaced SIGTERM's)."""
     import json
     import subprocess
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     handlers = {number: signal.getsignal(number) for number in SIGNALS} if in_main_thread else {}
-    hold_signals()
     watchdog = subprocess.Popen(
         [sys.executable, "-c", "from keras_nfnets.backend.cluster import watch; watch()", str(os.getpid()),
          repr(timeout), json.dumps(others)],
@@ -98,29 +88,8 @@ def form(create, others, timeout, report):
     finally:
         watchdog.kill()
         watchdog.wait()
-        for number, handler in handlers.items():  # TensorFlow's C++ SIGTERM handler out, Python's back
+        for number, handler in handlers.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-        release_signals()
-
-
-def release_signals():
-    """Undo :func:`hold_signals` (a signal that came meanwhile is delivered now)."""
-    if _HELD:
-        signal.pthread_sigmask(signal.SIG_SETMASK, _HELD.pop())
-
-
-def pending_signal(pid):
-    """SIGINT or SIGTERM if one is pending (blocked) for process ``pid`` (Linux ``/proc``), else None."""
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            fields = dict(line.split(":", 1) for line in file if ":" in line)
-    except OSError:
-        return None
-    pending = int(fields.get("ShdPnd", "0").strip(), 16) | int(fields.get("SigPnd", "0").strip(), 16)
-    for number in SIGNALS:
-        if pending & (1 << (number - 1)):
-            return number
-    return None
 
 
 def _package_root():
@@ -132,7 +101,7 @@ def _package_root():
 
 def watch(argv=None):
     """The watchdog (``python -c``): ``PID TIMEOUT PEERS_JSON``. Reports after 10 s and every 30 s;
-    at the timeout, or on a SIGINT/SIGTERM pending for the process, says why and kills it; ends
+    at the timeout, or on a SIGINT/SIGTERM it receives, says why and kills the process; ends
     when the process goes on (it kills the watchdog) or ends."""
     import json
 
@@ -141,7 +110,6 @@ def watch(argv=None):
     received_here = []  # Ctrl-C, and a SIGTERM to the process group (launcher, container), reach this process too
     for number in SIGNALS:
         signal.signal(number, lambda signum, frame: received_here.append(signum))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # the mask is inherited from the held process
     start = time.monotonic()
     next_report = FIRST_REPORT
     while True:
@@ -149,11 +117,11 @@ def watch(argv=None):
         if os.getppid() != pid:  # the process went on (it kills this one) or ended
             return
         elapsed = time.monotonic() - start
-        received = (received_here or [None])[0] or pending_signal(pid)
-        if received:
+        if received_here:
+            received = received_here[0]
             print(f"keras_nfnets: stopped by {signal.Signals(received).name} while waiting for the cluster to form "
                   f"({elapsed:.0f} s).", flush=True)
-            os.kill(pid, signal.SIGKILL)  # it holds the signal, and TensorFlow's handler would swallow it
+            os.kill(pid, signal.SIGKILL)  # blocked in C++ with the GIL, and TensorFlow's handler swallows SIGTERM
             return
         if elapsed >= timeout:
             print(f"keras_nfnets: error: the multi-worker cluster did not form in {timeout:.0f} s: "
