@@ -9,14 +9,9 @@ import inspect
 import os
 
 from keras_nfnets.models.arguments import ApplicationArgs, document, signature
-from keras_nfnets.models.builder import (
-    WeightsMismatchError,
-    build_checked,
-    load_weights_file,
-    weights_file_contents,
-    weights_fit,
-)
+from keras_nfnets.models.builder import WeightsMismatchError, build_checked, load_weights_file, weights_file_contents
 from keras_nfnets.models.config import bn_resnetv2_config
+from keras_nfnets.models.model import weights_file_checkpoint, weights_file_identity
 from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.models.variants import TIMM_DESIGNED, VARIANTS
 from keras_nfnets.weights.files import describe_weights
@@ -85,25 +80,28 @@ def _pretrained_config(builder_name, config):
 
 
 def _load_weights_file(builder_name, model, path, arguments):  # arguments: ApplicationArgs (weights=None)
-    """Load the ``.weights.h5`` file ``path`` into ``model``, the builder's own architecture; a file
-    of the builder's ImageNet architecture (``tools/convert_timm.py``'s output, the converted-weights
-    cache) rebuilds the model with that architecture, as ``weights="imagenet"`` does. A file that
-    fits neither is one error naming the file, what it holds and the model asked for."""
+    """Load the ``.weights.h5`` file ``path`` into ``model``, the builder's own architecture. A file
+    that records the builder's ImageNet architecture (``tools/convert_timm.py``'s output, the
+    converted-weights cache, ``save_weights`` of a pretrained model) rebuilds the model with that
+    architecture, as ``weights="imagenet"`` does, and the model records the file's checkpoint. A
+    file that does not fit is one error naming the file, what it holds and the model asked for."""
     shapes, attributes = weights_file_contents(path, into=model.name)
-    if weights_fit(model, shapes):
+    recorded = weights_file_identity(attributes)
+    if recorded is not None and builder_name in IMAGENET_PRESETS and not recorded.same_architecture(model.architecture):
+        pretrained, checkpoint = _pretrained_config(builder_name, VARIANTS[builder_name])
+        if recorded.same_architecture(pretrained):
+            model = build_checked(pretrained, arguments, default_size=checkpoint.test_size)
+    try:
         load_weights_file(model, path)
-        return model
-    if builder_name in IMAGENET_PRESETS:
-        pretrained, _ = _pretrained_config(builder_name, VARIANTS[builder_name])
-        checkpoint = CHECKPOINTS[IMAGENET_PRESETS[builder_name]]
-        alternative = build_checked(pretrained, arguments, default_size=checkpoint.test_size)
-        if weights_fit(alternative, shapes):
-            load_weights_file(alternative, path)
-            return alternative
-    top = f"include_top={arguments.include_top}" + (f", classes={arguments.classes}" if arguments.include_top else "")
-    raise WeightsMismatchError(
-        f"The weights file {os.fspath(path)!r} holds {describe_weights(shapes, attributes)}, not {builder_name} "
-        f"({top}; {model.count_params():,} parameters).")
+    except WeightsMismatchError:
+        top = f"include_top={arguments.include_top}" + (f", classes={arguments.classes}" if arguments.include_top else "")
+        raise WeightsMismatchError(
+            f"The weights file {os.fspath(path)!r} holds {describe_weights(shapes, attributes)}, not {builder_name} "
+            f"({top}; {model.count_params():,} parameters).") from None
+    tag = weights_file_checkpoint(attributes)
+    if tag in CHECKPOINTS and recorded is not None and recorded.same_architecture(model.architecture):
+        model.with_checkpoint(CHECKPOINTS[tag])
+    return model
 
 
 def _make_builder(builder_name):
@@ -119,7 +117,7 @@ def _make_builder(builder_name):
             size = checkpoint.test_size
         model = build_checked(build_config, args.replace(weights=None), default_size=size)
         if checkpoint is not None:
-            load_pretrained(model, checkpoint, build_config)
+            load_pretrained(model, checkpoint)
         elif args.weights is not None:
             model = _load_weights_file(builder_name, model, args.weights, args.replace(weights=None))
         return model

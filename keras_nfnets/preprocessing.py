@@ -12,12 +12,15 @@ from keras_nfnets.weights.presets import checkpoint_for, variant
 def eval_transform(model_name, size=None):
     """The :class:`EvalTransform` that prepares ``model_name``'s evaluation images.
 
-    ``model_name`` is a builder (``"NFRegNetB1"``) or a timm name/tag. A model with an ImageNet
+    ``model_name`` is a builder (``"NFRegNetB1"``), a timm name/tag, or a keras_nfnets model
+    (which records its checkpoint and architecture; ``size`` defaults to its input's). A model with an ImageNet
     checkpoint gets the checkpoint's settings (timm's crop rule, PIL-style bicubic resizing,
     its mean/std); others get their config's test size and evaluation crop (DeepMind's rules
     for DeepMind's architectures, timm's 0.875 centre crop for timm's) with ImageNet mean/std.
     ``size`` overrides the test size.
     """
+    if not isinstance(model_name, str):
+        return _model_eval_transform(model_name, size)
     checkpoint = checkpoint_for(model_name)
     if checkpoint is not None:
         return checkpoint.eval_transform(size)
@@ -28,6 +31,29 @@ def eval_transform(model_name, size=None):
         row = variant(_builder_name(model_name))
         test_size, crop = row.test_size, row.eval_crop
     return EvalTransform(size or test_size, crop=crop, pil_resize=crop == "center")
+
+
+def _model_eval_transform(model, size):
+    """A keras_nfnets model's transform: its checkpoint's; else that of the public architecture it
+    records (a builder's or timm's, compared field by field); else timm's centre crop for timm's
+    layout (symmetric padding) and DeepMind's crop for DeepMind's."""
+    architecture = getattr(model, "architecture", None)
+    if architecture is None:
+        raise ValueError(f"{model.name!r} is not a keras_nfnets model, so it records no checkpoint or architecture: "
+                         "pass a keras_nfnets.EvalTransform.")
+    input_size = model.input.shape[1] if not isinstance(model.input, (list, dict)) else None
+    size = size or input_size
+    if model.checkpoint is not None:
+        return model.checkpoint.eval_transform(size)
+    for builder, config in VARIANTS.items():
+        if config.same_architecture(architecture):
+            row = variant(builder)
+            return EvalTransform(size or row.test_size, crop=row.eval_crop, pil_resize=row.eval_crop == "center")
+    name = architecture.name
+    if name in TIMM_CONFIGS and TIMM_CONFIGS[name].same_architecture(architecture):
+        return EvalTransform(size or TIMM_SIZES[name][1], crop=TIMM_EVAL_CROP, pil_resize=True)
+    crop = TIMM_EVAL_CROP if architecture.padding == "symmetric" else "crop_resize"
+    return EvalTransform(size or 224, crop=crop, pil_resize=crop == "center")
 
 
 def _builder_name(name):

@@ -67,9 +67,14 @@ def test_a_converted_timm_file_loads_into_its_builder_and_a_misfit_is_one_line(t
     assert "holds nf_regnet_b1 weights" in message and "keras_nfnets.NFRegNetB1(weights=FILE)" in message
     assert "not NFResNet50" in message
     assert capfd.readouterr().err.count("\n") <= 1  # no Keras warnings per layer
-    plain = tmp_path / "plain.weights.h5"  # saved by the user: no recorded architecture, a known count
-    keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3)).save_weights(str(plain))
-    with pytest.raises(ValueError, match=r"holds 8,595,372 parameters, the count of NFRegNetB0 .* not NFRegNetB2"):
+    saved = tmp_path / "saved.weights.h5"  # the user's model.save_weights: the model records what it is
+    b0 = keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3))
+    b0.save_weights(str(saved))
+    with pytest.raises(ValueError, match=r"holds nf_regnet_b0 weights .*NFRegNetB0\(weights=FILE\).* not NFRegNetB2"):
+        keras_nfnets.NFRegNetB2(weights=str(saved))
+    plain = tmp_path / "plain.weights.h5"  # written by a plain keras.Model: no recorded architecture
+    keras.Model(b0.input, b0.output).save_weights(str(plain))
+    with pytest.raises(ValueError, match=r"holds 8,595,372 parameters in \d+ arrays, not NFRegNetB2"):
         keras_nfnets.NFRegNetB2(weights=str(plain))
 
     image = tmp_path / "image.png"

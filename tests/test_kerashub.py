@@ -178,8 +178,12 @@ def test_preset_refusals_come_before_any_write(tmp_path):
     stranger = keras.Model(model.input, model.output, name="my_net")
     with pytest.raises(ValueError, match="Which NF architecture.*`architecture=`"):
         to_keras_hub(stranger)
-    with pytest.raises(ValueError, match="has no layer|shapes"):
-        to_keras_hub(model, architecture=BUILDERS["NFRegNetB0"].config, eval_transform=keras_nfnets.EvalTransform(64))
+    with pytest.raises(ValueError, match="is 'nf_resnet26', not the `architecture=` 'nf_regnet_b0'"):
+        to_keras_hub(model, architecture=BUILDERS["NFRegNetB0"].config)  # a model records its own
+    with pytest.raises(ValueError, match="has no layer 'final_conv'.*match the architecture 'nf_regnet_b0'"):
+        to_keras_hub(stranger, architecture=BUILDERS["NFRegNetB0"].config, eval_transform=keras_nfnets.EvalTransform(64))
+    named = to_keras_hub(stranger, architecture=model.architecture, eval_transform=keras_nfnets.EvalTransform(64))
+    assert named.backbone.get_layer("stem_conv") is model.get_layer("stem_conv")  # the same layers, not a copy
     assert not (tmp_path / "a").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".preset-")]
     # keras-hub not installed: the error names the extra (a fresh process without keras_hub)
     code = ("import sys; sys.modules['keras_hub'] = None\nimport keras_nfnets\n"

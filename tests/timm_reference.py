@@ -71,6 +71,29 @@ def peer_parameter_counts():
     return counts
 
 
+# One model of each family, whose features_only maps are written too (issue 37: pyramid outputs).
+FEATURE_MODELS = ("nf_resnet50", "nf_regnet_b1", "test_nfnet", "dm_nfnet_f0")
+FEATURE_INPUT = (96, 160)  # non-square, so that height and width padding are both checked
+
+
+def write_features(model, name, generator, out_dir):
+    """timm's ``features_only=True`` model of ``name`` with ``model``'s weights: its maps (NHWC)
+    on a non-square input, and its feature_info reductions."""
+    features = timm.create_model(name, pretrained=False, features_only=True).eval()
+    full = model.state_dict()
+
+    def full_key(key):  # FeatureListNet flattens the first module level: stem_conv.weight, stages_0.0....
+        return key if key in full else key.replace("_", ".", 1)
+
+    features.load_state_dict({key: full[full_key(key)] for key in features.state_dict()})
+    x = torch.randn(2, 3, *FEATURE_INPUT, generator=generator)
+    with torch.no_grad():
+        maps = features(x)
+    arrays = {f"feature{i}": m.permute(0, 2, 3, 1).numpy() for i, m in enumerate(maps)}
+    np.savez(os.path.join(out_dir, f"{name}_features.npz"), x=x.permute(0, 2, 3, 1).numpy(),
+             reductions=np.array(features.feature_info.reduction()), **arrays)
+
+
 def main():
     out_dir, size, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     torch.set_num_threads(2)
@@ -86,6 +109,8 @@ def main():
         if name == "test_nfnet":  # one PyTorch-format file, for the .pth loading path
             torch.save(model.state_dict(), os.path.join(out_dir, f"{name}.pth"))
         np.savez(os.path.join(out_dir, f"{name}.npz"), x=x.permute(0, 2, 3, 1).numpy(), logits=logits)
+        if name in FEATURE_MODELS:
+            write_features(model, name, generator, out_dir)
     shapes = {}
     for name in ALL_NAMES:
         with torch.device("meta"):

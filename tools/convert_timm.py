@@ -26,12 +26,11 @@ def main(argv=None):
         parser.error("the output path must end in .weights.h5")
 
     import keras_nfnets
-    from keras_nfnets.weights.files import save_weights
 
     model = keras_nfnets.from_timm(
         args.name, checkpoint=None if args.checkpoint == "hub" else args.checkpoint, include_top=not args.no_top
     )
-    save_weights(model, args.output, keras_nfnets.timm_config(args.name).name)
+    model.save_weights(args.output)  # records the architecture and the checkpoint tag
     print(f"{args.name}: {keras_nfnets.count_params(model):,} parameters -> {args.output}")
 
 

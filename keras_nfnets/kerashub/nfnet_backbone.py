@@ -1,43 +1,34 @@
-"""``NFNetBackbone``: the feature extractor of any NF architecture as a keras-hub ``Backbone``
-(NF-ResNets, NF-RegNets, NFNets: Brock et al. 2021, §4–5). Its config is the architecture as
-data (every :class:`~keras_nfnets.NFConfig` field), so ``get_config``/``from_config`` rebuild it
-exactly, with no pickled objects."""
+"""``NFNetBackbone``: the feature extractor of any NF architecture as a keras-hub
+``FeaturePyramidBackbone`` (NF-ResNets, NF-RegNets, NFNets: Brock et al. 2021, §4–5). Its config
+is the architecture as data (every :class:`~keras_nfnets.NFConfig` field), so
+``get_config``/``from_config`` rebuild it exactly, with no pickled objects; its
+``pyramid_outputs`` are the model's (``"P1"`` … ``"P5"`` at timm's ``feature_info`` taps), so
+keras-hub's ``RetinaNetObjectDetector`` and ``DeepLabV3ImageSegmenter`` take it as encoder.
+
+It is the same stack of layers as the functional model the builders return: built from an
+architecture it is the builder's ``include_top=False`` model; :meth:`NFNetBackbone.from_model`
+wraps an existing model's layers (shared, not copied)."""
 
 import contextlib
-import dataclasses
 
 import keras
 
 from keras_nfnets.kerashub import _require  # noqa: F401  (keras-hub installed, or a clear error)
 from keras_nfnets.models.builder import build_nf_model
 from keras_nfnets.models.config import NFConfig
+from keras_nfnets.models.model import NFModel, pyramid_outputs
 
-from keras_hub.models import Backbone  # noqa: E402
-
-_FIELDS = tuple(field.name for field in dataclasses.fields(NFConfig))
+from keras_hub.models import FeaturePyramidBackbone  # noqa: E402
 
 
 def architecture_to_dict(config):
-    """An :class:`NFConfig` as JSON-ready data (tuples become lists)."""
-    return {name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(config).items()}
+    """An :class:`NFConfig` as JSON-ready data (:meth:`NFConfig.to_dict`)."""
+    return config.to_dict()
 
 
 def architecture_from_dict(data):
-    """The :class:`NFConfig` written by :func:`architecture_to_dict`; unknown or missing fields
-    are errors that name them."""
-    if isinstance(data, NFConfig):
-        return data
-    if not isinstance(data, dict):
-        raise TypeError(f"`architecture` must be an NFConfig or its dict (architecture_to_dict); got {type(data).__name__}.")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"`architecture` has fields NFConfig does not know: {unknown}. Was this preset written by "
-                         "a newer keras_nfnets? Upgrade keras_nfnets to load it.")
-    try:
-        return NFConfig(**data)
-    except TypeError as error:
-        raise ValueError(f"`architecture` is not a complete NFConfig: {error}") from error
+    """The :class:`NFConfig` written by :func:`architecture_to_dict` (:meth:`NFConfig.from_dict`)."""
+    return NFConfig.from_dict(data)
 
 
 @contextlib.contextmanager
@@ -55,9 +46,21 @@ def _global_dtype_policy(dtype):
         keras.config.set_dtype_policy(previous)
 
 
+def _check(image_shape, data_format):
+    if data_format not in (None, "channels_last") or keras.config.image_data_format() != "channels_last":
+        raise ValueError("NFNetBackbone takes channels_last images only (the NF layers' layout); received "
+                         f"data_format={data_format!r} with Keras' image_data_format "
+                         f"{keras.config.image_data_format()!r}: use channels_last.")
+    image_shape = tuple(image_shape)
+    if len(image_shape) != 3 or image_shape[-1] != 3:
+        raise ValueError(f"`image_shape` must be (height, width, 3); received {image_shape}.")
+    return image_shape
+
+
 @keras.saving.register_keras_serializable(package="keras_nfnets")
-class NFNetBackbone(Backbone):
-    """The NF network up to its last activation: ``(batch, H/32, W/32, channels)`` out.
+class NFNetBackbone(FeaturePyramidBackbone):
+    """The NF network up to its last activation: ``(batch, H/32, W/32, channels)`` out, and
+    ``pyramid_outputs`` ``{"P1": …, "P5": …}`` (level n at stride 2ⁿ).
 
     Args:
         architecture: an :class:`~keras_nfnets.NFConfig` (``keras_nfnets.get_config("NFNetF0")``,
@@ -68,21 +71,42 @@ class NFNetBackbone(Backbone):
     """
 
     def __init__(self, architecture, image_shape=(None, None, 3), data_format=None, dtype=None, **kwargs):
-        config = architecture_from_dict(architecture)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"NFNetBackbone takes channels_last images only; received data_format={data_format!r}.")
-        image_shape = tuple(image_shape)
-        if len(image_shape) != 3 or image_shape[-1] != 3:
-            raise ValueError(f"`image_shape` must be (height, width, 3); received {image_shape}.")
-        with _global_dtype_policy(dtype):
-            features = build_nf_model(config, include_top=False, input_shape=image_shape)
+        config = NFConfig.from_dict(architecture)
+        image_shape = _check(image_shape, data_format)
+        features = kwargs.pop("_features", None)  # from_model: an existing model's layers
+        if features is None:
+            with _global_dtype_policy(dtype):
+                features = build_nf_model(config, include_top=False, input_shape=image_shape)
         kwargs.setdefault("name", config.name)
-        super().__init__(inputs=features.inputs[0], outputs=features.outputs[0], dtype=dtype, **kwargs)
+        super().__init__(inputs=features.input, outputs=features.get_layer("final_act").output, dtype=dtype, **kwargs)
         self.architecture = config
         self.image_shape = image_shape
         self.data_format = "channels_last"
 
+    @classmethod
+    def from_model(cls, model):
+        """The backbone of a keras_nfnets model (an :class:`~keras_nfnets.models.model.NFModel`:
+        a builder's, ``from_timm``'s, a trained run's), made of that model's own layers and
+        weights: nothing is copied, and training one trains the other."""
+        if not isinstance(model, NFModel):
+            raise ValueError(f"{model.name!r} is a {type(model).__name__}, not a keras_nfnets model, so it does not "
+                             "record its architecture: build it with keras_nfnets (a builder, from_timm, load_model).")
+        if isinstance(model.input, (list, tuple, dict)) or model.input.shape[-1] != 3:
+            raise ValueError(f"{model.name!r} does not take one RGB image input; a backbone does.")
+        return cls(model.architecture, image_shape=tuple(model.input.shape[1:]), _features=model, name=model.name)
+
+    @property
+    def pyramid_outputs(self):
+        return pyramid_outputs(self, self.architecture)
+
+    @pyramid_outputs.setter
+    def pyramid_outputs(self, value):
+        raise AttributeError("NFNetBackbone's pyramid_outputs follow from its architecture (models.model.pyramid_layers).")
+
     def get_config(self):
         config = super().get_config()
-        config.update(architecture=architecture_to_dict(self.architecture), image_shape=list(self.image_shape))
+        config.update(architecture=self.architecture.to_dict(), image_shape=list(self.image_shape))
         return config
+
+
+__all__ = ["NFNetBackbone", "architecture_from_dict", "architecture_to_dict"]

@@ -14,12 +14,15 @@ from keras_nfnets.kerashub.nfnet_backbone import NFNetBackbone, architecture_fro
 from keras_nfnets.kerashub.nfnet_image_classifier import NFNetImageClassifier
 from keras_nfnets.kerashub.nfnet_image_classifier_preprocessor import NFNetImageClassifierPreprocessor
 from keras_nfnets.kerashub.nfnet_image_converter import NFNetImageConverter, converter_arguments
+from keras_nfnets.models.model import NFModel
 
 OUR_BACKBONE = "keras_nfnets>NFNetBackbone"  # the registered name config.json carries
 
 
 def _source(model_or_name, weights, checkpoint, architecture, eval_transform):
-    """``(functional model, NFConfig, EvalTransform, description)``."""
+    """``(keras_nfnets model, EvalTransform, description)``: the model records its architecture
+    and checkpoint; ``architecture=`` names it for a model that does not (a plain ``keras.Model``
+    of an NF network's layers), and must equal what a keras_nfnets model records."""
     import keras
 
     from keras_nfnets.model_sources import resolve_model
@@ -27,88 +30,64 @@ def _source(model_or_name, weights, checkpoint, architecture, eval_transform):
 
     if isinstance(model_or_name, keras.Model):
         model, description = model_or_name, f"the keras.Model {model_or_name.name!r}"
-        known = None if architecture is not None else _fitting_architecture(model, description)
-        if eval_transform is None:
-            if known is None:
-                raise ValueError(f"Which evaluation transform does {description} take? With `architecture=` pass "
-                                 "`eval_transform=` too (a keras_nfnets.EvalTransform).")
-            eval_transform = default_transform(known[0], model.input.shape[1])
-        config = architecture if architecture is not None else known[1]
-        return model, architecture_from_dict(config), eval_transform, description
-    if not isinstance(model_or_name, str):
+    elif isinstance(model_or_name, str):
+        model, _, transform, _ = resolve_model(model_or_name, weights=weights, checkpoint=checkpoint)
+        description, eval_transform = repr(model_or_name), eval_transform or transform
+    else:
         raise TypeError("save_preset takes a keras_nfnets model, a builder or timm name, a run directory or a .keras "
                         f"file; received {type(model_or_name).__name__}.")
-    model, _, transform, settings = resolve_model(model_or_name, weights=weights, checkpoint=checkpoint)
-    description = repr(model_or_name)
-    if architecture is None:  # e.g. NFRegNetB1(weights="imagenet") is timm's nf_regnet_b1, not DeepMind's widths
-        names_to_try = ((settings or {}).get("model"), model_or_name, model.name)
-        architecture = _fitting_architecture(model, description, [n for n in names_to_try if isinstance(n, str)])[1]
-    return model, architecture_from_dict(architecture), eval_transform or transform, description
+    if architecture is not None:
+        architecture = architecture_from_dict(architecture)
+        recorded = getattr(model, "architecture", None)
+        if recorded is not None and not recorded.same_architecture(architecture):
+            raise ValueError(f"{description} is {recorded.name!r}, not the `architecture=` {architecture.name!r} given; "
+                             "leave `architecture=` out: keras_nfnets models record their own.")
+        if recorded is None:
+            model = _as_nf_model(model, architecture, description)
+    elif not isinstance(model, NFModel):
+        raise ValueError(f"Which NF architecture is {description}? It is a {type(model).__name__}, not a keras_nfnets "
+                         "model, so it records none: pass `architecture=` (an NFConfig, e.g. "
+                         "keras_nfnets.get_config('NFNetF0')), or build it with keras_nfnets.")
+    if eval_transform is None:
+        eval_transform = default_transform(model)
+    return model, eval_transform, description
 
 
-def _weight_shapes(model):
-    return {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers
-            if layer.weights and layer.name != names.CLASSIFIER}
-
-
-def _fitting_architecture(model, description, names_to_try=None):
-    """``(builder or timm name, NFConfig)``: the architecture a model's name allows whose layers
-    and weight shapes are the model's (a builder's NF-RegNet-B0 and timm's nf_regnet_b0 share a
-    name, not their widths)."""
-    from keras_nfnets.model_sources import architectures_named
+def _as_nf_model(model, architecture, description):
+    """A plain ``keras.Model`` of an NF network's layers as the :class:`NFModel` of
+    ``architecture``: the same graph (shared layers), after checking that ``architecture``
+    builds exactly its layers and weight shapes (else an error naming the first difference)."""
     from keras_nfnets.models.builder import build_nf_model
 
-    candidates = [found for name in (names_to_try or [model.name]) for found in architectures_named(name)]
-    shapes = _weight_shapes(model)
-    for name, config in candidates:
-        if _weight_shapes(build_nf_model(config, include_top=False)) == shapes:
-            return name, config
-    raise ValueError(f"Which NF architecture is {description}? "
-                     + (f"No architecture named {', '.join(sorted({n for n, _ in candidates}))} has its layers"
-                        if candidates else "Its name is no builder's or timm model's")
-                     + ": pass `architecture=` (an NFConfig, e.g. keras_nfnets.get_config('NFNetF0')).")
-
-
-def _copy_backbone_weights(model, backbone, description):
-    """Every weighted layer of ``backbone`` takes the same-named layer's weights of ``model``;
-    a missing layer, a shape that does not fit or a layer left over is an error, never a skip."""
-    import numpy as np
-
-    used = set()
-    for layer in backbone.layers:
-        if not layer.weights:
-            continue
-        try:
-            source = model.get_layer(layer.name)
-        except ValueError:
-            raise ValueError(f"{description} has no layer {layer.name!r}, which its architecture {backbone.architecture.name!r} "
-                             "builds: the architecture does not match the model (pass the right `architecture=`).") from None
-        values = source.get_weights()
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [tuple(np.shape(v)) for v in values] != shapes:
-            raise ValueError(f"Layer {layer.name!r} of {description} has weights of shapes "
-                             f"{[tuple(np.shape(v)) for v in values]}, the architecture's are {shapes}: "
-                             "the architecture does not match the model.")
-        layer.set_weights(values)
-        used.add(layer.name)
-    left = [layer.name for layer in model.layers if layer.weights and layer.name not in used and layer.name != names.CLASSIFIER]
-    if left:
-        raise ValueError(f"{description} has weighted layers its architecture does not build: {left[:5]}"
-                         f"{' …' if len(left) > 5 else ''}; pass the right `architecture=`.")
+    reference = build_nf_model(architecture, include_top=False)
+    expected = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in reference.layers if layer.weights}
+    found = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers
+             if layer.weights and layer.name != names.CLASSIFIER}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        different = sorted(name for name in set(expected) & set(found) if expected[name] != found[name])
+        extra = sorted(set(found) - set(expected))
+        what = (f"has no layer {missing[0]!r}" if missing else f"has weights of other shapes in {different[0]!r}"
+                if different else f"has layers the architecture does not build: {extra[:3]}")
+        raise ValueError(f"{description} {what}, which does not match the architecture {architecture.name!r}: pass "
+                         "the right `architecture=`.")
+    return NFModel(model.input, model.output, name=model.name, architecture=architecture)
 
 
 def to_keras_hub(model_or_name, *, weights="imagenet", checkpoint=None, architecture=None, eval_transform=None,
                  num_classes=None):
     """The keras-hub twin of a keras_nfnets model: an :class:`NFNetImageClassifier` (with its
-    checkpoint's :class:`NFNetImageClassifierPreprocessor`) whose logits equal the model's.
+    checkpoint's :class:`NFNetImageClassifierPreprocessor`) whose logits equal the model's. Its
+    backbone is the model's own layers (:meth:`NFNetBackbone.from_model`: shared, not copied);
+    the head takes the model's classifier.
 
     Args:
         model_or_name: a builder name (``"NFNetF0"``; ``weights``: ``"imagenet"``, ``None`` or a
             ``.weights.h5`` file), a timm name (``"dm_nfnet_f0"``; ``checkpoint``: a local file,
             default the Hugging Face Hub), a run directory of ``nfnets train``, a ``.keras``
-            file, or a keras_nfnets ``keras.Model`` (its architecture found from its name, or
-            ``architecture=``).
-        architecture: the :class:`~keras_nfnets.NFConfig` when the name does not say it.
+            file, or a keras_nfnets model (which records its architecture and checkpoint).
+        architecture: the :class:`~keras_nfnets.NFConfig` of a plain ``keras.Model`` that does
+            not record one.
         eval_transform: the :class:`~keras_nfnets.EvalTransform` for the preprocessor (default:
             the checkpoint's or the trained run's).
         num_classes: a model with a head keeps it (``num_classes`` must equal its classes); a
@@ -116,7 +95,7 @@ def to_keras_hub(model_or_name, *, weights="imagenet", checkpoint=None, architec
     """
     if isinstance(model_or_name, NFNetImageClassifier):
         return model_or_name
-    model, config, transform, description = _source(model_or_name, weights, checkpoint, architecture, eval_transform)
+    model, transform, description = _source(model_or_name, weights, checkpoint, architecture, eval_transform)
     has_head = names.has_classifier(model)
     if has_head:
         classes = int(model.get_layer(names.CLASSIFIER).units)
@@ -126,11 +105,10 @@ def to_keras_hub(model_or_name, *, weights="imagenet", checkpoint=None, architec
                              f"from_preset(..., num_classes={num_classes}).")
     elif num_classes is None:
         raise ValueError(f"{description} has no classifier (include_top=False): pass num_classes= for a new head.")
-    backbone = NFNetBackbone(config)
-    _copy_backbone_weights(model, backbone, description)
+    backbone = NFNetBackbone.from_model(model)  # the model's own layers and weights
     preprocessor = NFNetImageClassifierPreprocessor(image_converter=NFNetImageConverter(**converter_arguments(transform)))
     task = NFNetImageClassifier(backbone=backbone, num_classes=classes if has_head else int(num_classes),
-                                preprocessor=preprocessor, dropout=config.drop_rate)
+                                preprocessor=preprocessor, dropout=model.architecture.drop_rate)
     if has_head:
         task.output_dense.set_weights(model.get_layer(names.CLASSIFIER).get_weights())
     return task

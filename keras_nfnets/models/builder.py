@@ -25,6 +25,7 @@ from keras_nfnets.models.arguments import (  # noqa: F401  (validate_application
     validate_application_args,
 )
 from keras_nfnets.models.config import make_divisible
+from keras_nfnets.models.model import NFModel, weights_file_identity
 
 def block_plan(config):
     """Per-block geometry of ``config``, in order: a list of dicts with the stage and block
@@ -191,8 +192,15 @@ def weights_fit(model, shapes):
 def load_weights_file(model, path):
     """``model.load_weights(path)``, after checking that the file's arrays fit the model (else a
     :class:`WeightsMismatchError` that names the file and both parameter counts, before Keras
-    reads anything); other failures name the file and the likely cause."""
-    shapes, _ = weights_file_contents(path, into=model.name)
+    reads anything): a file that records its architecture (:meth:`NFModel.save_weights`) must
+    record the model's. Other failures name the file and the likely cause."""
+    shapes, attributes = weights_file_contents(path, into=model.name)
+    recorded = weights_file_identity(attributes)
+    if recorded is not None and isinstance(model, NFModel) and not recorded.same_architecture(model.architecture):
+        raise WeightsMismatchError(
+            f"The weights file {os.fspath(path)!r} holds the architecture {recorded.name!r}, not {model.name!r}'s "
+            f"({model.architecture.name!r}): build {recorded.name!r} to load it (keras_nfnets.from_timm or a builder "
+            "with its architecture).")
     if not weights_fit(model, shapes):
         count = sum(int(np.prod(s)) for s in shapes)
         raise WeightsMismatchError(
@@ -313,4 +321,4 @@ def _build(config, args, default_size):
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    return keras.Model(inputs, x, name=name or config.name)
+    return NFModel(inputs, x, name=name or config.name, architecture=config)

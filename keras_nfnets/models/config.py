@@ -141,6 +141,34 @@ class NFConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self):
+        """Every field as JSON-ready data (tuples become lists): a model's and a preset's config."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data):
+        """The config :meth:`to_dict` wrote (an ``NFConfig`` passes through); unknown or missing
+        fields are errors that name them."""
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise TypeError(f"An architecture is an NFConfig or its dict (NFConfig.to_dict()); got {type(data).__name__}.")
+        unknown = sorted(set(data) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"The architecture has fields NFConfig does not know: {unknown}. It was written by a newer "
+                             "keras_nfnets: upgrade keras_nfnets to load it.")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ValueError(f"The architecture is not a complete NFConfig: {error}") from error
+
+    def same_architecture(self, other):
+        """Whether ``other`` builds the same layers and weights: equal but for the regularisation
+        (``drop_rate``, ``stochastic_depth_rate``), which every builder call may override."""
+        return self.replace(drop_rate=0.0, stochastic_depth_rate=0.0) == other.replace(drop_rate=0.0,
+                                                                                          stochastic_depth_rate=0.0)
+
     @property
     def num_blocks(self):
         return sum(self.depths)

@@ -94,13 +94,15 @@ def _layer_prefix(layer_name, attention_key):
 _TIMM_ATTENTION_KEYS = {"mid": "attn", "out": "attn_last"}
 
 
-def timm_weight_map(model, config):
+def timm_weight_map(model, config=None):
     """``[(keras_variable, timm_key, converter)]`` for every weight of ``model``, built from ``config``
-    (an :class:`NFConfig` or a timm model name).
+    (an :class:`NFConfig` or a timm model name; default the architecture the model records).
 
     ``converter`` maps the timm array to the Keras layout (OIHW → HWIO kernels, (O,1,1,1) → (O,)
     gains, transposed linear weights).
     """
+    if config is None:
+        config = _recorded_architecture(model)
     if isinstance(config, str):
         config = timm_config(config)
     attention_key = _TIMM_ATTENTION_KEYS[config.attention_position]
@@ -132,7 +134,15 @@ def timm_weight_map(model, config):
     return entries
 
 
-def load_timm_weights(model, checkpoint, config, allow_unused_head=None):
+def _recorded_architecture(model):
+    architecture = getattr(model, "architecture", None)
+    if architecture is None:
+        raise TypeError(f"{model.name!r} is not a keras_nfnets model, so it records no architecture: pass `config=` "
+                        "(the NFConfig or timm name it was built from).")
+    return architecture
+
+
+def load_timm_weights(model, checkpoint, config=None, allow_unused_head=None):
     """Fill every weight of ``model`` from the timm ``checkpoint`` (see :func:`load_checkpoint`).
 
     ``allow_unused_head`` (default: whether the model has no ``predictions`` layer) lets the
@@ -145,7 +155,7 @@ def load_timm_weights(model, checkpoint, config, allow_unused_head=None):
     return model
 
 
-def match_checkpoint(model, state, config, allow_unused_head=None):
+def match_checkpoint(model, state, config=None, allow_unused_head=None):
     """Pair every weight of ``model`` with its converted tensor from ``state`` (a dict of arrays).
 
     Returns ``[(variable, array)]`` without assigning anything; raises :class:`CheckpointError`

@@ -5,10 +5,9 @@ import os
 
 from keras_nfnets import names
 from keras_nfnets.models.arguments import ApplicationArgs, document, signature
-from keras_nfnets.models.builder import build_checked
+from keras_nfnets.models.builder import build_checked, load_weights_file
 from keras_nfnets.models.timm_configs import TIMM_SIZES, timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
-from keras_nfnets.weights.files import save_weights
 from keras_nfnets.weights.presets import checkpoint_for
 
 
@@ -103,9 +102,9 @@ def download_checkpoint(checkpoint):
         ) from error
 
 
-def load_pretrained(model, checkpoint, config):
-    """Load ``checkpoint`` (a :class:`Checkpoint`) into ``model``, built from ``config``, via the
-    converted-weights cache.
+def load_pretrained(model, checkpoint):
+    """Load ``checkpoint`` (a :class:`Checkpoint`) into ``model`` (an NFModel of its architecture),
+    via the converted-weights cache; the model records the checkpoint.
 
     The first call downloads and converts (NumPy + safetensors, no torch) and saves
     ``<tag>[_notop].weights.h5`` under :func:`keras_cache_dir`; later calls load that file.
@@ -114,13 +113,14 @@ def load_pretrained(model, checkpoint, config):
     cache_path = os.path.join(keras_cache_dir(), f"{checkpoint.tag}{'' if has_top else '_notop'}.weights.h5")
     if os.path.exists(cache_path):
         try:
-            model.load_weights(cache_path)
-            return model
+            load_weights_file(model, cache_path)
+            return model.with_checkpoint(checkpoint)
         except Exception:  # a stale or damaged cache file: convert again below
             os.remove(cache_path)
-    load_timm_weights(model, download_checkpoint(checkpoint), config)
+    load_timm_weights(model, download_checkpoint(checkpoint))
+    model.with_checkpoint(checkpoint)
     os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-    save_weights(model, cache_path, config.name)
+    model.save_weights(cache_path)  # records the architecture and the checkpoint
     return model
 
 
@@ -151,9 +151,10 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
                               "that exists, or leave `checkpoint` out for the Hugging Face Hub's.")
     model = build_checked(config, args, default_size=default_size)
     if checkpoint is not None:
-        load_timm_weights(model, checkpoint, config)
+        load_timm_weights(model, checkpoint)
+        model.with_checkpoint(preset)  # the row of the tag named: its sizes and evaluation (None: unknown)
     elif loading:
-        load_pretrained(model, preset, config)
+        load_pretrained(model, preset)
     return model
 
 

@@ -4,48 +4,9 @@ All public ImageNet-1k NF checkpoints are timm's (reference §8.2), on the Huggi
 ``timm/<tag>/model.safetensors``. ``dm_nfnet_*`` are DeepMind's own NFNet weights, ported.
 """
 
-import dataclasses
-from typing import Optional, Tuple
+from typing import Optional
 
-from keras_nfnets.data.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
-
-
-@dataclasses.dataclass(frozen=True)
-class Checkpoint:
-    """A public checkpoint and how it is evaluated.
-
-    Attributes:
-        tag: timm tag, e.g. ``"nf_regnet_b1.ra2_in1k"``; the architecture is the part before the dot.
-        top1: published ImageNet-1k top-1 (%) at ``test_size`` (timm's results).
-        train_size, test_size: training and evaluation image sizes.
-        crop, crop_pct, interpolation, mean, std: timm's evaluation settings of the checkpoint
-            (see :class:`~keras_nfnets.data.EvalTransform`; ``"plus32"`` is DeepMind's rule).
-    """
-
-    tag: str
-    top1: float
-    train_size: int
-    test_size: int
-    crop: str = "center"
-    crop_pct: float = 0.875
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bicubic"
-    filename: str = "model.safetensors"
-
-    def eval_transform(self, size=None):
-        """The :class:`EvalTransform` this checkpoint was evaluated with (at ``size``, default
-        ``test_size``); timm evaluates with PIL, so resizing is antialiased and clipped."""
-        return EvalTransform(size or self.test_size, crop=self.crop, crop_pct=self.crop_pct,
-                             interpolation=self.interpolation, pil_resize=True, mean=self.mean, std=self.std)
-
-    @property
-    def architecture(self):
-        return self.tag.split(".")[0]
-
-    @property
-    def repo_id(self):
-        return f"timm/{self.tag}"
+from keras_nfnets.models.checkpoint import Checkpoint
 
 
 CHECKPOINTS = {
