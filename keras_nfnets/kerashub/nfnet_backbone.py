@@ -16,6 +16,7 @@ import keras
 from keras_nfnets.kerashub import _require  # noqa: F401  (keras-hub installed, or a clear error)
 from keras_nfnets.models.builder import build_nf_model
 from keras_nfnets.models.config import NFConfig
+from keras_nfnets.models.variants import architecture_named
 from keras_nfnets.models.model import NFModel, pyramid_outputs
 
 from keras_hub.models import FeaturePyramidBackbone  # noqa: E402
@@ -64,14 +65,15 @@ class NFNetBackbone(FeaturePyramidBackbone):
 
     Args:
         architecture: an :class:`~keras_nfnets.NFConfig` (``keras_nfnets.get_config("NFNetF0")``,
-            ``keras_nfnets.timm_config("nf_regnet_b1")``, or your own) or its dict.
+            ``keras_nfnets.timm_config("nf_regnet_b1")``, or your own), its dict, or a builder or
+            timm name (``"NFNetF0"``, ``"nf_regnet_b1"``).
         image_shape: input shape without the batch; default ``(None, None, 3)`` (any size).
         data_format: ``"channels_last"`` (the only layout the NF layers take) or ``None``.
         dtype: a Keras dtype policy for the layers (``None``: the global policy).
     """
 
     def __init__(self, architecture, image_shape=(None, None, 3), data_format=None, dtype=None, **kwargs):
-        config = NFConfig.from_dict(architecture)
+        config = architecture_named(architecture) if isinstance(architecture, str) else NFConfig.from_dict(architecture)
         image_shape = _check(image_shape, data_format)
         features = kwargs.pop("_features", None)  # from_model: an existing model's layers
         if features is None:

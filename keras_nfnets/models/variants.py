@@ -85,3 +85,18 @@ def get_config(name):
         if key in (builder_name.lower(), config.name):
             return config
     raise ValueError(f"Unknown NF model {name!r}; available: {', '.join(VARIANTS)}.")
+
+
+def architecture_named(name):
+    """The :class:`NFConfig` of a builder name (``"NFNetF0"``: the variant's own architecture), else
+    of a timm name or tag (``"nf_regnet_b1"``, ``"dm_nfnet_f0.dm_in1k"``), else of a variant's
+    config name (``"nfnet_f1"``); an unknown name is an error listing both kinds."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if name.split(".")[0] in TIMM_CONFIGS:
+        return TIMM_CONFIGS[name.split(".")[0]]
+    try:
+        return get_config(name)
+    except ValueError:
+        raise ValueError(f"Unknown NF model {name!r}: give a builder ({', '.join(VARIANTS)}) or a timm NF name "
+                         f"({', '.join(sorted(TIMM_CONFIGS))}).") from None
