@@ -36,12 +36,14 @@ _EXPORTS = {
     ".models.variants": ("VARIANTS", "get_config"),
     ".models.timm_configs": ("TIMM_CONFIGS", "timm_config"),
     ".models.builder": ("build_nf_model", "add_classifier_head", "block_plan"),
+    ".models.model": ("NFModel", "pyramid_model", "pyramid_layers"),
     ".models.summary": ("count_params", "count_flops"),
     # layers
     ".layers": ("ScaledWSConv2D", "GroupConv2D", "GammaActivation", "GAMMA", "estimate_gamma", "SqueezeExcite", "ECA",
                 "StochasticDepth", "SkipInitGain"),
     # training
-    ".training.run": ("train", "evaluate"),
+    ".training.run": ("train",),
+    ".training.evaluation": ("evaluate",),
     ".training.recipes": ("recipe",),
     # signal propagation
     ".spp": ("signal_propagation", "plot_signal_propagation", "SignalPropagation"),
@@ -49,7 +51,7 @@ _EXPORTS = {
     ".export": ("fold_weight_standardization", "export_saved_model", "export_tflite", "export_onnx", "verify_export"),
     # keras-hub (the [kerashub] extra): its four roles and presets
     ".kerashub": ("NFNetBackbone", "NFNetImageClassifier", "NFNetImageClassifierPreprocessor", "NFNetImageConverter",
-                  "save_preset", "to_keras_hub"),
+                  "save_preset", "to_keras_hub", "retinanet_detector", "deeplab_segmenter"),
     ".model_sources": ("resolve_model",),
 }
 _SUBPACKAGES = ("backend", "data", "export", "kerashub", "layers", "models", "names", "spp", "training", "weights")

@@ -77,6 +77,11 @@ from keras_nfnets.models.builder import (
     add_classifier_head as add_classifier_head,
     block_plan as block_plan,
 )
+from keras_nfnets.models.model import (
+    NFModel as NFModel,
+    pyramid_model as pyramid_model,
+    pyramid_layers as pyramid_layers,
+)
 from keras_nfnets.models.summary import (
     count_params as count_params,
     count_flops as count_flops,
@@ -94,6 +99,8 @@ from keras_nfnets.layers import (
 )
 from keras_nfnets.training.run import (
     train as train,
+)
+from keras_nfnets.training.evaluation import (
     evaluate as evaluate,
 )
 from keras_nfnets.training.recipes import (
@@ -118,6 +125,8 @@ from keras_nfnets.kerashub import (
     NFNetImageConverter as NFNetImageConverter,
     save_preset as save_preset,
     to_keras_hub as to_keras_hub,
+    retinanet_detector as retinanet_detector,
+    deeplab_segmenter as deeplab_segmenter,
 )
 from keras_nfnets.model_sources import (
     resolve_model as resolve_model,
@@ -133,4 +142,4 @@ from keras_nfnets import spp as spp
 from keras_nfnets import training as training
 from keras_nfnets import weights as weights
 
-__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'NFConfig', 'NFNetBackbone', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetImageClassifier', 'NFNetImageClassifierPreprocessor', 'NFNetImageConverter', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'imagenet_classes', 'kerashub', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'recipe', 'resolve_model', 'save_preset', 'signal_propagation', 'spp', 'timm_config', 'to_keras_hub', 'train', 'training', 'verify_export', 'weights']
+__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'NFConfig', 'NFModel', 'NFNetBackbone', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetImageClassifier', 'NFNetImageClassifierPreprocessor', 'NFNetImageConverter', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'deeplab_segmenter', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'imagenet_classes', 'kerashub', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'pyramid_layers', 'pyramid_model', 'recipe', 'resolve_model', 'retinanet_detector', 'save_preset', 'signal_propagation', 'spp', 'timm_config', 'to_keras_hub', 'train', 'training', 'verify_export', 'weights']

@@ -124,8 +124,6 @@ def enable_keras_multi_worker_training(model):
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer
 
-    from keras_nfnets.backend import tf_backend
-
     def first_local(value):
         if isinstance(value, tf.distribute.DistributedValues):
             return model.distribute_strategy.experimental_local_results(value)[0]
@@ -144,7 +142,8 @@ def enable_keras_multi_worker_training(model):
         original = trainer.reduce_per_replica
 
         def reduce_per_replica(values, strategy, reduction):
-            if reduction not in ("auto", "mean") or not tf_backend.is_multi_worker(strategy):
+            multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and worker_count(strategy) > 1
+            if reduction not in ("auto", "mean") or not multi_worker:
                 return original(values, strategy, reduction)
 
             def mean(value):

@@ -9,7 +9,7 @@ def trained_model(path):
     ``path`` is neither."""
     import os
 
-    from keras_nfnets.training.run import load_run
+    from keras_nfnets.training.run_dir import load_run
 
     if not isinstance(path, str) or not (os.path.isdir(path) or path.endswith(".keras")):
         return None

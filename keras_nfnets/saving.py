@@ -10,7 +10,7 @@ def register_keras_objects():
     SGDAGC optimizer), so that ``keras.saving.load_model`` can rebuild a keras_nfnets model.
     ``import keras_nfnets`` alone is lazy and registers nothing."""
     import keras_nfnets.layers  # noqa: F401
-    import keras_nfnets.training.optimizers  # noqa: F401
+    import keras_nfnets.optimizers  # noqa: F401
 
 
 def load_model(path):

@@ -165,6 +165,14 @@ def digits_runs(tmp_path_factory):
     return DigitsRuns(folder / "one", cluster, user / SHORT_CLUSTER_DIR, log_dir, scratch)
 
 
+def tool_module(name):
+    """The module ``tools/<name>.py`` (the developer tools are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", os.path.join(HERE, "..", "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def made_once_per_run(tmp_path_factory, name, make):
     """The path ``name`` in a folder that every pytest-xdist worker of this test run shares
     (without xdist, this process's): the first worker to ask calls ``make(path)`` while it holds a
@@ -186,12 +194,12 @@ def made_once_per_run(tmp_path_factory, name, make):
 @pytest.fixture(scope="session")
 def built_counts(tmp_path_factory):
     """``built_counts(builder)``: ``(parameters, FLOPs)`` of the builder at its test size from a
-    shapes-only build (keras_nfnets.models.counts.compute_counts), built once per test run (once
+    shapes-only build (tools/write_counts.py's compute_counts), built once per test run (once
     for all xdist workers): the published-count, peer-count and stored-count tests share the
     builds (NFNet-F7 alone takes 3 s)."""
     import json
 
-    from keras_nfnets.models.counts import compute_counts
+    compute_counts = tool_module("write_counts").compute_counts
 
     def counts(name):
         path = made_once_per_run(tmp_path_factory, f"counts_{name}.json",

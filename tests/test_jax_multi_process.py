@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO_ENV
 from test_multi_worker import _gone, launch_and_kill_worker_1
 
-from keras_nfnets import backend, launch
+from keras_nfnets import backend
+from keras_nfnets.cli import launch
 from keras_nfnets.training.distribute import KERAS_CLUSTER_VARIABLES, cluster_from_keras_env
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is a test extra")
@@ -81,7 +82,7 @@ def jax_runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("jax_digits")
     _run([sys.executable, "-m", "keras_nfnets.cli", "train", "--output-dir", str(tmp_path / "one"), *DIGITS], tmp_path,
          "one")
-    two = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--log-dir", str(tmp_path / "logs"), "--",
+    two = _run([sys.executable, "-m", "keras_nfnets.cli.launch", "--workers", "2", "--log-dir", str(tmp_path / "logs"), "--",
                 "train", "--output-dir", str(tmp_path / "two"), *DIGITS], tmp_path, "two")
     return tmp_path, two
 
@@ -124,7 +125,7 @@ def test_a_killed_jax_worker_is_restarted_and_training_resumes(jax_runs, tmp_pat
     run_dir = tmp_path / "killed"
     metadata = run_dir / "backup" / "training_metadata.json"
     out, returncode, pids = launch_and_kill_worker_1(  # killed during the second epoch
-        [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--restart-on-failure", "1", "--log-dir",
+        [sys.executable, "-m", "keras_nfnets.cli.launch", "--workers", "2", "--restart-on-failure", "1", "--log-dir",
          str(tmp_path / "logs"), "--", "train", "--output-dir", str(run_dir), *DIGITS], metadata, JAX_ENV, TIMEOUT)
     assert returncode == 0, out[-3000:]
     assert "worker 1 failed (signal SIGKILL)" in out and "restarting the cluster (1 of 1)" in out

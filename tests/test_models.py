@@ -167,7 +167,7 @@ def test_the_name_contract_parses_what_the_builder_names():
     ends in its Add(shortcut, branch); the classifier is found by name (AGC leaves its kernel alone)."""
     from keras_nfnets import names
     from keras_nfnets.graph import producer
-    from keras_nfnets.training.optimizers import DEFAULT_AGC_EXCLUDE
+    from keras_nfnets.optimizers import DEFAULT_AGC_EXCLUDE
 
     model = NFNetF0(input_shape=(64, 64, 3))
     blocks = {}
@@ -420,7 +420,11 @@ def test_builders_and_their_stubs_come_from_the_variant_table():
     import inspect
     import pathlib
 
-    from keras_nfnets import _stubs, applications
+    from keras_nfnets import applications
+
+    from conftest import tool_module
+
+    _stubs = tool_module("write_stubs")
     from keras_nfnets.models.arguments import ApplicationArgs
     from keras_nfnets.models.variants import VARIANTS
 

@@ -15,7 +15,9 @@ import tensorflow as tf
 from conftest import CLUSTER_TIMEOUT, DIGITS_SHORT, HERE, ON_DIGITS_RUNS, REPO_ENV
 
 import keras
-from keras_nfnets import data, launch
+from keras_nfnets import data
+from keras_nfnets.cli import launch
+from keras_nfnets.backend import cluster
 from keras_nfnets.training import EpochBackup, ExponentialMovingAverage, evaluate
 from keras_nfnets.training.distribute import cluster_from_tf_config
 
@@ -87,9 +89,9 @@ def test_sharded_evaluation_splits_the_examples():
 
 def test_tf_config_is_checked():
     assert cluster_from_tf_config({}) is None
-    good = {"TF_CONFIG": launch.tf_config([1234, 1235], 1)}
+    good = {"TF_CONFIG": cluster.tf_config([1234, 1235], 1)}
     assert cluster_from_tf_config(good) == ({"worker": ["127.0.0.1:1234", "127.0.0.1:1235"]}, "worker", 1)
-    for bad in ('{"cluster": {"worker": ["a:1"]}}', "not json", launch.tf_config([1], 3)):
+    for bad in ('{"cluster": {"worker": ["a:1"]}}', "not json", cluster.tf_config([1], 3)):
         with pytest.raises(ValueError, match="TF_CONFIG"):
             cluster_from_tf_config({"TF_CONFIG": bad})
 
@@ -109,7 +111,7 @@ def test_the_launcher_makes_train_multi_worker_and_refuses_other_strategies():
 
 
 def _launcher(args, tmp_path, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "keras_nfnets.launch", "--log-dir", str(tmp_path / "logs"), *args],
+    return subprocess.Popen([sys.executable, "-m", "keras_nfnets.cli.launch", "--log-dir", str(tmp_path / "logs"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=REPO_ENV, **kwargs)
 
 
@@ -308,7 +310,7 @@ def test_only_the_chief_writes_the_run_and_workers_clean_up(digits_runs):
 
 @pytest.mark.slow
 def test_agc_after_the_all_reduce_across_two_workers(tmp_path):
-    result, _ = _run([sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--log-dir",
+    result, _ = _run([sys.executable, "-m", "keras_nfnets.cli.launch", "--workers", "2", "--log-dir",
                       str(tmp_path / "logs"), "--", sys.executable, os.path.join(HERE, "distributed_agc.py"),
                       "multi_worker"], tmp_path, "agc")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -330,7 +332,7 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs
     run_dir = tmp_path / "killed"
     metadata = run_dir / "backup" / "training_metadata.json"
     out, returncode, pids = launch_and_kill_worker_1(
-        [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
+        [sys.executable, "-m", "keras_nfnets.cli.launch", "--workers", "2", "--threads-per-worker", "1",
          "--restart-on-failure", "1", "--log-dir", str(tmp_path / "killed-logs"), "--", "train", "--output-dir",
          str(run_dir), *DIGITS_SHORT], metadata, REPO_ENV, CLUSTER_TIMEOUT, settle=3.0)  # into the second epoch
     assert returncode == 0, out[-3000:]

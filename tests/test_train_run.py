@@ -303,7 +303,7 @@ def test_cli_errors_are_one_line_and_ctrl_c_is_quiet(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "train_command", interrupted)  # the parser is built after this, with it
+    monkeypatch.setattr(cli.parser, "train_command", interrupted)  # the parser is built after this, with it
     assert cli.main(["train"]) == 130
     assert "Traceback" not in capsys.readouterr().err
 

@@ -16,7 +16,7 @@ from keras_nfnets import _compat, backend
 from keras_nfnets.applications import BUILDERS
 from keras_nfnets.models import build_nf_model
 from keras_nfnets.training import SGDAGC, ExponentialMovingAverage, set_precision, train
-from keras_nfnets.training import optimizers as optimizers_module
+from keras_nfnets import optimizers as optimizers_module
 
 TOY = {  # family -> its variant with one block per stage at small widths (dropout and stochastic depth off)
     "nf_resnet": dict(base="NFResNet26", depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16),

@@ -130,7 +130,7 @@ def measure(args, configuration, backend_name="tensorflow"):
             env.update(TF_NUM_INTRAOP_THREADS="2", TF_NUM_INTEROP_THREADS="2", OMP_NUM_THREADS="2")
             command = [*own, "--worker", "single"]
         else:
-            command = [sys.executable, "-m", "keras_nfnets.launch", "--workers", "2", "--threads-per-worker", "1",
+            command = [sys.executable, "-m", "keras_nfnets.cli.launch", "--workers", "2", "--threads-per-worker", "1",
                        "--log-dir", os.path.join(scratch, "logs"), "--", *own, "--worker", "multi_worker"]
         subprocess.run(command, check=True, env=env, timeout=1800, stdout=subprocess.DEVNULL)
         with open(path) as f:

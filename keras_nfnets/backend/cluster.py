@@ -13,6 +13,8 @@ to that process alone (``kill PID``) is still TensorFlow's until the time limit.
 Python's handlers are back.
 """
 
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -74,7 +76,6 @@ def form(create, others, timeout, report):
     """``create()`` (TensorFlow's blocking constructor) watched by :func:`watch` in a child
     process writing to ``report`` (a file with a descriptor); Python's SIGINT/SIGTERM handlers
     are put back afterwards (TensorFlow's C++ one replaced SIGTERM's)."""
-    import json
     import subprocess
 
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -93,9 +94,7 @@ def form(create, others, timeout, report):
 
 
 def _package_root():
-    import keras_nfnets
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(keras_nfnets.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above keras_nfnets/
     return os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
@@ -103,7 +102,6 @@ def watch(argv=None):
     """The watchdog (``python -c``): ``PID TIMEOUT PEERS_JSON``. Reports after 10 s and every 30 s;
     at the timeout, or on a SIGINT/SIGTERM it receives, says why and kills the process; ends
     when the process goes on (it kills the watchdog) or ends."""
-    import json
 
     pid, timeout, others = (sys.argv[1:] if argv is None else argv)[:3]
     pid, timeout, others = int(pid), float(timeout), [tuple(peer) for peer in json.loads(others)]
@@ -134,3 +132,80 @@ def watch(argv=None):
             print(f"keras_nfnets: waiting for the cluster to form ({elapsed:.0f} s of {timeout:.0f} s): "
                   f"{describe_waiting(others)}", flush=True)
             next_report += REPORT_EVERY
+
+
+TF_CONFIG_SHAPE = ('{"cluster": {"worker": ["host0:port", "host1:port", ...]}, "task": {"type": "worker", "index": I}}'
+                   ' (optionally a "chief" list of one address, then "task" type "chief" or "worker")')
+
+
+def cluster_from_tf_config(environ=None):
+    """``(cluster dict, task type, task index)`` from ``TF_CONFIG``, checked; ``None`` when the
+    variable is not set (``MultiWorkerMirroredStrategy`` then runs as a one-worker cluster)."""
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        task_type, index = task["type"], int(task["index"])
+        members = cluster[task_type]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"TF_CONFIG is not a valid cluster description ({error!r}); it must look like "
+                         f"{TF_CONFIG_SHAPE}.") from error
+    if task_type not in ("chief", "worker") or not 0 <= index < len(members):
+        raise ValueError(f"TF_CONFIG's task {task!r} is not one of its cluster's chief/worker entries "
+                         f"{ {k: v for k, v in cluster.items()} }; it must look like {TF_CONFIG_SHAPE}.")
+    return cluster, task_type, index
+
+
+def tf_config(ports, index):
+    """The ``TF_CONFIG`` of worker ``index`` in a cluster of workers at ``127.0.0.1:ports``."""
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+KERAS_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                           "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasCluster:
+    """A multi-process JAX cluster as Keras describes it (``keras.distribution.initialize``):
+    ``addresses`` (``host:port``; the first is the coordinator), ``num_processes``, this
+    ``process_id``."""
+
+    addresses: tuple
+    num_processes: int
+    process_id: int
+
+
+def cluster_from_keras_env(environ=None):
+    """The :class:`KerasCluster` of Keras' standard variables (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
+    ``…_NUM_PROCESSES``, ``…_PROCESS_ID``), checked; ``None`` when none is set (one process)."""
+    environ = os.environ if environ is None else environ
+    values = {name: environ.get(name, "").strip() for name in KERAS_CLUSTER_VARIABLES}
+    if not any(values.values()):
+        return None
+    shape = ("KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port[,host1:port,…] (the first is the coordinator), "
+             "KERAS_DISTRIBUTION_NUM_PROCESSES=N, KERAS_DISTRIBUTION_PROCESS_ID=0…N-1")
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ValueError(f"The JAX cluster variables are incomplete: {', '.join(missing)} not set. Set all three: {shape}.")
+    addresses = tuple(a.strip() for a in values["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",") if a.strip())
+    try:
+        count, index = int(values["KERAS_DISTRIBUTION_NUM_PROCESSES"]), int(values["KERAS_DISTRIBUTION_PROCESS_ID"])
+    except ValueError as error:
+        raise ValueError(f"The JAX cluster variables must be integers where they count ({error}); {shape}.") from None
+    problems = []
+    if count < 1:
+        problems.append(f"KERAS_DISTRIBUTION_NUM_PROCESSES is {count}")
+    if not 0 <= index < max(count, 1):
+        problems.append(f"KERAS_DISTRIBUTION_PROCESS_ID {index} is not in 0…{count - 1}")
+    if len(addresses) > 1 and len(addresses) != count:
+        problems.append(f"{len(addresses)} addresses for {count} processes")
+    bad = [a for a in addresses if a.rpartition(":")[0] == "" or not a.rpartition(":")[2].isdigit()]
+    if bad or not addresses:
+        problems.append(f"addresses {list(bad) or addresses} are not host:port")
+    if problems:
+        raise ValueError(f"The JAX cluster variables are inconsistent ({'; '.join(problems)}); {shape}.")
+    return KerasCluster(addresses, count, index)

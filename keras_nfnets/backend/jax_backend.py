@@ -230,7 +230,7 @@ def make_strategy(name, tpu=None):
     import keras
 
     if name == "multi_worker":
-        from keras_nfnets.training.distribute import cluster_from_keras_env
+        from keras_nfnets.backend.cluster import cluster_from_keras_env
 
         cluster = cluster_from_keras_env()  # checked before anything starts
         if cluster is not None and cluster.num_processes > 1:

@@ -228,8 +228,6 @@ def start_tensorflow(strategy=None):
     import tensorflow as tf
 
     if strategy == "multi_worker":
-        from keras_nfnets.training.distribute import make_strategy
-
         make_strategy("multi_worker")  # checks TF_CONFIG first
     else:
         tf.config.list_logical_devices()
@@ -255,7 +253,7 @@ def make_strategy(name, tpu=None):
     if name == "multi_worker":
         if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
             return _MULTI_WORKER[0]
-        from keras_nfnets.training.distribute import cluster_from_tf_config
+        from keras_nfnets.backend.cluster import cluster_from_tf_config
 
         described = cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
         try:
@@ -304,20 +302,20 @@ def jit_compile(requested, strategy):
 def all_workers(strategy, value):
     import tensorflow as tf
 
-    from keras_nfnets.training.distribute import worker_role
+    from keras_nfnets import _compat
 
     @tf.function
     def gather():
         return strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
 
     values = gather().numpy().tolist()
-    replicas_per_worker = strategy.num_replicas_in_sync // worker_role(strategy).count
+    replicas_per_worker = strategy.num_replicas_in_sync // _compat.worker_count(strategy)
     return values[::replicas_per_worker]
 
 
 def cluster_environment(ports, index):
     """``TF_CONFIG`` naming every worker."""
-    from keras_nfnets.launch import tf_config
+    from keras_nfnets.backend.cluster import tf_config
 
     return {"TF_CONFIG": tf_config(ports, index)}
 

@@ -1,6 +1,6 @@
 """Parameters and FLOPs of every public variant, stored so that ``nfnets models`` and the README's
 table need no model build and no TensorFlow. ``tests/test_models.py`` rebuilds every variant and
-checks each row (``python -m keras_nfnets.models.counts`` prints the rows anew).
+checks each row (``python tools/write_counts.py`` prints the rows anew).
 
 Each row: ``builder: (parameters, FLOPs)`` of the model with its 1000-class classifier, FLOPs as
 multiply-adds for one image at the variant's test size (:func:`~keras_nfnets.models.count_flops`).
@@ -37,25 +37,3 @@ COUNTS = {
     "ECANFNetL2": (56722348, 29781742848),
     "ECANFNetL3": (72036968, 52201667584),
 }
-
-
-def compute_counts(builder_name):
-    """``(parameters, FLOPs)`` of the builder ``builder_name`` at its test size, from a shapes-only
-    build (variables are never initialised)."""
-    import keras
-
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.models.summary import count_flops, count_params
-
-    with keras.StatelessScope(initialize_variables=False):
-        model = BUILDERS[builder_name]()
-        counts = count_params(model), count_flops(model)
-    keras.backend.clear_session()
-    return counts
-
-
-if __name__ == "__main__":
-    from keras_nfnets.models.variants import VARIANTS
-
-    for name in VARIANTS:
-        print(f'    "{name}": {compute_counts(name)},', flush=True)

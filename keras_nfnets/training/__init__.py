@@ -10,8 +10,9 @@ __all__ = lazy_exports(__name__, {
                     "check_precision", "cluster_from_keras_env", "cluster_from_tf_config", "make_strategy", "set_precision",
                     "worker_role"),
     ".ema": ("ExponentialMovingAverage", "ema_decay"),
-    ".optimizers": ("SGDAGC", "adaptive_grad_clip", "unitwise_norm", "warmup_cosine_decay"),
+    "..optimizers": ("SGDAGC", "adaptive_grad_clip", "unitwise_norm", "warmup_cosine_decay"),
     ".recipes": ("BN_RESNET", "NF_REGNET", "NF_RESNET", "NFNET", "Hyperparameters", "Recipe",
                  "paper_hyperparameters", "recipe"),
-    ".run": ("DATASET_DEFAULTS", "TrainResult", "build_classifier", "evaluate", "train"),
+    ".evaluation": ("evaluate",),
+    ".run": ("DATASET_DEFAULTS", "TrainResult", "build_classifier", "train"),
 })

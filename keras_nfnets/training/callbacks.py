@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -225,3 +226,53 @@ class EpochBackup(keras.callbacks.Callback):
         for entry in os.listdir(self.backup_dir):  # earlier epochs and leftovers of a crashed save
             if entry != name and (entry.startswith("epoch-") or entry.endswith(".partial")):
                 shutil.rmtree(os.path.join(self.backup_dir, entry), ignore_errors=True)
+
+
+def throughput_callback(batch_size):
+    """A callback recording ``(images, seconds)`` of every epoch's training steps."""
+    import keras
+
+    class Throughput(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start, self._steps = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._steps += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((self._steps * batch_size, time.perf_counter() - self._start))
+
+        def images_per_second(self):
+            """Over every epoch after the first (which includes tracing)."""
+            timed = self.epochs[1:] or self.epochs
+            seconds = sum(t for _, t in timed)
+            return sum(n for n, _ in timed) / seconds if seconds > 0 else None
+
+    return Throughput()
+
+
+def history_callback(run_dir, start_epoch):
+    """A callback keeping ``history.json`` epoch by epoch: the epochs before ``start_epoch`` (a
+    resumed run's earlier epochs) are kept from the file, later ones replaced by this run's.
+    ``run_dir=None`` (a worker that is not the chief): the history is kept in memory only."""
+    import keras
+
+    class HistoryRecord(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            earlier = run_dir.history().get("history", {}) if run_dir else {}
+            self.history = {k: list(v[:start_epoch]) for k, v in earlier.items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                values = self.history.setdefault(key, [])
+                del values[epoch:]
+                values.append(float(value))
+            if run_dir:
+                run_dir.write_history(self.history)
+
+    return HistoryRecord()

@@ -2,12 +2,12 @@
 in a multi-worker cluster (``TF_CONFIG``)."""
 
 import dataclasses
-import json
-import os
 
 from keras_nfnets import backend
 from keras_nfnets.backend.common import KerasDataParallel  # noqa: F401  (the strategy on JAX/PyTorch)
 
+from keras_nfnets.backend.cluster import (  # noqa: F401  (re-exported)
+    KERAS_CLUSTER_VARIABLES, TF_CONFIG_SHAPE, KerasCluster, cluster_from_keras_env, cluster_from_tf_config)
 from keras_nfnets.training.options import PRECISIONS, STRATEGIES  # noqa: F401  (re-exported)
 
 
@@ -79,77 +79,6 @@ def set_precision(precision="float32"):
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     keras.config.set_dtype_policy(precision)
     return keras.config.dtype_policy()
-
-
-TF_CONFIG_SHAPE = ('{"cluster": {"worker": ["host0:port", "host1:port", ...]}, "task": {"type": "worker", "index": I}}'
-                   ' (optionally a "chief" list of one address, then "task" type "chief" or "worker")')
-
-
-def cluster_from_tf_config(environ=None):
-    """``(cluster dict, task type, task index)`` from ``TF_CONFIG``, checked; ``None`` when the
-    variable is not set (``MultiWorkerMirroredStrategy`` then runs as a one-worker cluster)."""
-    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
-    if not raw:
-        return None
-    try:
-        config = json.loads(raw)
-        cluster, task = config["cluster"], config["task"]
-        task_type, index = task["type"], int(task["index"])
-        members = cluster[task_type]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"TF_CONFIG is not a valid cluster description ({error!r}); it must look like "
-                         f"{TF_CONFIG_SHAPE}.") from error
-    if task_type not in ("chief", "worker") or not 0 <= index < len(members):
-        raise ValueError(f"TF_CONFIG's task {task!r} is not one of its cluster's chief/worker entries "
-                         f"{ {k: v for k, v in cluster.items()} }; it must look like {TF_CONFIG_SHAPE}.")
-    return cluster, task_type, index
-
-
-KERAS_CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
-                           "KERAS_DISTRIBUTION_PROCESS_ID")
-
-
-@dataclasses.dataclass(frozen=True)
-class KerasCluster:
-    """A multi-process JAX cluster as Keras describes it (``keras.distribution.initialize``):
-    ``addresses`` (``host:port``; the first is the coordinator), ``num_processes``, this
-    ``process_id``."""
-
-    addresses: tuple
-    num_processes: int
-    process_id: int
-
-
-def cluster_from_keras_env(environ=None):
-    """The :class:`KerasCluster` of Keras' standard variables (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
-    ``…_NUM_PROCESSES``, ``…_PROCESS_ID``), checked; ``None`` when none is set (one process)."""
-    environ = os.environ if environ is None else environ
-    values = {name: environ.get(name, "").strip() for name in KERAS_CLUSTER_VARIABLES}
-    if not any(values.values()):
-        return None
-    shape = ("KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port[,host1:port,…] (the first is the coordinator), "
-             "KERAS_DISTRIBUTION_NUM_PROCESSES=N, KERAS_DISTRIBUTION_PROCESS_ID=0…N-1")
-    missing = [name for name, value in values.items() if not value]
-    if missing:
-        raise ValueError(f"The JAX cluster variables are incomplete: {', '.join(missing)} not set. Set all three: {shape}.")
-    addresses = tuple(a.strip() for a in values["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",") if a.strip())
-    try:
-        count, index = int(values["KERAS_DISTRIBUTION_NUM_PROCESSES"]), int(values["KERAS_DISTRIBUTION_PROCESS_ID"])
-    except ValueError as error:
-        raise ValueError(f"The JAX cluster variables must be integers where they count ({error}); {shape}.") from None
-    problems = []
-    if count < 1:
-        problems.append(f"KERAS_DISTRIBUTION_NUM_PROCESSES is {count}")
-    if not 0 <= index < max(count, 1):
-        problems.append(f"KERAS_DISTRIBUTION_PROCESS_ID {index} is not in 0…{count - 1}")
-    if len(addresses) > 1 and len(addresses) != count:
-        problems.append(f"{len(addresses)} addresses for {count} processes")
-    bad = [a for a in addresses if a.rpartition(":")[0] == "" or not a.rpartition(":")[2].isdigit()]
-    if bad or not addresses:
-        problems.append(f"addresses {list(bad) or addresses} are not host:port")
-    if problems:
-        raise ValueError(f"The JAX cluster variables are inconsistent ({'; '.join(problems)}); {shape}.")
-    return KerasCluster(addresses, count, index)
 
 
 @dataclasses.dataclass(frozen=True)

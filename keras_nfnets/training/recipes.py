@@ -26,7 +26,7 @@ import keras
 from keras_nfnets.data.transforms import Augmentation
 from keras_nfnets.training.callbacks import StopOnNaN
 from keras_nfnets.training.ema import ExponentialMovingAverage
-from keras_nfnets.training.optimizers import SGDAGC, warmup_cosine_decay
+from keras_nfnets.optimizers import SGDAGC, warmup_cosine_decay
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,32 +2,19 @@
 paper's recipe, tf.data pipelines, per-epoch checkpoints with exact resume, TensorBoard, EMA."""
 
 import dataclasses
-import math
 import os
 import signal
 import sys
-import time
 from typing import Optional
 
 from keras_nfnets import _compat, backend, messages
-from keras_nfnets.data import transforms
 from keras_nfnets.saving import load_model as load_keras_file
-from keras_nfnets.training.callbacks import backup_progress
+from keras_nfnets.training import inputs
+from keras_nfnets.training.callbacks import backup_progress, history_callback, throughput_callback
 from keras_nfnets.training.distribute import is_multi_worker
-from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
+from keras_nfnets.training.options import AUGMENT_CHOICES, DATASET_DEFAULTS, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
 from keras_nfnets.training.run_dir import INTERRUPTED, LOGS, MODEL_FILE, RunDir, load_run  # noqa: F401
-from keras_nfnets.training.settings import RunSettings
 
-# Dataset-specific defaults. Digits: 8×8 ink on black, not flipped, mildly cropped, scaled to
-# [0, 1] rather than centred (ImageNet's mean would turn the empty background into a large
-# constant whose zero-padded borders dominate an unnormalised net's first activations). Its
-# recipe trains 1,437 images for 15 epochs at batch 48 with 4× the paper's LR per 256 and crops of
-# 80-100% of the area: 98.9-99.7% over seeds 0-4 (batch 64, LR 0.1 per 256, 60-100% crops gave
-# 96.1-96.9% in the same time; tools/digits_seeds.py, docs/training.md).
-DATASET_DEFAULTS = {
-    "digits": dict(image_size=32, batch_size=48, epochs=15, flip=False, area_range=(0.8, 1.0), eval_crop="resize",
-                   augmentation=None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), learning_rate_per_256=0.4),
-}
 
 
 @dataclasses.dataclass
@@ -41,56 +28,6 @@ class TrainResult:
     settings: dict
     images_per_second: Optional[float] = None
     stopped: Optional[str] = None
-
-
-def _throughput_callback(batch_size):
-    """A callback recording ``(images, seconds)`` of every epoch's training steps."""
-    import keras
-
-    class Throughput(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start, self._steps = time.perf_counter(), 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._steps += 1
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs.append((self._steps * batch_size, time.perf_counter() - self._start))
-
-        def images_per_second(self):
-            """Over every epoch after the first (which includes tracing)."""
-            timed = self.epochs[1:] or self.epochs
-            seconds = sum(t for _, t in timed)
-            return sum(n for n, _ in timed) / seconds if seconds > 0 else None
-
-    return Throughput()
-
-
-def _history_callback(run_dir, start_epoch):
-    """A callback keeping ``history.json`` epoch by epoch: the epochs before ``start_epoch`` (a
-    resumed run's earlier epochs) are kept from the file, later ones replaced by this run's.
-    ``run_dir=None`` (a worker that is not the chief): the history is kept in memory only."""
-    import keras
-
-    class HistoryRecord(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            earlier = run_dir.history().get("history", {}) if run_dir else {}
-            self.history = {k: list(v[:start_epoch]) for k, v in earlier.items()}
-
-        def on_epoch_end(self, epoch, logs=None):
-            for key, value in (logs or {}).items():
-                values = self.history.setdefault(key, [])
-                del values[epoch:]
-                values.append(float(value))
-            if run_dir:
-                run_dir.write_history(self.history)
-
-    return HistoryRecord()
 
 
 def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper", jit_compile="auto"):
@@ -113,39 +50,13 @@ def _check_arguments(model_name, augment, counts, learning_rate=None, randaugmen
                          f"{learning_rate!r}.")
 
 
-def _pipeline_settings(model_name, dataset, weights=None, image_size=None, eval_image_size=None):
-    """Training image size, flip, crop area, normalisation and the evaluation transform for a
-    model/dataset pair: the dataset's defaults (digits), else the checkpoint's evaluation when
-    fine-tuning ``weights="imagenet"``, else the model's sizes and the paper's evaluation crop."""
-    from keras_nfnets.weights.presets import checkpoint_for, variant
-
-    row = variant(model_name)
-    defaults = DATASET_DEFAULTS.get(dataset, {})
-    checkpoint = checkpoint_for(model_name) if weights == "imagenet" else None
-    if checkpoint is not None:
-        evaluation, train_size = checkpoint.eval_transform(), checkpoint.train_size
-    else:
-        evaluation = transforms.EvalTransform(row.test_size, crop=row.eval_crop, pil_resize=False)
-        train_size = row.train_size
-    if "mean" in defaults:
-        evaluation = evaluation.replace(mean=defaults["mean"], std=defaults["std"])
-    if "eval_crop" in defaults:
-        evaluation = evaluation.replace(crop=defaults["eval_crop"])
-    size = int(image_size or defaults.get("image_size") or train_size)
-    evaluation = evaluation.replace(size=int(eval_image_size or image_size or defaults.get("image_size")
-                                             or evaluation.size))
-    return RunSettings(image_size=size, flip=defaults.get("flip", True),
-                       area_range=tuple(defaults.get("area_range", (0.08, 1.0))), eval_transform=evaluation)
-
-
 def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
     """``model_name`` with ``num_classes`` logits. With ``weights`` (``"imagenet"`` or a file) the
     pretrained backbone gets a new, zero-initialised head (:func:`add_classifier_head`) unless the
     classes already fit its ImageNet head."""
     from keras_nfnets.applications import BUILDERS
     from keras_nfnets.models.builder import add_classifier_head
-
-    import keras
+    from keras_nfnets.models.model import NFModel
 
     builder = BUILDERS[model_name]
     shape = (image_size, image_size, 3)
@@ -156,7 +67,8 @@ def build_classifier(model_name, num_classes, image_size, weights=None, drop_rat
     backbone = builder(weights=weights, include_top=False, input_shape=shape)
     rate = builder.config.drop_rate if drop_rate is None else drop_rate
     logits = add_classifier_head(backbone.output, num_classes, drop_rate=rate, init_std=0.0)
-    return keras.Model(backbone.input, logits, name=backbone.name)
+    return NFModel(backbone.input, logits, name=backbone.name, architecture=backbone.architecture.replace(drop_rate=rate),
+                   checkpoint=backbone.checkpoint)  # the fine-tuned model still knows what it is
 
 
 def _augmentation(augment, dataset, paper, randaugment="paper"):
@@ -261,18 +173,6 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def _steps_per_epoch(source, batch_size, cap, replicas):
-    if batch_size % replicas:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
-    steps = min(source.num_examples // batch_size, cap or source.num_examples)
-    if steps < 1:
-        fits = max(replicas, 2 ** int(math.log2(max(1, source.num_examples // 2))) // replicas * replicas)
-        raise ValueError(f"`batch_size` {batch_size} exceeds the {source.num_examples} training images of this "
-                         f"dataset: pass a smaller one, e.g. `batch_size={fits}` (any number up to "
-                         f"{source.num_examples} that the {replicas} replica(s) divide).")
-    return steps
-
-
 def _agreed_start_epoch(distribution, role, backup_dir):
     """The epoch to start from, the last backed-up one; in a cluster, read by every worker after
     the chief has written (a collective) and checked to be the same everywhere."""
@@ -313,37 +213,6 @@ def _evaluate_and_record(model, eval_ds, run_dir, history, stopped, role):
     if role.is_chief:
         run_dir.write_history(history, metrics, stopped)
     return metrics
-
-
-def _input_report(train_ds, make_train, augmentation, batch_size):
-    """An :class:`InputBoundReport` with the pipeline's rate alone, and without augmentation
-    when there is some (each measured on its own iterator, for about two seconds)."""
-    import keras
-
-    from keras_nfnets.training.callbacks import InputBoundReport, measure_input_rate
-
-    rate = measure_input_rate(train_ds, batch_size, seconds=2.0)
-    if rate is None:  # fewer than four batches in the whole run: nothing to time
-        return keras.callbacks.Callback()
-    plain = None
-    if augmentation is not None and augmentation.enabled:
-        plain = measure_input_rate(make_train(None, augmentation=None), batch_size, seconds=2.0)
-    described = None if augmentation is None else (
-        ", ".join(filter(None, [f"CutMix {augmentation.cutmix_alpha:g}" if augmentation.cutmix_alpha else "",
-                                f"MixUp {augmentation.mixup_alpha:g}" if augmentation.mixup_alpha else "",
-                                "RandAugment {} layers, magnitude {:g}".format(*augmentation.randaugment)
-                                if augmentation.randaugment else ""])))
-    return InputBoundReport(rate, batch_size, plain_rate=plain, augmentation=described)
-
-
-def _datasets(distribution, role, make_train, make_eval):
-    """The training and evaluation datasets: as built for one machine (Keras splits each global
-    batch over local replicas), or, with several workers, one shard per input pipeline through
-    ``distribute_datasets_from_function`` (each example once per epoch across the workers)."""
-    if role.count == 1:
-        return make_train(None), make_eval(None)
-    return (distribution.distribute_datasets_from_function(make_train),
-            distribution.distribute_datasets_from_function(make_eval))
 
 
 def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, batch_size=None, image_size=None,
@@ -414,10 +283,10 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     train_split, eval_split = data.default_splits(dataset, data_dir)
     train_source = data.load_source(dataset, train_split, data_dir=data_dir, manual_dir=manual_dir)
     eval_source = data.load_source(dataset, eval_split, data_dir=data_dir, manual_dir=manual_dir)
-    settings = _pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
+    settings = inputs.pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
 
     # 3. steps
-    steps = _steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
+    steps = inputs.steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
     settings = settings.replace(
         model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
         class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size, steps_per_epoch=steps,
@@ -462,17 +331,17 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     def make_eval(input_context):
         return data.eval_dataset(eval_source, settings.eval_transform, batch_size, input_context)
 
-    train_ds, eval_ds = _datasets(distribution, role, make_train, make_eval)
+    train_ds, eval_ds = inputs.datasets(distribution, role, make_train, make_eval)
     if role.count == 1:  # a cluster's Keras builds this itself, from a distributed batch
         with distribution.scope():
             _compat.build_training_state(model, train_ds.element_spec)
-    throughput = _throughput_callback(batch_size)
-    history = _history_callback(run_dir if role.is_chief else None, start_epoch)
+    throughput = throughput_callback(batch_size)
+    history = history_callback(run_dir if role.is_chief else None, start_epoch)
     # the history first: at an epoch's end it is written before the backup, so a resume never finds
     # a backed-up epoch missing from history.json (an extra one is dropped)
     fit_callbacks = [history, *_callbacks(plan, run_dir, throughput, callbacks or [], tensorboard, role)]
     if input_report and role.count == 1 and start_epoch < epochs:
-        fit_callbacks.append(_input_report(train_ds, make_train, plan.augmentation, batch_size))
+        fit_callbacks.append(inputs.input_report(train_ds, make_train, plan.augmentation, batch_size))
 
     # 7. fit (or reload a run whose final save is missing), save, evaluate
     stopped = None
@@ -498,48 +367,3 @@ def _finished_run(run_dir, epochs):
                  "Pass `resume=False` to train it again.")
     return TrainResult(load_keras_file(run_dir.file(MODEL_FILE)), record.get("history", {}), record["test"],
                        run_dir.path, run_dir.settings() or {}, None, record.get("stopped"))
-
-
-def evaluate(model, dataset=None, *, split=None, image_size=None, batch_size=64, crop=None, data_dir=None,
-             manual_dir=None, verbose=0):
-    """Accuracy (and top-5) of a trained model on a dataset split.
-
-    ``model``: a run directory written by :func:`train` (uses its ``model.keras`` and settings),
-    a ``.keras`` file, or a Keras model. The dataset, image size, crop and normalisation default
-    to the run's; the loss is the run's (cross-entropy with its label smoothing), as ``train``
-    reports it.
-    """
-    import keras
-
-    from keras_nfnets import data
-
-    settings, transform = {}, None
-    if isinstance(model, (str, os.PathLike)):
-        model, settings, transform = load_run(model)
-    dataset = dataset or settings.get("dataset")
-    if dataset is None:
-        raise ValueError("Which dataset? Pass `dataset`.")
-    split = split or (settings.get("eval_split") if dataset == settings.get("dataset") else None) or \
-        data.default_splits(dataset, data_dir)[1]
-    source = data.load_source(dataset, split, data_dir=data_dir, manual_dir=manual_dir)
-    classes = model.output.shape[-1]
-    if classes != source.num_classes:
-        raise ValueError(f"The model predicts {classes} classes but {dataset!r} has {source.num_classes}.")
-    if transform is None:  # a model object
-        transform = transforms.EvalTransform(model.input.shape[1] or 224, crop="crop_resize", pil_resize=False)
-    changes = {k: v for k, v in dict(size=image_size, crop=crop).items() if v is not None}
-    transform = transform.replace(**changes)
-    size = transform.size
-    eval_ds = data.eval_dataset(source, transform, batch_size)
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if classes > 5:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
-    softmax = getattr(model.layers[-1], "activation", None) is keras.activations.softmax
-    smoothing = float(settings.get("label_smoothing", 0.0))  # the run's loss, as train reported it
-    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=not softmax, label_smoothing=smoothing),
-                  metrics=metrics)
-    result = model.evaluate(eval_ds, verbose=verbose, return_dict=True)
-    result = {k: float(v) for k, v in result.items()}
-    result.update(dataset=dataset, split=split, examples=source.num_examples, image_size=size,
-                  label_smoothing=smoothing)
-    return result

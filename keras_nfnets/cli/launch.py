@@ -10,7 +10,6 @@ each host itself and runs the same ``nfnets train --strategy multi_worker`` ther
 """
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -36,12 +35,6 @@ def free_ports(count):
     finally:
         for s in sockets:
             s.close()
-
-
-def tf_config(ports, index):
-    """The ``TF_CONFIG`` of worker ``index`` in a cluster of workers at ``127.0.0.1:ports``."""
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
 
 
 def worker_command(command):
@@ -217,7 +210,7 @@ def launch(command, workers=2, restarts=0, threads_per_worker=None, log_dir=None
 
 
 def add_arguments(parser):
-    """The launcher's options (shared by ``nfnets launch`` and ``python -m keras_nfnets.launch``)."""
+    """The launcher's options (shared by ``nfnets launch`` and ``python -m keras_nfnets.cli.launch``)."""
     parser.add_argument("--workers", type=int, required=True, help="number of worker processes (worker 0 is the chief)")
     parser.add_argument("--restart-on-failure", type=int, default=0, metavar="K",
                         help="restart the whole cluster up to K times when a worker fails (default 0)")
@@ -238,7 +231,7 @@ def run_from_arguments(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m keras_nfnets.launch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m keras_nfnets.cli.launch", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -249,5 +242,5 @@ def main(argv=None):
 
 
 
-if __name__ == "__main__":  # python -m keras_nfnets.launch --workers N -- COMMAND
+if __name__ == "__main__":  # python -m keras_nfnets.cli.launch --workers N -- COMMAND
     sys.exit(main())
