@@ -1,6 +1,6 @@
 """Which model? One resolver for ``predict``, ``export`` and ``save_preset``: a builder name, a
-timm name, a run directory of ``nfnets train`` or a ``.keras`` file; and the architecture
-(:class:`~keras_nfnets.NFConfig`) behind each."""
+timm name, a run directory of ``nfnets train`` or a ``.keras`` file. The model it returns records
+its architecture and checkpoint (:class:`~keras_nfnets.models.model.NFModel`)."""
 
 
 def trained_model(path):
@@ -54,17 +54,3 @@ def resolve_model(model_name, weights=None, checkpoint=None, image_size=None):
         raise ValueError(f"Unknown model {model_name!r}: give a builder ({', '.join(BUILDERS)}), a timm NF "
                          "model name, a run directory of nfnets train or a .keras file.")
     return model, None, eval_transform(model_name, model.input.shape[1]), None
-
-
-def architectures_named(model_name):
-    """``[(builder or timm name, NFConfig)]``: every architecture a model called ``model_name``
-    may have. A builder's models are named after their variant's config (``"nf_regnet_b0"``),
-    timm's twins after timm's architecture, which may share the name with a different one."""
-    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
-    from keras_nfnets.models.variants import VARIANTS
-
-    key = model_name.lower().replace("-", "_")
-    found = [(builder, config) for builder, config in VARIANTS.items() if key in (builder.lower(), config.name)]
-    if model_name.split(".")[0] in TIMM_CONFIGS:
-        found.append((model_name.split(".")[0], TIMM_CONFIGS[model_name.split(".")[0]]))
-    return found

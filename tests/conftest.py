@@ -1,10 +1,14 @@
 import dataclasses
+import json
 import gc
 import importlib.util
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import keras_nfnets  # noqa: F401  (before Keras and TensorFlow, as the README's users import it)
 import keras
@@ -226,3 +230,41 @@ def timm_reference(tmp_path_factory):
     return made_once_per_run(tmp_path_factory, "timm", make)  # once for every xdist worker
 
 
+# --- the launcher's processes (test_multi_worker.py, test_jax_multi_process.py) ---------------------
+
+def launcher_header(process):
+    """The launcher's first line (worker pids and ports), skipping what starts before it."""
+    while True:
+        line = process.stdout.readline()
+        if line.startswith("nfnets launch:") or not line:
+            return line
+
+
+def launch_and_kill_worker_1(command, metadata, env, timeout, settle=0.0):
+    """Run the launcher ``command``; once the first epoch's backup is committed (``metadata``) and
+    ``settle`` seconds later, SIGKILL worker 1; return (the launcher's output, its exit status,
+    the first workers' pids). The launcher is killed if it outlives ``timeout``."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        header = launcher_header(process)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
+        deadline = time.monotonic() + timeout
+        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(settle)
+        os.kill(pids[1], signal.SIGKILL)
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return header + out, process.returncode, pids
+
+
+def process_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO_ENV
-from test_multi_worker import _gone, launch_and_kill_worker_1
+from conftest import launch_and_kill_worker_1, process_gone
 
 from keras_nfnets import backend
 from keras_nfnets.cli import launch
@@ -133,4 +133,4 @@ def test_a_killed_jax_worker_is_restarted_and_training_resumes(jax_runs, tmp_pat
     history, uninterrupted = _history(run_dir), _history(base / "two")
     assert len(history["history"]["loss"]) == 2
     np.testing.assert_allclose(history["history"]["loss"], uninterrupted["history"]["loss"], rtol=1e-4)
-    assert all(_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))
+    assert all(process_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CLUSTER_TIMEOUT, DIGITS_SHORT, HERE, ON_DIGITS_RUNS, REPO_ENV
+from conftest import (CLUSTER_TIMEOUT, DIGITS_SHORT, HERE, ON_DIGITS_RUNS, REPO_ENV, launch_and_kill_worker_1,
+                      process_gone)
 
 import keras
 from keras_nfnets import data
@@ -115,44 +116,6 @@ def _launcher(args, tmp_path, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=REPO_ENV, **kwargs)
 
 
-def _header(process):
-    """The launcher's first line (worker pids and ports), skipping what starts before it."""
-    while True:
-        line = process.stdout.readline()
-        if line.startswith("nfnets launch:") or not line:
-            return line
-
-
-def launch_and_kill_worker_1(command, metadata, env, timeout, settle=0.0):
-    """Run the launcher ``command``; once the first epoch's backup is committed (``metadata``) and
-    ``settle`` seconds later, SIGKILL worker 1; return (the launcher's output, its exit status,
-    the first workers' pids). The launcher is killed if it outlives ``timeout``."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        header = _header(process)
-        pids = [int(p) for p in re.findall(r"pid (\d+)", header)]
-        deadline = time.monotonic() + timeout
-        while not (metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
-        time.sleep(settle)
-        os.kill(pids[1], signal.SIGKILL)
-        out, _ = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return header + out, process.returncode, pids
-
-
-def _gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.mark.slow
 def test_the_launcher_gives_each_worker_its_task_and_restarts_a_failed_cluster(tmp_path):
     marker = tmp_path / "failed-once"
@@ -190,7 +153,7 @@ def test_the_launcher_forwards_sigterm_and_leaves_no_worker_behind(tmp_path):
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 128 + signal.SIGTERM and "SIGTERM received; stopping the workers" in out
-    assert all(_gone(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
 
 
 # --- atomic backups ---------------------------------------------------------------------------------
@@ -349,7 +312,7 @@ def test_a_worker_killed_mid_epoch_is_restarted_and_training_resumes(digits_runs
     # the resumed epoch on), so every epoch equals the uninterrupted run's (measured: identical)
     for key in ("loss", "accuracy", "val_loss"):
         np.testing.assert_allclose(history["history"][key], uninterrupted["history"][key], rtol=1e-3, err_msg=key)
-    assert all(_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))
+    assert all(process_gone(int(pid)) for pid in re.findall(r"pid (\d+)", out) + list(map(str, pids)))
 
 
 # --- a cluster that cannot form (issue 36): said, bounded, and stoppable -------------------------------
