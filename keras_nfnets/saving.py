@@ -6,10 +6,11 @@ from keras_nfnets import backend
 
 
 def register_keras_objects():
-    """Import every module that registers a class with Keras' serialization (the layers and the
-    SGDAGC optimizer), so that ``keras.saving.load_model`` can rebuild a keras_nfnets model.
+    """Import every module that registers a class with Keras' serialization (the layers, the
+    NFModel and the SGDAGC optimizer), so that ``keras.saving.load_model`` can rebuild a keras_nfnets model.
     ``import keras_nfnets`` alone is lazy and registers nothing."""
     import keras_nfnets.layers  # noqa: F401
+    import keras_nfnets.models.model  # noqa: F401  (NFModel)
     import keras_nfnets.optimizers  # noqa: F401
 
 

@@ -39,24 +39,26 @@ def test_retinanet_and_deeplab_take_an_nf_encoder_from_a_name_a_model_and_a_pres
     images, boxes, labels, masks = dense_tasks.shapes_dataset(8, SIZE, seed=0)
     x = images / 127.5 - 1.0
     shape = (SIZE, SIZE, 3)
-    detector = dense_tasks.retinanet_detector("NFRegNetB0", num_classes=2, image_shape=shape)
-    encoder = detector.backbone.image_encoder
+    named = dense_tasks.retinanet_detector("NFRegNetB0", num_classes=2, image_shape=shape)  # a builder name
+    encoder = named.backbone.image_encoder
     assert isinstance(encoder, NFNetBackbone) and encoder.architecture == keras_nfnets.get_config("NFRegNetB0")
+    assert named(x[:2])["cls_logits"].shape[-1] == 2  # (keras-hub's predict decodes; see dense_tasks.detect)
+
+    model = keras_nfnets.build_nf_model(TOY, include_top=False, input_shape=shape)  # a keras_nfnets model
+    detector = dense_tasks.retinanet_detector(model, num_classes=2, image_shape=shape)
+    assert detector.backbone.image_encoder.get_layer("stem_conv") is model.get_layer("stem_conv")  # shared layers
     detector.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert np.isfinite(detector.fit(x, {"boxes": boxes, "labels": labels}, batch_size=4, epochs=1,
                                     verbose=0).history["loss"][0])
     decoded = dense_tasks.detect(detector, x)
     assert decoded["boxes"].shape[0] == 8 and decoded["boxes"].shape[-1] == 4
-
-    model = keras_nfnets.NFRegNetB0(include_top=False, input_shape=shape)
     segmenter = dense_tasks.deeplab_segmenter(model, num_classes=3, image_shape=shape)
-    assert segmenter.backbone.image_encoder.get_layer("stem_conv") is model.get_layer("stem_conv")  # shared layers
     segmenter.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     segmenter.fit(x, masks[..., None], batch_size=4, epochs=1, verbose=0)
     assert segmenter.predict(x, verbose=0).shape == (8, SIZE, SIZE, 3)
 
-    NFNetBackbone(TOY).save_to_preset(str(tmp_path / "toy"))
+    NFNetBackbone(TOY).save_to_preset(str(tmp_path / "toy"))  # a preset directory
     from_preset = dense_tasks.deeplab_segmenter(str(tmp_path / "toy"), num_classes=3, image_shape=shape)
     assert from_preset.backbone.image_encoder.architecture == TOY
     assert from_preset.predict(x[:2], verbose=0).shape == (2, SIZE, SIZE, 3)

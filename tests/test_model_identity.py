@@ -105,3 +105,30 @@ def test_pyramid_outputs_equal_timms_features_only_maps(timm_reference, name):
         assert got.shape == expected.shape, (level, got.shape, expected.shape)
         error = np.abs(got - expected).max() / np.abs(expected).max()
         assert error < 1e-5, (name, level, error)
+
+
+def test_a_keras_hub_preset_keeps_the_architecture_and_the_checkpoint(tmp_path):
+    pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
+    import keras_hub
+
+    from keras_nfnets.kerashub import NFNetBackbone, save_preset
+
+    model = keras_nfnets.from_timm("test_nfnet", pretrained=False, input_shape=(64, 64, 3))
+    model.with_checkpoint(CHECKPOINTS["test_nfnet.r160_in1k"])
+    save_preset(model, tmp_path / "preset")
+    backbone = keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))
+    assert type(backbone) is NFNetBackbone and backbone.architecture == model.architecture
+    assert backbone.checkpoint == CHECKPOINTS["test_nfnet.r160_in1k"]
+    metadata = json.loads((tmp_path / "preset" / "metadata.json").read_text())
+    assert metadata["architecture"] == "test_nfnet" and metadata["checkpoint"] == "test_nfnet.r160_in1k"
+
+
+def test_image_sizes_come_from_one_place():
+    """A builder's sizes are its variant row's, a timm name's its checkpoint's (the paper's and
+    timm's published sizes: NF-RegNet-B1 224/256; timm's nf_regnet_b1 checkpoint 256/288)."""
+    from keras_nfnets.weights.presets import image_sizes
+
+    assert image_sizes("NFRegNetB1") == (224, 256) and image_sizes("NFNetF3") == (320, 416)
+    assert image_sizes("nf_regnet_b1") == (256, 288) and image_sizes("dm_nfnet_f1.dm_in1k") == (224, 320)
+    assert keras_nfnets.from_timm("nf_regnet_b1", pretrained=False).input.shape[1] == 288
+    assert keras_nfnets.NFRegNetB1().input.shape[1] == 256

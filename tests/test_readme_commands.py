@@ -23,6 +23,7 @@ README = pathlib.Path(__file__).parents[1] / "README.md"
 
 RUN = "run as written"
 TORCH_SHORT = "KERAS_BACKEND=torch nfnets train --epochs 2 --output-dir runs/digits_torch"
+JAX_SHORT = "KERAS_BACKEND=jax nfnets train --epochs 2 --output-dir runs/digits_jax"
 # README command -> RUN (in the user's directory), ("installed", the command after `pip install
 # … &&`, which CI has done), ("short form", the documented command run instead, in a fresh
 # directory: a run directory holds one run), or ("excused", why it cannot run here). The order is
@@ -46,7 +47,8 @@ COMMANDS = {
         ("excused", "needs the two hosts it names; the launch line below runs the same cluster on 127.0.0.1"),
     "nfnets launch --workers 2 --restart-on-failure 1 -- train --epochs 6 --output-dir runs/digits_2workers":
         ("short form", README_CLUSTER),
-    "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax": RUN,  # the README's claim on JAX
+    "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax":  # 15 epochs: 98.3-98.9% over seeds 0-2, by hand
+        ("short form", JAX_SHORT),  # 15 epochs took 210 s of CI's time beside the other tests (issue 37: suite ≤ 30 min)
     "KERAS_BACKEND=torch nfnets train --output-dir runs/digits_torch":  # PyTorch (issue 36: it died with signal 11)
         ("short form", TORCH_SHORT),  # 15 epochs took 600 s of CI's time beside the other tests (168 s idle)
 }
@@ -96,7 +98,7 @@ PARTS = {
                  "nfnets export model.tflite --model NFRegNetB0 --format tflite --quantization float16",
                  "nfnets spp figure2.png --figure 2 --depth 100 --image-size 128"),
     "cluster": (README_CLUSTER,),
-    "jax": ("KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax",),
+    "jax": (JAX_SHORT,),
     "torch": (TORCH_SHORT,),
 }
 
@@ -171,17 +173,17 @@ def test_readme_cluster_in_its_short_form(digits_runs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, command, bound", [
-    ("jax", "KERAS_BACKEND=jax nfnets train --output-dir runs/digits_jax", 0.97),  # seeds 0-2: 98.3-98.9%
+    ("jax", JAX_SHORT, 0.25),  # 2 epochs: 36.9% (chance: 10%); the 15 of the README line: 98.3-98.9%, by hand
     ("torch", TORCH_SHORT, 0.25)], ids=["jax", "torch"])  # 2 epochs: 39.4% (chance: 10%); the 15 of the README line: 98.3%, by hand
 def test_readme_main_job_on_jax_and_torch(tmp_path, backend, command, bound):
-    """The README's main job on JAX and PyTorch, typed as written (on PyTorch it died with signal 11
-    and printed nothing until December 2026, issue 36): it learns, and its model.keras evaluates the
-    same under TensorFlow (this process)."""
+    """The README's main job on JAX and PyTorch in its documented 2-epoch short form, typed as a user
+    types it (on PyTorch it died with signal 11 and printed nothing until December 2026, issue 36):
+    it learns, and its model.keras evaluates the same under TensorFlow (this process)."""
     from keras_nfnets.training import evaluate
 
     outputs = _run_part(backend, tmp_path)
     assert f"saved to runs/digits_{backend}/model.keras" in outputs[command].stdout
-    run = tmp_path / ("short0" if backend == "torch" else "") / "runs" / f"digits_{backend}"
+    run = tmp_path / "short0" / "runs" / f"digits_{backend}"
     history = json.loads((run / "history.json").read_text())
     assert history["test"]["accuracy"] >= bound, history["test"]
     assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)

@@ -11,9 +11,9 @@ def models_table(names=None, out=None, markdown=False):
     Builders come from the stored counts (no TensorFlow); timm names are built (shapes only)."""
     out = out or sys.stdout
     from keras_nfnets.models.counts import COUNTS
-    from keras_nfnets.models.timm_configs import TIMM_CONFIGS, TIMM_SIZES
+    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
     from keras_nfnets.models.variants import VARIANTS
-    from keras_nfnets.weights.presets import checkpoint_for, variant
+    from keras_nfnets.weights.presets import checkpoint_for, image_sizes
 
     names = list(VARIANTS) if not names else names
     unknown = [n for n in names if n not in VARIANTS and n.split(".")[0] not in TIMM_CONFIGS]
@@ -32,12 +32,8 @@ def models_table(names=None, out=None, markdown=False):
         print("-" * len(header), file=out)
     for name in names:
         checkpoint = checkpoint_for(name)
-        if name in VARIANTS:
-            (params, flops), row = COUNTS[name], variant(name)
-            train_size, size = row.train_size, row.test_size
-        else:
-            params, flops, size = _timm_counts(name)
-            train_size = checkpoint.train_size if checkpoint else TIMM_SIZES[name.split(".")[0]][0]
+        train_size, size = image_sizes(name)
+        params, flops = COUNTS[name] if name in VARIANTS else _timm_counts(name)
         tag = checkpoint.tag if checkpoint else None
         if markdown:
             weights = f"`{tag}` {checkpoint.top1:.2f}%" if tag else "—"
@@ -50,8 +46,8 @@ def models_table(names=None, out=None, markdown=False):
 
 
 def _timm_counts(name):
-    """``(parameters, FLOPs, test size)`` of timm's ``name`` with its checkpoint's sizes, from a
-    shapes-only build (variables created in a StatelessScope are never initialised)."""
+    """``(parameters, FLOPs)`` of timm's ``name`` at its test size, from a shapes-only build
+    (variables created in a StatelessScope are never initialised)."""
     import keras
 
     from keras_nfnets.models.summary import count_flops, count_params
@@ -59,7 +55,7 @@ def _timm_counts(name):
 
     with keras.StatelessScope(initialize_variables=False):
         model = from_timm(name, pretrained=False)
-        counts = count_params(model), count_flops(model), model.input.shape[1]
+        counts = count_params(model), count_flops(model)
     keras.backend.clear_session()
     return counts
 

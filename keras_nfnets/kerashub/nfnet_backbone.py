@@ -15,6 +15,7 @@ import keras
 
 from keras_nfnets.kerashub import _require  # noqa: F401  (keras-hub installed, or a clear error)
 from keras_nfnets.models.builder import build_nf_model
+from keras_nfnets.models.checkpoint import Checkpoint
 from keras_nfnets.models.config import NFConfig
 from keras_nfnets.models.variants import architecture_named
 from keras_nfnets.models.model import NFModel, pyramid_outputs
@@ -70,9 +71,12 @@ class NFNetBackbone(FeaturePyramidBackbone):
         image_shape: input shape without the batch; default ``(None, None, 3)`` (any size).
         data_format: ``"channels_last"`` (the only layout the NF layers take) or ``None``.
         dtype: a Keras dtype policy for the layers (``None``: the global policy).
+        checkpoint: the :class:`~keras_nfnets.models.checkpoint.Checkpoint` row of the weights it
+            holds (or its dict), as keras_nfnets models record it; ``None``: its own.
     """
 
-    def __init__(self, architecture, image_shape=(None, None, 3), data_format=None, dtype=None, **kwargs):
+    def __init__(self, architecture, image_shape=(None, None, 3), data_format=None, dtype=None, checkpoint=None,
+                 **kwargs):
         config = architecture_named(architecture) if isinstance(architecture, str) else NFConfig.from_dict(architecture)
         image_shape = _check(image_shape, data_format)
         features = kwargs.pop("_features", None)  # from_model: an existing model's layers
@@ -82,6 +86,8 @@ class NFNetBackbone(FeaturePyramidBackbone):
         kwargs.setdefault("name", config.name)
         super().__init__(inputs=features.input, outputs=features.get_layer("final_act").output, dtype=dtype, **kwargs)
         self.architecture = config
+        self.checkpoint = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpoint) else \
+            Checkpoint.from_dict(checkpoint)
         self.image_shape = image_shape
         self.data_format = "channels_last"
 
@@ -89,13 +95,16 @@ class NFNetBackbone(FeaturePyramidBackbone):
     def from_model(cls, model):
         """The backbone of a keras_nfnets model (an :class:`~keras_nfnets.models.model.NFModel`:
         a builder's, ``from_timm``'s, a trained run's), made of that model's own layers and
-        weights: nothing is copied, and training one trains the other."""
+        weights: nothing is copied, and training one trains the other. It runs at the model's
+        input size; its config (and a preset of it) says ``image_shape=(None, None, 3)``, as
+        keras-hub's backbones do, so a backbone rebuilt from it takes any size (keras-hub changes
+        the resolution through the converter's ``image_size``)."""
         if not isinstance(model, NFModel):
             raise ValueError(f"{model.name!r} is a {type(model).__name__}, not a keras_nfnets model, so it does not "
                              "record its architecture: build it with keras_nfnets (a builder, from_timm, load_model).")
         if isinstance(model.input, (list, tuple, dict)) or model.input.shape[-1] != 3:
             raise ValueError(f"{model.name!r} does not take one RGB image input; a backbone does.")
-        return cls(model.architecture, image_shape=tuple(model.input.shape[1:]), _features=model, name=model.name)
+        return cls(model.architecture, checkpoint=model.checkpoint, _features=model, name=model.name)
 
     @property
     def pyramid_outputs(self):
@@ -107,7 +116,8 @@ class NFNetBackbone(FeaturePyramidBackbone):
 
     def get_config(self):
         config = super().get_config()
-        config.update(architecture=self.architecture.to_dict(), image_shape=list(self.image_shape))
+        config.update(architecture=self.architecture.to_dict(), image_shape=list(self.image_shape),
+                      checkpoint=None if self.checkpoint is None else self.checkpoint.to_dict())
         return config
 
 

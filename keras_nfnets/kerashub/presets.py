@@ -202,7 +202,9 @@ def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None
             metadata = json.load(file)
         from keras_nfnets import __version__
 
+        checkpoint = task.backbone.checkpoint
         metadata.update(keras_nfnets_version=__version__, architecture=task.backbone.architecture.name,
+                        checkpoint=None if checkpoint is None else checkpoint.tag,
                         source=model_or_name if isinstance(model_or_name, str) else model_or_name.name,
                         keras_nfnets_files=sorted(set(_files.entries(staging)) | {"metadata.json"}))
         with open(metadata_path, "w") as file:

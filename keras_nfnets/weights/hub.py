@@ -6,9 +6,9 @@ import os
 from keras_nfnets import names
 from keras_nfnets.models.arguments import ApplicationArgs, document, signature
 from keras_nfnets.models.builder import build_checked, load_weights_file
-from keras_nfnets.models.timm_configs import TIMM_SIZES, timm_config
+from keras_nfnets.models.timm_configs import timm_config
 from keras_nfnets.weights.convert import CheckpointError, load_timm_weights
-from keras_nfnets.weights.presets import checkpoint_for
+from keras_nfnets.weights.presets import checkpoint_for, image_sizes
 
 
 def keras_cache_dir():
@@ -135,7 +135,7 @@ def from_timm(name, checkpoint=None, pretrained=True, **arguments):
     """
     config = timm_config(name)
     preset = checkpoint_for(name if "." in name else config.name)
-    default_size = preset.test_size if preset is not None else TIMM_SIZES[config.name][1]
+    default_size = image_sizes(name if "." in name else config.name)[1]
     if "weights" in arguments:
         raise TypeError("from_timm takes `checkpoint=` (or `pretrained=False`), not `weights=`.")
     args = ApplicationArgs.bind("from_timm", arguments)

@@ -62,3 +62,19 @@ def checkpoint_for(name) -> Optional[Checkpoint]:
         if checkpoint.architecture == name:
             return checkpoint
     return None
+
+
+def image_sizes(name):
+    """``(train size, test size)`` of a builder (its variant's row) or a timm name or tag (its
+    checkpoint's, else the sizes of the variant it was derived from): the one place a model's
+    default image sizes are read (the builders, ``from_timm``, ``nfnets models``)."""
+    from keras_nfnets.models.timm_configs import TIMM_SIZES
+    from keras_nfnets.models.variants import VARIANT_TABLE
+
+    if name in VARIANT_TABLE:
+        row = variant(name)
+        return row.train_size, row.test_size
+    checkpoint = checkpoint_for(name)
+    if checkpoint is not None:
+        return checkpoint.train_size, checkpoint.test_size
+    return tuple(TIMM_SIZES[name.split(".")[0]])
