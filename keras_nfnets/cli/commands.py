@@ -1,7 +1,6 @@
 """The ``nfnets`` sub-commands: each parses nothing and calls the library (``*_command(args)``
 is the parser's handler of one sub-command)."""
 
-import argparse
 import sys
 
 
@@ -204,55 +203,6 @@ def spp_figure(number, output, depth=None, image_size=None, batch_size=None, out
             file=out,
         )
     print(f"wrote {output}", file=out)
-
-
-def _number_or_off(text):
-    """argparse type: ``0``/``off``/``none`` → ``None`` (off), ``paper`` → keep the recipe's, else a
-    positive number."""
-    if text == "paper":
-        return "paper"
-    if text.lower() in ("0", "off", "none"):
-        return None
-    try:
-        return _positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}") from None
-
-
-def _randaugment(text):
-    """argparse type: ``paper``, ``off`` or ``LAYERS,MAGNITUDE`` (layers >= 1, magnitude >= 0)."""
-    if text in ("paper", "off"):
-        return None if text == "off" else text
-    try:
-        layers, magnitude = text.split(",")
-        layers, magnitude = int(layers), float(magnitude)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LAYERS,MAGNITUDE (e.g. 4,5), 'paper' or 'off', got {text!r}") \
-            from None
-    if layers < 1 or not magnitude >= 0:
-        raise argparse.ArgumentTypeError(f"needs LAYERS >= 1 and MAGNITUDE >= 0, got {text!r}")
-    return layers, magnitude
-
-
-def _positive_int(text):
-    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def models_command(args):
