@@ -96,10 +96,22 @@ class WholeStepUpdate:
     """Optimizer mixin: Keras calls ``self.update_all(grads, variables, learning_rate)`` with all of
     a step's gradients at once, and runs its own per-variable ``update_step`` loop when that returns
     False (overrides ``BaseOptimizer._backend_update_step``, the one private method that sees a
-    whole step: a multi-tensor update needs it)."""
+    whole step: a multi-tensor update needs it); with gradient accumulation, each micro-batch goes
+    to ``self.apply_accumulated(grads, variables)`` first (overrides
+    ``BaseOptimizer._backend_apply_gradients``, where Keras accumulates)."""
 
     def update_all(self, grads, variables, learning_rate):
         return False
+
+    def apply_accumulated(self, grads, variables):
+        """One micro-batch of gradient accumulation done by the optimizer itself; False where
+        Keras' own ``BaseOptimizer._backend_apply_gradients`` runs instead."""
+        return False
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        # (Keras' private per-call apply, which holds its gradient accumulation)
+        if not (self.gradient_accumulation_steps and self.apply_accumulated(grads, trainable_variables)):
+            super()._backend_apply_gradients(grads, trainable_variables)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self.update_all(grads, trainable_variables, learning_rate):
@@ -181,3 +193,30 @@ def keras_random_draws_replaced(backend_name, replacements):
     finally:
         for name in KERAS_RANDOM_DRAWS:
             setattr(module, name, originals[name])
+
+
+def graph_nodes(model):
+    """The operation nodes of a functional ``model`` in the order Keras runs them (deepest first:
+    ``Function._nodes_by_depth``), input nodes left out."""
+    return [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]
+            if node.operation and not node.is_input]
+
+
+def run_graph_node(model, node, tensors, operation_fn):
+    """Run one node of ``model``'s graph as ``Function._run_through_graph`` does (its arguments
+    from ``tensors``, a dict by symbolic tensor id, which receives its outputs)."""
+    from keras.src import tree
+
+    args, kwargs = node.arguments.fill_in(tensors)
+    operation = model._get_operation_for_node(node) if hasattr(model, "_get_operation_for_node") else node.operation
+    outputs = operation_fn(operation)(*args, **kwargs)
+    for symbolic, value in zip(node.outputs, tree.flatten(outputs)):
+        tensors[id(symbolic)] = value
+
+
+def graph_outputs(model, tensors):
+    """``model``'s outputs from ``tensors`` (by symbolic tensor id), packed as its outputs are
+    (``Function._outputs_struct``)."""
+    from keras.src import tree
+
+    return tree.pack_sequence_as(model._outputs_struct, [tensors[id(x)] for x in model.outputs])

@@ -79,6 +79,10 @@ class SGDAGC(_compat.WholeStepUpdate, keras.optimizers.SGD):
         **kwargs,
     ):
         kwargs.pop("weight_decay", None)
+        steps = kwargs.get("gradient_accumulation_steps")
+        if (steps and isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+                and not isinstance(learning_rate, PerOptimizerStep)):
+            learning_rate = PerOptimizerStep(learning_rate, steps)  # Keras would advance it per micro-batch
         super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, name=name, **kwargs)
         if clip_factor is not None and clip_factor < 0:
             raise ValueError(f"`clip_factor` must be >= 0 or None; received {clip_factor!r}.")
@@ -125,6 +129,11 @@ class SGDAGC(_compat.WholeStepUpdate, keras.optimizers.SGD):
              values, buffers, learning_rate, self.momentum, self.nesterov)
         return True
 
+    def apply_accumulated(self, grads, variables):
+        """A micro-batch of gradient accumulation where Keras' own cannot run it (TensorFlow
+        replicas: :func:`keras_nfnets.backend.tf_backend.accumulate_on_replicas`)."""
+        return backend.current().accumulate_on_replicas(self, grads, variables)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -135,6 +144,31 @@ class SGDAGC(_compat.WholeStepUpdate, keras.optimizers.SGD):
             decay_exclude=list(self.decay_exclude),
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_nfnets")
+class PerOptimizerStep(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` evaluated at the optimizer step, ``micro_step // accumulation_steps``.
+
+    Keras' gradient accumulation counts every micro-batch in ``optimizer._iterations`` and
+    evaluates a schedule there; the large batch that the accumulation stands for takes one
+    step per ``accumulation_steps`` micro-batches, so its warm-up and decay are in those steps.
+    """
+
+    def __init__(self, schedule, accumulation_steps):
+        if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+            raise ValueError(f"`accumulation_steps` must be a positive integer; received {accumulation_steps!r}.")
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        self.schedule = schedule
+        self.accumulation_steps = accumulation_steps
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(step, self.accumulation_steps))
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule),
+                "accumulation_steps": self.accumulation_steps}
 
 
 def warmup_cosine_decay(peak_learning_rate, total_steps, warmup_steps, final_learning_rate=0.0):

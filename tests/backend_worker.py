@@ -10,7 +10,9 @@ recipe and CutMix/MixUp/RandAugment batches),
 propagation statistics), ``conv`` (``conv2d`` and its gradients on every path), ``fold``
 (``fold_weight_standardization``, the folded model saved as ``.keras``), ``preset`` (a keras-hub
 preset through keras-hub's ``from_preset``: logits and the converter's images), ``data_parallel`` (JAX:
-``train`` under each named strategy, last), ``initialization`` (JAX: the builder's size-class
+``train`` under each named strategy, last), ``accumulation`` (gradient accumulation
+against the large batch, remat against the plain step: accumulation_check.py),
+``initialization`` (JAX: the builder's size-class
 random draws against Keras' own, initialiser by initialiser and for a whole model). One process
 runs every check a task names.
 """
@@ -89,6 +91,13 @@ if "agc_step" in task:
     model.train_on_batch(x, labels)
     np.savez(os.path.join(task["dir"], f"agc_step_{task['backend']}.npz"),
              **{w.path: keras.ops.convert_to_numpy(w.value) for w in model.weights})
+
+_mark("accumulation")
+if "accumulation" in task:  # gradient accumulation against the large batch, and remat against the plain step
+    import accumulation_check  # this script's folder, tests/, is on sys.path
+
+    results["accumulation"] = accumulation_check.accumulation_results(with_unclipped=False)
+    results["remat"] = accumulation_check.remat_results()
 
 _mark("initialization")
 if "initialization" in task:  # after the checks that TensorFlow is not imported: set_random_seed imports it

@@ -2,6 +2,9 @@
 AGC under MirroredStrategy on two logical CPUs equals one device with the same global batch,
 and differs from clipping each replica's gradient separately. Prints JSON.
 
+``accumulation``: gradient accumulation on the two replicas equals one device's large batch
+(accumulation_check.py). ``train``: a complete ``train`` run under ``--strategy mirrored``.
+
 ``multi_worker``: the same comparison across the workers of a ``MultiWorkerMirroredStrategy``
 cluster (run under ``nfnets launch --workers 2``; each worker is one replica)."""
 
@@ -19,6 +22,15 @@ else:
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+if sys.argv[1:] == ["accumulation"]:  # gradient accumulation under MirroredStrategy against one device's large batch
+    sys.path.insert(0, __import__("os").path.dirname(__file__))
+    import accumulation_check  # noqa: E402
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print(json.dumps(dict(accumulation_check.accumulation_results(strategy, with_unclipped=False),
+                          replicas=strategy.num_replicas_in_sync)))
+    sys.exit(0)
 
 if sys.argv[1:] == ["train"]:  # (one MirroredStrategy per process: their collectives would clash)
     # A complete `train` run under --strategy mirrored on the two logical CPUs.

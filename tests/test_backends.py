@@ -174,7 +174,8 @@ def on_backend(made_under_tensorflow, spp_under_tensorflow, conv_cases, timm_ref
                     "spp": {"depth": SPP_DEPTH, "weights": spp_under_tensorflow[0], "x": str(folder / "spp_x.npy")},
                     "agc_step": {"model": "NFResNet26", "weights": weights["NFResNet26"]},
                     "train": str(place / "run"), "conv": str(conv_cases[0]), "timm": timm,
-                    "preset": {"dir": str(folder / "preset"), "raw_images": str(folder / "preset_raw.npy")}}
+                    "preset": {"dir": str(folder / "preset"), "raw_images": str(folder / "preset_raw.npy")},
+                    "accumulation": True}
             if backend == "jax":
                 task["initialization"] = True
                 task["data_parallel"] = {"one_device": str(place / "one_device"), "auto": str(place / "two_devices")}
@@ -303,6 +304,22 @@ def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_b
     assert len(fit["loss"]) == 1 and np.isfinite(fit["loss"][0])
     np.testing.assert_allclose(fit["label_sums"], 1.0, atol=1e-5)  # mixed labels still sum to one
     assert np.mean(np.array(fit["labels_per_row"]) == 2) > 0.5  # most rows mix two classes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", EACH_BACKEND)
+def test_accumulated_steps_equal_the_large_batch_and_remat_the_plain_step(backend, on_backend):
+    """On JAX and PyTorch (TensorFlow: test_accumulation.py): N micro-batches with Keras'
+    accumulation equal the batch N times larger after K optimizer steps (weights and EMA, AGC
+    clipping the mean), AGC on each micro-batch does not; remat leaves the step's update unchanged
+    with stochastic depth drawing masks (other masks change it)."""
+    _, result = on_backend(backend)
+    accumulation, remat = result["accumulation"], result["remat"]
+    print(backend, accumulation, remat)
+    assert accumulation["accumulated"] < 1e-5 and accumulation["accumulated_ema"] < 1e-5
+    assert accumulation["clipped_per_micro_batch"] > 1e-2
+    assert accumulation["optimizer_steps"] == [3, 3] and accumulation["ema_steps"] == [3, 3]
+    assert remat["blocks_under_remat"] >= 2 and remat["remat"] < 1e-6 and remat["other_masks"] > 1e-2
 
 
 @pytest.mark.slow

@@ -14,6 +14,10 @@ process's peak GPU memory is its own):
    optimizer (SGD + Nesterov + AGC λ=0.01 + weight decay), ``mixed_bfloat16``, on the JAX backend
    (the whole step XLA-compiled) and on the PyTorch backend; first step (compile) time and peak
    GPU memory.
+5. ``memory``: NFNet-F0 to F3 at their train sizes, ``mixed_bfloat16``, SGD + AGC, with and without
+   remat (ours: ``model.remat``; timm: ``set_grad_checkpointing``): the peak GPU memory of a
+   training step at batch 32 (JAX's ``memory_stats``, ``torch.cuda.max_memory_allocated``) and the
+   largest batch that fits, doubling from 32 until the device runs out (within the part's time).
 4. ``timm``: timm's ``dm_nfnet_f0`` and ``nf_regnet_b0`` on the same GPU, same batch, same
    optimizer (``timm.utils.adaptive_clip_grad`` without the head, as timm's train.py), under AMP
    bf16, + channels_last, + ``torch.compile``, each where it works; the best is the peer.
@@ -44,6 +48,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = ("NFResNet26", "NFRegNetB0", "NFNetF0")
 TRAINED = {"NFNetF0": "dm_nfnet_f0", "NFRegNetB0": "nf_regnet_b0"}  # ours -> timm's peer
+MEMORY_MODELS = {"NFNetF0": "dm_nfnet_f0", "NFNetF1": "dm_nfnet_f1", "NFNetF2": "dm_nfnet_f2",
+                 "NFNetF3": "dm_nfnet_f3"}  # the memory table's models, ours -> timm's
 WHEELS = ("keras==3.15.1", "namex", "optree")  # what the GPU image lacks of keras' requirements
 PAPER_F0_MS_PER_32 = 56.7  # NFNet paper, Table 3: F0 training step, 32 images on a V100
 
@@ -60,16 +66,19 @@ def run_plan(smoke):
     parts run the same code with another name (CI's time), and the GPU run does both."""
     plan = [("logits", "jax", None), ("train", "jax", "NFNetF0"), ("timm", "torch", "dm_nfnet_f0"),
             ("train", "torch", "NFNetF0"), ("logits", "torch", None), ("train", "jax", "NFRegNetB0"),
-            ("timm", "torch", "nf_regnet_b0"), ("train", "torch", "NFRegNetB0")]
-    return [step for step in plan if not smoke or step[2] in (None, "NFNetF0", "dm_nfnet_f0")]
+            ("timm", "torch", "nf_regnet_b0"), ("train", "torch", "NFRegNetB0"), ("memory", "jax", "keras"),
+            ("memory", "torch", "timm")]
+    return [step for step in plan if not smoke or step[2] in (None, "NFNetF0", "dm_nfnet_f0", "keras", "timm")]
 
 
 def sizes(smoke):
     """A smoke run's models keep every layer type of their variant with one block per stage
     (``depths``; a smoke run on 2 CPU cores: 81 -> 62 s, 106 -> 82 CPU-s)."""
     if smoke:
-        return dict(logit_size=32, logit_batch=2, train_size=32, batch=2, warmup=1, steps=1, depths=(1, 1, 1, 1))
-    return dict(logit_size=64, logit_batch=2, train_size=192, batch=128, warmup=2, steps=10, depths=None)
+        return dict(logit_size=32, logit_batch=2, train_size=32, batch=2, warmup=1, steps=1, depths=(1, 1, 1, 1),
+                    memory_batch=2, memory_largest=2, memory_models=("NFNetF0",))
+    return dict(logit_size=64, logit_batch=2, train_size=192, batch=128, warmup=2, steps=10, depths=None,
+                memory_batch=32, memory_largest=1024, memory_models=tuple(MEMORY_MODELS))
 
 
 def _build(name, size, **kwargs):
@@ -133,6 +142,8 @@ def _child_main(args):
     result = {"part": args.child, "backend": args.backend, "device": args.device, "model": args.model}
     if args.child == "timm":
         result.update(_timm_part(args, size))
+    elif args.child == "memory":
+        result.update(_memory_part(args, size))
     else:
         import keras
 
@@ -373,6 +384,98 @@ def _timm_config(timm, torch, F, dispatch_clip_grad, model_parameters, name, x, 
 
 # --------------------------------------------------------------------------------------------
 # The parent: runs the parts, writes the JSON and the table.
+def _memory_part(args, size):
+    """Peak memory of a bf16 training step at ``memory_batch``, and the largest batch that fits
+    (doubling), with and without remat, for ours (``args.model == "keras"``) or timm's."""
+    import numpy as np
+
+    from keras_nfnets.training.memory import is_out_of_memory
+    from keras_nfnets.weights.presets import image_sizes
+
+    deadline = time.perf_counter() + 240
+    rows = []
+    for name in size["memory_models"]:
+        image = size["train_size"] if args.smoke else image_sizes(name)[0]
+        for remat in (False, True):
+            row = {"model": name, "image_size": image, "remat": remat, "peak_gb": None, "largest_batch": None}
+            step_for = _memory_step_timm(args, name, image, remat) if args.model == "timm" else \
+                _memory_step_keras(args, name, image, remat, size)
+            batch = size["memory_batch"]
+            while batch <= size["memory_largest"] and time.perf_counter() < deadline:
+                try:
+                    peak = step_for(batch)
+                except Exception as error:  # noqa: BLE001 - running out is the answer sought
+                    if not is_out_of_memory(error):
+                        row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+                    break
+                if batch == size["memory_batch"]:
+                    row["peak_gb"] = peak
+                row["largest_batch"] = batch
+                batch *= 2
+            rows.append(row)
+    del np
+    return {"implementation": args.model, "batch": size["memory_batch"], "rows": rows}
+
+
+def _memory_step_keras(args, name, image, remat, size):
+    import keras
+    import numpy as np
+
+    from keras_nfnets.training import SGDAGC
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = _build(name, size, input_shape=(image, image, 3), classes=1000, classifier_activation=None)
+    model.remat = remat
+    model.compile(optimizer=SGDAGC(0.1, momentum=0.9, weight_decay=2e-5, clip_factor=0.01),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+
+    def step(batch):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, image, image, 3)).astype("float32")
+        y = np.eye(1000, dtype="float32")[rng.integers(0, 1000, batch)]
+        if args.backend == "torch" and args.device == "gpu":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        float(model.train_on_batch(x, y))
+        return _peak_memory_gb(args)
+
+    return step
+
+
+def _memory_step_timm(args, name, image, remat):
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from timm.models import model_parameters
+    from timm.utils import dispatch_clip_grad
+
+    device = "cuda" if args.device == "gpu" else "cpu"
+    model = timm.create_model(MEMORY_MODELS[name], num_classes=1000).to(device).train()
+    model.set_grad_checkpointing(remat)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=2e-5)
+
+    def step(batch):
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        x = torch.randn(batch, 3, image, image, device=device)
+        y = torch.randint(0, 1000, (batch,), device=device)
+        try:
+            with torch.autocast(device, dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
+            optimizer.step()
+            loss.item()
+        finally:
+            del x, y
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+
+    return step
+
+
 def _versions():
     """Installed versions, read without importing anything (keras would import TensorFlow)."""
     from importlib import metadata
@@ -430,6 +533,17 @@ def markdown(report):
                 else:
                     lines.append(f"| {part['timm_model']} | timm {row['config']} | "
                                  f"{row.get('skipped') or row.get('error')} | | | |")
+    if report.get("memory"):
+        lines += ["", "| memory, bf16 training step | implementation | remat | peak GB at batch "
+                  f"{report['memory'][0].get('batch', '')} | largest batch (doubling) |", "|---|---|---|---|---|"]
+        for part in report["memory"]:
+            if "error" in part and "rows" not in part:
+                lines.append(f"| | {part.get('model')}: failed | | | |")
+                continue
+            for row in part["rows"]:
+                lines.append(f"| {row['model']} {row['image_size']} px | {part['implementation']} | "
+                             f"{'on' if row['remat'] else 'off'} | {row['peak_gb']} | "
+                             f"{row.get('error') or row['largest_batch']} |")
     lines += ["", *(f"- {line}" for line in report["summary"])]
     return "\n".join(lines) + "\n"
 
@@ -462,11 +576,11 @@ def summarise(report):
 def _merge(paths, out):
     """One report from several runs on the same machine: each part's latest successful result."""
     reports = [json.load(open(path)) for path in paths]
-    merged = dict(reports[0], logits=[], train=[], timm=[])
-    for section in ("logits", "train", "timm"):
+    merged = dict(reports[0], logits=[], train=[], timm=[], memory=[])
+    for section in ("logits", "train", "timm", "memory"):
         latest = {}
         for report in reports:
-            for part in report[section]:
+            for part in report.get(section, []):
                 key = (part["backend"], part.get("model"))
                 if "error" not in part or key not in latest:
                     latest[key] = part
@@ -520,7 +634,8 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="device_check_")  # weights and logits passed between the parts
     limit = 300  # seconds per process (the GPU run: ~8 minutes in all)
     report = {"date": datetime.date.today().isoformat(), "smoke": args.smoke, "machine": _machine(device),
-              "versions": _versions(), "sizes": sizes(args.smoke), "logits": [], "train": [], "timm": []}
+              "versions": _versions(), "sizes": sizes(args.smoke), "logits": [], "train": [], "timm": [],
+              "memory": []}
     print(f"device check ({'smoke, CPU' if args.smoke else 'GPU'}), work in {work}", flush=True)
     def write():  # after every part: a run stopped at its time limit still leaves what it measured
         report["summary"] = summarise(report)
@@ -551,7 +666,8 @@ def main(argv=None):
         write()
     print(write(), flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    failures = [p for p in [reference] + report["logits"] + report["train"] + report["timm"] if "error" in p]
+    failures = [p for p in [reference] + report["logits"] + report["train"] + report["timm"] + report["memory"]
+                if "error" in p]
     return 1 if failures else 0
 
 

@@ -23,6 +23,8 @@ TABLE = {
     "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",
+    "accumulate_on_replicas": "fn(optimizer, grads, variables) -> bool: one micro-batch of gradient accumulation "
+                              "where Keras' own fails (a tf.distribute replica context); False where Keras' runs",
     "device_type": "'GPU', 'TPU' or 'CPU': where the backend computes by default",
     "compute_description": "a few words on what computes (the device; on a CPU, the kernels and the grouped-conv path)",
     "compute_devices": "(kind, compute capability or None) of each device a strategy computes on (mixed-precision check)",

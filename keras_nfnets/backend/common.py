@@ -32,6 +32,11 @@ def split_groups(conv, inputs, kernel, groups):
         [conv(x, k) for x, k in zip(ops.split(inputs, groups, axis=-1), ops.split(kernel, groups, axis=-1))], axis=-1)
 
 
+def keras_accumulation(optimizer, grads, variables):
+    """Leave gradient accumulation to Keras' ``BaseOptimizer`` (it works on this backend)."""
+    return False
+
+
 def run_as_is(fn, *arrays, **static):
     """``fn(*arrays, **static)``: eager TensorFlow and PyTorch run precompiled kernels op by op."""
     return fn(*arrays, **static)

@@ -22,6 +22,7 @@ import functools
 from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
+    keras_accumulation,
     pad_symmetric,
     portable_kernel_moments,
     same_padding,
@@ -33,6 +34,7 @@ from keras_nfnets.backend.common import (  # noqa: F401
 kernel_moments = portable_kernel_moments
 IM2COL_MAX_AREA = 64  # output positions (8x8) up to which a CPU convolution runs as im2col + matmul
 ema_updater = eager_ema_updater
+accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 start_tensorflow = start_tensorflow_for_data
 sgd_momentum_step = None  # Keras' step is jitted with the rest of the train function
 

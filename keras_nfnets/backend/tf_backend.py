@@ -181,6 +181,54 @@ def scaled_activation(name, fn, gamma, inputs):
 sgd_momentum_step = None  # Keras' own step runs inside the compiled train function
 
 
+def accumulate_on_replicas(optimizer, grads, variables):
+    """One micro-batch of gradient accumulation under a tf.distribute strategy (replica context).
+
+    Keras' accumulation puts the update, and with it the all-reduce of the gradients, inside
+    ``ops.cond``, which TensorFlow refuses in a replica context (``merge_call`` in control flow).
+    Here the micro-batch gradients are summed over the replicas first (every micro-batch: the
+    all-reduce cannot be conditional), then each variable's update runs on each device: add to its
+    accumulator, and on every N-th micro-batch take the optimizer's step on the mean
+    (``update_step``: AGC, weight decay, momentum) and reset the accumulator. Returns False
+    outside a replica context (Keras' own path works there)."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or not tf.distribute.has_strategy():
+        return False
+    if optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm or optimizer.use_ema:
+        raise ValueError("Gradient accumulation under a tf.distribute strategy supports no clipnorm, clipvalue, "
+                         "global_clipnorm or use_ema on the optimizer (AGC and EMA callbacks do work).")
+    steps = optimizer.gradient_accumulation_steps
+    variables = list(variables)
+    grads = context.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+    accumulators = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)].value for v in variables]
+    is_update = tf.equal((optimizer._iterations + 1) % steps, 0)
+    learning_rate = optimizer.learning_rate
+
+    def each_variable(distribution, grads, variables, accumulators):
+        def update(variable, grad, accumulator):
+            total = accumulator + grad
+
+            def step():
+                optimizer.update_step(total / steps, variable, learning_rate)
+                accumulator.assign(tf.zeros_like(total))
+                return tf.constant(True)
+
+            def accumulate():
+                accumulator.assign(total)
+                return tf.constant(False)
+
+            return tf.cond(is_update, step, accumulate)
+
+        for grad, variable, accumulator in zip(grads, variables, accumulators):
+            distribution.extended.update(variable, update, args=(grad, accumulator), group=False)
+
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        each_variable, optimizer._distribution_strategy, grads, [v.value for v in variables], accumulators)
+    return True
+
+
 def ema_updater(update, weights):
     """One graph per step instead of eager ops (the variables are fixed once training runs)."""
     import tensorflow as tf

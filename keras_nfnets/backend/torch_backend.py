@@ -10,6 +10,7 @@ from keras_nfnets.layer_options import GELU_TANH_APPROXIMATION
 from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
+    keras_accumulation,
     keras_variable_initialization,
     refuse_tf_distribute,
     run_as_is,
@@ -20,6 +21,7 @@ from keras_nfnets.backend.common import (  # noqa: F401
 )
 
 ema_updater = eager_ema_updater
+accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 compiled_when_eager = run_as_is  # eager PyTorch runs precompiled kernels op by op
 variable_initialization = keras_variable_initialization
 

@@ -253,6 +253,7 @@ def train_command(args, out=None):
         manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
         jit_compile={"true": True, "false": False}.get(args.jit_compile, args.jit_compile),
         verbose=args.progress if args.progress == "auto" else int(args.progress),
+        accumulation_steps=args.accumulation_steps, remat=args.remat,
     )
     print(result.settings["recipe"], file=out)
     if result.stopped:

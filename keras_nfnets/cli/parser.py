@@ -142,7 +142,15 @@ def build_parser():
     tr.add_argument("--data-dir", default=None, help="TFDS data directory")
     tr.add_argument("--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar for imagenet2012")
     tr.add_argument("--epochs", type=_positive_int, default=None, help="default: digits 15, else the paper's")
-    tr.add_argument("--batch-size", type=_positive_int, default=None, help="global batch (default: digits 48, else the paper's)")
+    tr.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="global batch of one forward pass (default: digits 48, else the paper's; divided by "
+                         "--accumulation-steps)")
+    tr.add_argument("--accumulation-steps", type=_positive_int, default=1, metavar="N",
+                    help="average N micro-batches' gradients per optimizer step: the step of a batch N times larger "
+                         "(AGC clips the average; LR, warm-up and EMA per optimizer step). Default 1")
+    tr.add_argument("--remat", action="store_true",
+                    help="recompute each residual block's activations in the backward pass (less memory, ~1/3 more "
+                         "compute, the same gradients)")
     tr.add_argument("--image-size", type=_positive_int, default=None, help="training resolution (default: the model's)")
     tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
     tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
@@ -193,7 +201,7 @@ def build_parser():
 # Python arguments whose command-line form is not ``--name value``.
 _CALL_FLAGS = {"resume=False": "--restart", "weights=None": "--weights none", "model_name": "--model",
                "randaugment=None": "--randaugment off", "jit_compile=True": "--jit-compile true",
-               "jit_compile=False": "--jit-compile false", 'jit_compile="auto"': "--jit-compile auto",
+               "jit_compile=False": "--jit-compile false", "remat=True": "--remat", 'jit_compile="auto"': "--jit-compile auto",
                "overwrite=True": "--overwrite"}
 
 

@@ -85,25 +85,45 @@ class NFModel(keras.Model):
         checkpoint: the :class:`~keras_nfnets.models.checkpoint.Checkpoint` row of its
             pretrained weights, or ``None``.
         pyramid_outputs: ``{"P1": tensor, …}``, the feature maps at strides 2, 4, … 32.
+        remat: when True, a training call recomputes each residual block's activations in the
+            backward pass instead of keeping them (:mod:`keras_nfnets.models.remat`): less memory,
+            the same gradients. Set it before compiling (a compiled step keeps what it traced).
     """
 
-    def __init__(self, *args, architecture=None, checkpoint=None, **kwargs):
+    def __init__(self, *args, architecture=None, checkpoint=None, remat=False, **kwargs):
         super().__init__(*args, **kwargs)
         if architecture is None:  # keras.models.clone_model calls the class with (inputs, outputs, name) only
-            architecture, checkpoint = getattr(_graph_run, "identity", (None, None))
-            _graph_run.identity = (None, None)
+            architecture, checkpoint, remat = getattr(_graph_run, "identity", (None, None, False))
+            _graph_run.identity = (None, None, False)
         if architecture is None:
             raise ValueError("NFModel needs its `architecture` (an NFConfig): build models with keras_nfnets' builders, "
                              "or pass architecture=.")
         self.architecture = NFConfig.from_dict(architecture)
         self.checkpoint = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpoint) else \
             Checkpoint.from_dict(checkpoint)
+        self.remat = bool(remat)
+        self._remat_plan = None
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        _graph_run.training = training is True  # read by _run_through_graph, which Keras calls from here
+        try:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        finally:
+            _graph_run.training = False
 
     def _run_through_graph(self, *args, **kwargs):
         # keras.models.clone_model runs the original's graph, then calls NFModel(inputs, outputs,
         # name=...) without the identity: the clone takes it from the graph it was run through.
         if getattr(self, "architecture", None) is not None:  # (Keras runs the graph once while constructing)
-            _graph_run.identity = (self.architecture, self.checkpoint)
+            _graph_run.identity = (self.architecture, self.checkpoint, self.remat)
+        if getattr(self, "remat", False) and getattr(_graph_run, "training", False) and kwargs.get("call_fn") is None:
+            from keras_nfnets.models import remat
+
+            if self._remat_plan is None:
+                self._remat_plan = remat.segments(self)
+            inputs = args[0] if args else kwargs["inputs"]
+            operation_fn = args[1] if len(args) > 1 else kwargs.get("operation_fn", lambda op: op)
+            return remat.run_with_remat(self, self._remat_plan, keras.tree.flatten(inputs), operation_fn)
         return super()._run_through_graph(*args, **kwargs)
 
     @property
@@ -118,17 +138,19 @@ class NFModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(architecture=self.architecture.to_dict(),
-                      checkpoint=None if self.checkpoint is None else self.checkpoint.to_dict())
+                      checkpoint=None if self.checkpoint is None else self.checkpoint.to_dict(), remat=self.remat)
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         architecture, checkpoint = config.pop("architecture", None), config.pop("checkpoint", None)
+        remat = config.pop("remat", False)
         model = keras.Model.from_config(config, custom_objects=custom_objects)  # the graph, as a Functional
         inputs, outputs = model.inputs, model.outputs
         return cls(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
-                   name=model.name, trainable=model.trainable, architecture=architecture, checkpoint=checkpoint)
+                   name=model.name, trainable=model.trainable, architecture=architecture, checkpoint=checkpoint,
+                   remat=remat)
 
     def save_weights(self, filepath, *args, **kwargs):
         """Keras' ``save_weights``; a ``.weights.h5`` file also records the architecture (and

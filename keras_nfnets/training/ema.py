@@ -28,6 +28,10 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         decay: the asymptotic decay (paper: 0.99999 for ImageNet-length runs).
         swap_on_end: assign the averaged weights to the model when training ends.
 
+    With gradient accumulation (the optimizer's ``gradient_accumulation_steps = N``) the average
+    moves once per optimizer step, after every N-th batch, with ``t`` counting optimizer steps:
+    as for the batch N times larger that the accumulation stands for.
+
     A resumed run continues the same average: :class:`EpochBackup` saves ``backup_state()`` with
     every epoch and hands it back through ``restore_state`` when training restarts.
     """
@@ -43,6 +47,8 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         self._backup = None
         self._update = None
         self._restored = None
+        self._batches = 0  # batches since training began, to find the optimizer steps among them
+        self._every = 1
 
     @property
     def weights(self):
@@ -60,6 +66,8 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
         self._restored = dict(state) or None
 
     def on_train_begin(self, logs=None):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # mixed_float16
+        self._every, self._batches = getattr(optimizer, "gradient_accumulation_steps", None) or 1, 0
         if self.averages is None:
             self.averages = [keras.Variable(_copy(w), trainable=False, name=f"ema_{i}")
                              for i, w in enumerate(self.weights)]
@@ -73,6 +81,10 @@ class ExponentialMovingAverage(keras.callbacks.Callback):
             self.step, self._restored = int(self._restored["step"]), None
 
     def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches % self._every:  # a micro-batch whose gradient is only accumulated
+            return
+
         def update(d, weights):
             for average, weight in zip(self.averages, weights):
                 average.assign(d * average + (1.0 - d) * ops.cast(weight.value, average.dtype))

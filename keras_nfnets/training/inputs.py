@@ -7,12 +7,18 @@ from keras_nfnets.data import transforms
 from keras_nfnets.training.options import DATASET_DEFAULTS
 from keras_nfnets.training.settings import RunSettings
 
-def steps_per_epoch(source, batch_size, cap, replicas):
+def steps_per_epoch(source, batch_size, cap, replicas, accumulation_steps=1):
+    """Optimizer steps per epoch: full effective batches (``accumulation_steps`` micro-batches of
+    ``batch_size``) of the source, at most ``cap``."""
     if batch_size % replicas:
         raise ValueError(f"batch_size {batch_size} must be divisible by the {replicas} replicas of the strategy.")
-    steps = min(source.num_examples // batch_size, cap or source.num_examples)
+    steps = min(source.num_examples // (batch_size * accumulation_steps), cap or source.num_examples)
     if steps < 1:
         fits = max(replicas, 2 ** int(math.log2(max(1, source.num_examples // 2))) // replicas * replicas)
+        if accumulation_steps > 1:
+            raise ValueError(f"The effective batch, `batch_size` {batch_size} × `accumulation_steps` "
+                             f"{accumulation_steps}, exceeds the {source.num_examples} training images of this "
+                             "dataset: pass fewer accumulation steps or a smaller batch.")
         raise ValueError(f"`batch_size` {batch_size} exceeds the {source.num_examples} training images of this "
                          f"dataset: pass a smaller one, e.g. `batch_size={fits}` (any number up to "
                          f"{source.num_examples} that the {replicas} replica(s) divide).")

@@ -12,7 +12,7 @@
   layers and magnitude 5/10/10/15/15/15/15/15 for F0–F7.
 - The BatchNorm ResNetV2 baseline (§5.1): as NF-ResNets.
 
-Scaling rules: the learning rate scales linearly with batch size (``base_lr × batch /
+Scaling rules: the learning rate scales linearly with the (effective) batch size (``base_lr × batch /
 base_batch``); warmup keeps the paper's fraction of the run (5/90 or 5/360 of the epochs); the
 EMA horizon ``1 / (1 − decay)`` keeps the paper's fraction of the run's steps (capped at 0.99999).
 """
@@ -114,7 +114,13 @@ class Recipe:
     warmup_steps: int
     total_steps: int
     ema_decay: Optional[float]
-    batch_size: Optional[int] = None  # the global batch the learning rate is for
+    batch_size: Optional[int] = None  # the global (effective) batch the learning rate is for
+    accumulation_steps: int = 1  # micro-batches per optimizer step (batch_size / accumulation_steps each)
+    advice: Optional[str] = None  # the AGC advice for batches above the paper's 4096
+
+    @property
+    def micro_batch_size(self):
+        return None if self.batch_size is None else self.batch_size // self.accumulation_steps
 
     @property
     def augmentation(self):
@@ -127,12 +133,18 @@ class Recipe:
             per_base = self.learning_rate * h.base_batch_size / self.batch_size
             if abs(per_base - h.base_learning_rate) > 1e-6 * h.base_learning_rate:
                 rate = f"{per_base:.4g} per {h.base_batch_size}; the paper's: {h.base_learning_rate:g}"
-        return (f"{h.family} recipe ({h.source}): SGD Nesterov {h.momentum}, peak LR {self.learning_rate:.4g} "
+        batch = ""
+        if self.batch_size:
+            batch = f"batch {self.batch_size}" + (f" (accumulated: {self.accumulation_steps} micro-batches of "
+                                                  f"{self.micro_batch_size})" if self.accumulation_steps > 1 else "")
+            batch += ", "
+        return (f"{h.family} recipe ({h.source}): {batch}SGD Nesterov {h.momentum}, peak LR {self.learning_rate:.4g} "
                 f"({rate}), warmup {self.warmup_steps} of "
                 f"{self.total_steps} steps then cosine, weight decay {h.weight_decay:g}, "
                 f"AGC {'λ=' + format(h.clip_factor, 'g') if h.clip_factor else 'off'}, "
                 f"label smoothing {h.label_smoothing:g}, EMA {self.ema_decay if self.ema_decay else 'off'}, "
-                f"CutMix {h.cutmix_alpha:g} / MixUp {h.mixup_alpha:g}, RandAugment {h.randaugment or 'off'}")
+                f"CutMix {h.cutmix_alpha:g} / MixUp {h.mixup_alpha:g}, RandAugment {h.randaugment or 'off'}"
+                + (f". {self.advice}" if self.advice else ""))
 
 
 _DEFAULT = object()
@@ -140,12 +152,14 @@ _DEFAULT = object()
 
 def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *, learning_rate=None,
            clip_factor=_DEFAULT, weight_decay=None, label_smoothing=None, ema=_DEFAULT, warmup_epochs=None,
-           augmentation=_DEFAULT, from_logits=True):
+           augmentation=_DEFAULT, from_logits=True, accumulation_steps=1):
     """The paper's optimizer, loss, metrics, callbacks and augmentation for ``model_name``.
 
     Args:
         model_name: builder name or family (see :func:`paper_hyperparameters`).
-        batch_size: the global batch size; epochs, steps_per_epoch: the run's length.
+        batch_size: the global batch size of one optimizer step: with ``accumulation_steps`` N, the
+            effective batch N·b of N micro-batches of b. The learning rate, warm-up, EMA horizon and
+            AGC advice read it. epochs, steps_per_epoch: the run's length in optimizer steps.
         num_classes: for metrics (top-5 accuracy is added when there are more than 5 classes).
         learning_rate: peak LR (default: the paper's, scaled linearly with ``batch_size``).
         clip_factor: AGC's λ (default: the paper's; ``None``/0 turns AGC off).
@@ -153,14 +167,22 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
         ema: EMA decay (default: scaled from the paper's; ``None`` turns EMA off).
         augmentation: an :class:`~keras_nfnets.data.Augmentation` (default: the paper's).
         from_logits: the model ends without softmax (``classifier_activation=None``).
+        accumulation_steps: average the gradients of this many micro-batches into each optimizer
+            step (Keras' ``gradient_accumulation_steps``); AGC clips the average.
     """
-    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
-        if not isinstance(value, int) or value < 1:
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
+                        ("accumulation_steps", accumulation_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    if batch_size % accumulation_steps:
+        raise ValueError(f"`batch_size` {batch_size} (the effective batch) must be a multiple of "
+                         f"`accumulation_steps` {accumulation_steps}.")
     h = paper_hyperparameters(model_name)
+    advice = None
     if clip_factor is _DEFAULT and h.clip_factor and batch_size > 4096:
-        warnings.warn(f"The paper validates AGC λ=0.01 up to batch 4096; at batch {batch_size} a smaller λ may be "
-                      "needed (§4.1: larger batches need stronger clipping).", stacklevel=2)
+        advice = (f"The paper validates AGC λ=0.01 up to batch 4096; at the effective batch {batch_size} a smaller "
+                  "λ may be needed (§4.1: larger batches need stronger clipping)")
+        warnings.warn(advice + ".", stacklevel=2)
     h = h.replace(
         clip_factor=h.clip_factor if clip_factor is _DEFAULT else (clip_factor or None),
         weight_decay=h.weight_decay if weight_decay is None else float(weight_decay),
@@ -176,7 +198,8 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
     warmup_steps = min(int(round(warmup * steps_per_epoch)), total_steps - 1)
     schedule = warmup_cosine_decay(peak, total_steps, warmup_steps)
     optimizer = SGDAGC(learning_rate=schedule, momentum=h.momentum, nesterov=True, weight_decay=h.weight_decay,
-                       clip_factor=h.clip_factor or 0.0)
+                       clip_factor=h.clip_factor or 0.0,
+                       gradient_accumulation_steps=accumulation_steps if accumulation_steps > 1 else None)
     loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=h.label_smoothing)
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
@@ -193,5 +216,6 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
     if ema_decay:
         callbacks.append(ExponentialMovingAverage(ema_decay))
     return Recipe(optimizer, loss, metrics, callbacks, h, peak, warmup_steps, total_steps,
-                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6), batch_size)
+                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6), batch_size,
+                  accumulation_steps, advice)
 

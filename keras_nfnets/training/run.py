@@ -13,6 +13,7 @@ from keras_nfnets.training import inputs
 from keras_nfnets.training.callbacks import backup_progress, history_callback, throughput_callback
 from keras_nfnets.training.distribute import is_multi_worker
 from keras_nfnets.training.options import AUGMENT_CHOICES, DATASET_DEFAULTS, DEFAULT_DATASET, DEFAULT_MODEL  # noqa: F401
+from keras_nfnets.training.settings import check_arguments
 from keras_nfnets.training.run_dir import INTERRUPTED, LOGS, MODEL_FILE, RunDir, load_run  # noqa: F401
 
 
@@ -30,27 +31,7 @@ class TrainResult:
     stopped: Optional[str] = None
 
 
-def _check_arguments(model_name, augment, counts, learning_rate=None, randaugment="paper", jit_compile="auto"):
-    from keras_nfnets.applications import BUILDERS
-    from keras_nfnets.data.transforms import Augmentation
-
-    if model_name not in BUILDERS:
-        raise ValueError(f"Unknown model {model_name!r}; choose one of {', '.join(BUILDERS)}.")
-    if augment not in AUGMENT_CHOICES:
-        raise ValueError(f"`augment` must be one of {AUGMENT_CHOICES}; received {augment!r}.")
-    if not (jit_compile is True or jit_compile is False or jit_compile == "auto"):  # not 1/0: `is`
-        raise ValueError(f"`jit_compile` must be \"auto\", True or False; received {jit_compile!r}.")
-    if randaugment not in ("paper", None):
-        Augmentation(randaugment=randaugment)  # (num_layers >= 1, magnitude >= 0), else a ValueError
-    for name, value in counts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"`{name}` must be a positive integer (or None for the default); received {value!r}.")
-    if learning_rate is not None and not float(learning_rate) > 0:
-        raise ValueError(f"`learning_rate` must be a positive number (or None for the recipe's); received "
-                         f"{learning_rate!r}.")
-
-
-def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None):
+def build_classifier(model_name, num_classes, image_size, weights=None, drop_rate=None, stochastic_depth_rate=None):
     """``model_name`` with ``num_classes`` logits. With ``weights`` (``"imagenet"`` or a file) the
     pretrained backbone gets a new, zero-initialised head (:func:`add_classifier_head`) unless the
     classes already fit its ImageNet head."""
@@ -61,10 +42,12 @@ def build_classifier(model_name, num_classes, image_size, weights=None, drop_rat
     builder = BUILDERS[model_name]
     shape = (image_size, image_size, 3)
     if weights in (None, "none"):
-        return builder(input_shape=shape, classes=num_classes, classifier_activation=None, drop_rate=drop_rate)
+        return builder(input_shape=shape, classes=num_classes, classifier_activation=None, drop_rate=drop_rate,
+                       stochastic_depth_rate=stochastic_depth_rate)
     if weights == "imagenet" and num_classes == 1000:
-        return builder(weights="imagenet", input_shape=shape, classifier_activation=None)
-    backbone = builder(weights=weights, include_top=False, input_shape=shape)
+        return builder(weights="imagenet", input_shape=shape, classifier_activation=None, drop_rate=drop_rate,
+                       stochastic_depth_rate=stochastic_depth_rate)
+    backbone = builder(weights=weights, include_top=False, input_shape=shape, stochastic_depth_rate=stochastic_depth_rate)
     rate = builder.config.drop_rate if drop_rate is None else drop_rate
     logits = add_classifier_head(backbone.output, num_classes, drop_rate=rate, init_std=0.0)
     return NFModel(backbone.input, logits, name=backbone.name, architecture=backbone.architecture.replace(drop_rate=rate),
@@ -84,7 +67,7 @@ def _augmentation(augment, dataset, paper, randaugment="paper"):
 
 
 def _make_plan(model_name, settings, distribution, weights, overrides):
-    """The paper's recipe scaled to the run (its optimizer's variables made under ``distribution``);
+    """The paper's recipe scaled to the run's effective batch (its optimizer's variables made under ``distribution``);
     no model is built, so a resume check can refuse or return first."""
     from keras_nfnets.training.recipes import paper_hyperparameters, recipe
 
@@ -92,22 +75,25 @@ def _make_plan(model_name, settings, distribution, weights, overrides):
     overrides = dict(overrides)
     learning_rate = overrides.pop("learning_rate")
     if learning_rate is None and weights not in (None, "none"):  # fine-tuning: a tenth of the recipe's LR
-        learning_rate = paper.base_learning_rate * settings.batch_size / paper.base_batch_size / 10.0
+        learning_rate = paper.base_learning_rate * settings.effective_batch_size / paper.base_batch_size / 10.0
     per_256 = DATASET_DEFAULTS.get(settings.dataset, {}).get("learning_rate_per_256")
     if learning_rate is None and per_256:  # the dataset's own rate, scaled to the batch as the paper's
-        learning_rate = per_256 * settings.batch_size / 256
+        learning_rate = per_256 * settings.effective_batch_size / 256
     with distribution.scope():
-        return recipe(model_name, settings.batch_size, settings.epochs, settings.steps_per_epoch, settings.classes,
-                      learning_rate=learning_rate, **overrides,
+        return recipe(model_name, settings.effective_batch_size, settings.epochs, settings.steps_per_epoch,
+                      settings.classes, learning_rate=learning_rate, accumulation_steps=settings.accumulation_steps,
+                      **overrides,
                       augmentation=_augmentation(settings.augment, settings.dataset, paper, settings.randaugment))
 
 
-def _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan, jit_compile="auto"):
+def _build_and_compile(model_name, settings, distribution, weights, rates, plan, jit_compile="auto"):
+    # (``settings.remat``: each residual block recomputed in the backward pass, set before compiling)
     """The classifier, compiled with ``plan`` under ``distribution``; ``jit_compile`` as the
     backend resolved it (``True`` on a model with a layer XLA cannot compile is refused here,
     where Keras would warn and run uncompiled)."""
     with distribution.scope():
-        model = build_classifier(model_name, settings.classes, settings.image_size, weights, drop_rate)
+        model = build_classifier(model_name, settings.classes, settings.image_size, weights, *rates)
+        model.remat = settings.remat
         if jit_compile is True:
             uncompilable = [layer.name for layer in _compat.all_sublayers(model) if not layer.supports_jit]
             if uncompilable:
@@ -144,7 +130,8 @@ def _callbacks(plan, run_dir, throughput, extra, tensorboard, role):
 
 def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_epoch, role):
     """``model.fit`` from ``start_epoch``; SIGTERM (preemption) stops like Ctrl-C, which saves the
-    current weights (on the chief)."""
+    current weights (on the chief). Running out of memory is a :class:`TrainingOutOfMemoryError`
+    that says what to change; the backups of completed epochs stay as they are."""
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt
 
@@ -155,7 +142,7 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_
     if verbose == "auto":  # Keras' bar redraws with control characters: a line per epoch into files and pipes
         verbose = 1 if sys.stdout.isatty() else 2
     try:
-        model.fit(train_ds, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
+        model.fit(train_ds, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch * settings.accumulation_steps,
                   initial_epoch=start_epoch, validation_data=eval_ds, shuffle=False, callbacks=callbacks,
                   verbose=verbose)
     except KeyboardInterrupt:
@@ -168,6 +155,13 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_
                  "from it." if finished else "no epoch completed. Run the same command again to start over.")
         print(f"\nInterrupted: weights saved to {path}; {where}", file=sys.stderr, flush=True)
         raise
+    except Exception as error:  # out of memory: a message naming the run and the fixes (nothing more is written)
+        from keras_nfnets.training import memory
+
+        if not memory.is_out_of_memory(error):
+            raise
+        message = memory.out_of_memory_message(settings, backup_progress(run_dir.backup)[0], run_dir.backup)
+        raise memory.TrainingOutOfMemoryError(message) from error
     finally:
         if installed:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
@@ -219,7 +213,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
           eval_image_size=None, weights=None, strategy="auto", precision="float32", output_dir=None, seed=0,
           learning_rate=None, clip_factor="paper", weight_decay=None, ema="paper", augment="default",
           steps_per_epoch=None, data_dir=None, manual_dir=None, tpu=None, resume=True, tensorboard=True,
-          verbose="auto", drop_rate=None, callbacks=None, input_report=True, randaugment="paper", jit_compile="auto"):
+          verbose="auto", drop_rate=None, stochastic_depth_rate=None, callbacks=None, input_report=True, randaugment="paper", jit_compile="auto",
+          accumulation_steps=1, remat=False):
     """Train the builder ``model_name`` on ``dataset`` with the paper's recipe and ``model.fit``.
 
     Args:
@@ -246,10 +241,20 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         tensorboard: write TensorBoard logs (skipped, with a note, when tensorboard is missing).
         verbose: Keras' progress output (0, 1 a bar, 2 a line per epoch); ``"auto"``: a bar when
             standard output is a terminal, else a line per epoch.
+        drop_rate, stochastic_depth_rate: override the model's dropout before the classifier and
+            its stochastic depth (``None``: the model's).
         callbacks: extra Keras callbacks for ``fit``.
         jit_compile: compile each training step with XLA: ``"auto"`` (Keras' rule: on under JAX,
             on a TensorFlow GPU without a strategy, off on a CPU; always on a TPU), ``True`` or
             ``False``. ``True`` where the backend (PyTorch) or a layer cannot compile is refused.
+        accumulation_steps: N micro-batches of ``batch_size`` per optimizer step (gradient
+            accumulation): the step of one batch of N·``batch_size`` (AGC clips the mean gradient;
+            LR, warm-up, EMA, weight decay, momentum, steps and epochs per optimizer step). The
+            micro-batches hold that batch's examples and crops; CutMix/MixUp partners come from the
+            same micro-batch, as from the same replica. ``batch_size`` defaults to the default
+            batch divided by N.
+        remat: recompute each residual block's activations in the backward pass instead of
+            keeping them (less memory, about a third more compute; the same gradients).
         input_report: at the start of training, measure the input pipeline alone and print
             whether it or the model sets the pace, with the cause and the fixes when the model
             waits for data (one machine; a cluster's workers are not measured).
@@ -261,13 +266,14 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     from keras_nfnets.training.recipes import paper_hyperparameters
 
     # 1. arguments and settings
-    _check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
-                                               steps_per_epoch=steps_per_epoch), learning_rate, randaugment,
-                     jit_compile)
+    check_arguments(model_name, augment, dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
+                                               steps_per_epoch=steps_per_epoch, accumulation_steps=accumulation_steps),
+                     learning_rate, randaugment, jit_compile)
     paper = paper_hyperparameters(model_name)
     defaults = DATASET_DEFAULTS.get(dataset, {})
     epochs = int(epochs or defaults.get("epochs") or paper.epochs)
-    batch_size = int(batch_size or defaults.get("batch_size") or paper.batch_size)
+    accumulation_steps = int(accumulation_steps or 1)
+    batch_size = int(batch_size or max(1, (defaults.get("batch_size") or paper.batch_size) // accumulation_steps))
     output_dir = output_dir or os.path.join("runs", f"{model_name}_{os.path.basename(os.path.normpath(dataset))}")
     run_dir = RunDir(output_dir)
     run_dir.check_writable()
@@ -286,10 +292,13 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     settings = inputs.pipeline_settings(model_name, dataset, weights, image_size, eval_image_size)
 
     # 3. steps
-    steps = inputs.steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync)
+    # (optimizer steps of the effective batch; each takes `accumulation_steps` micro-batches)
+    steps = inputs.steps_per_epoch(train_source, batch_size, steps_per_epoch, distribution.num_replicas_in_sync,
+                                   accumulation_steps)
     settings = settings.replace(
         model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
         class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size, steps_per_epoch=steps,
+        accumulation_steps=accumulation_steps, effective_batch_size=batch_size * accumulation_steps, remat=bool(remat),
         precision=precision, strategy=strategy, replicas=distribution.num_replicas_in_sync, workers=role.count,
         seed=seed, eval_split=eval_split, augment=augment, randaugment=randaugment)
 
@@ -303,7 +312,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     if ema != "paper":
         overrides["ema"] = ema
     plan = _make_plan(model_name, settings, distribution, weights, overrides)
-    settings = settings.replace(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing)
+    settings = settings.replace(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing,
+                                learning_rate=plan.learning_rate, agc_advice=plan.advice)
     record = settings.to_json()
 
     # 5. what an earlier run left, decided before any model is built: refuse other settings, stop
@@ -313,7 +323,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         run_dir.check_resumable(record)
         if run_dir.is_finished(epochs):
             return _finished_run(run_dir, epochs)
-    model = _build_and_compile(model_name, settings, distribution, weights, drop_rate, plan, jit_compile)
+    model = _build_and_compile(model_name, settings, distribution, weights, (drop_rate, stochastic_depth_rate), plan,
+                               jit_compile)
     record["jit_compile"] = bool(model.jit_compile)  # what Keras resolved "auto" to (not a resume setting)
     record["compute"] = backend.current().compute_description()  # e.g. oneDNN's state and the grouped-conv path
     if role.is_chief:
@@ -325,7 +336,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         return data.train_dataset(
             train_source, settings.image_size, batch_size, epochs=epochs, start_epoch=min(start_epoch, epochs - 1),
             seed=seed, flip=settings.flip, area_range=settings.area_range, augmentation=augmentation,
-            mean=settings.eval_transform.mean, std=settings.eval_transform.std, steps_per_epoch=steps,
+            mean=settings.eval_transform.mean, std=settings.eval_transform.std, steps_per_epoch=steps * accumulation_steps,
             input_context=input_context)
 
     def make_eval(input_context):

@@ -25,8 +25,10 @@ RESUME_SETTINGS = {
     "model": "`model_name`", "dataset": "`dataset`", "weights": "`weights`", "epochs": "`epochs`",
     "batch_size": "`batch_size`", "image_size": "`image_size`", "steps_per_epoch": "`steps_per_epoch`",
     "precision": "`precision`", "seed": "`seed`", "augment": "`augment`",
+    "accumulation_steps": "`accumulation_steps`",
     "recipe": "the recipe (`learning_rate`, `clip_factor`, `ema`)",
 }
+RESUME_DEFAULTS = {"accumulation_steps": 1}  # what a run.json written before the setting existed means
 
 
 def is_run_directory(path):
@@ -130,8 +132,9 @@ class RunDir:
         if previous is None or not os.path.isdir(self.backup):
             return
         now = json.loads(json.dumps({k: record.get(k) for k in RESUME_SETTINGS}, default=str))
-        changed = [f"{name}: {previous.get(key)!r} in the checkpoint, {now[key]!r} now"
-                   for key, name in RESUME_SETTINGS.items() if key != "recipe" and previous.get(key) != now[key]]
+        previous = {key: previous.get(key, RESUME_DEFAULTS.get(key)) for key in RESUME_SETTINGS}
+        changed = [f"{name}: {previous[key]!r} in the checkpoint, {now[key]!r} now"
+                   for key, name in RESUME_SETTINGS.items() if key != "recipe" and previous[key] != now[key]]
         if not changed and previous.get("recipe") != now["recipe"]:  # only an LR / AGC / EMA override changed
             changed = [f"{RESUME_SETTINGS['recipe']}: {previous.get('recipe')!r} in the checkpoint, "
                        f"{now['recipe']!r} now"]

@@ -1,0 +1,206 @@
+"""Peak memory and time of one training step: NFNets on TensorFlow and JAX against timm, each with
+and without rematerialisation, all in the same run (each measurement in a fresh process).
+
+Usage: python tools/benchmark_memory.py [--models NFNetF0,NFNetF1,NFNetF3] [--batch-size 4]
+[--frameworks tensorflow,jax,timm] [--steps 2] [--cpu native|avx2] [--onednn default|on|off]
+
+Each model trains at its train size (F0 192, F1 224, F3 320 px) with SGD + Nesterov momentum and
+AGC (λ 0.01; timm: ``adaptive_clip_grad``), cross-entropy on 1000 classes. Ours: ``model.remat =
+True`` (each residual block under ``keras.remat``); timm: ``set_grad_checkpointing(True)``
+(``checkpoint_seq`` over each stage's blocks). After a warm-up step (tracing, compilation), a
+thread samples the process's resident memory (``/proc/self/statm``) every millisecond during the
+measured steps. Printed per setting:
+
+- ``peak``: the most resident memory during a measured step (the whole process: weights,
+  gradients, optimizer state, activations, the framework's runtime): what must fit in RAM;
+- ``training``: ``peak`` minus the resident memory once the framework is imported, before
+  anything is built: what training the model takes (weights, gradients, optimizer state,
+  activations, allocator pools), without the runtime's fixed cost;
+- ``s/step``: the median step time.
+
+glibc returns freed buffers of 64 KiB and more to the system at once (``MALLOC_MMAP_THRESHOLD_``),
+so the resident memory follows what is allocated; TensorFlow's CPU allocator keeps its pool at
+its high-water mark, which is then the step's need.
+
+The remat ratios compare each framework with itself; ``ours/timm`` compares equal settings.
+On a GPU, tools/device_check.py measures the allocator's peak instead.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from timing import add_cpu_arguments, describe_cpu, enter_cpu_kind  # noqa: E402
+
+TIMM_NAMES = {"NFNetF0": "dm_nfnet_f0", "NFNetF1": "dm_nfnet_f1", "NFNetF2": "dm_nfnet_f2", "NFNetF3": "dm_nfnet_f3"}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+class PeakSampler:
+    """The highest resident memory while the block runs (sampled every millisecond)."""
+
+    def __enter__(self):
+        self.before = resident_bytes()
+        self.peak, self._running = self.before, True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while self._running:
+            self.peak = max(self.peak, resident_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())
+
+
+def measure(step, steps, baseline):
+    """``(peak bytes, peak bytes above ``baseline``, median seconds)`` of ``steps`` calls of
+    ``step`` after one warm-up call."""
+    step()
+    peaks, times = [], []
+    for _ in range(steps):
+        start = time.perf_counter()
+        with PeakSampler() as sampler:
+            step()
+        times.append(time.perf_counter() - start)
+        peaks.append(sampler.peak)
+    times.sort()
+    return max(peaks), max(peaks) - baseline, times[len(times) // 2]
+
+
+def keras_step(model_name, size, batch, remat):
+    import keras
+    import numpy as np
+
+    import keras_nfnets
+    from keras_nfnets.training import SGDAGC
+
+    model = getattr(keras_nfnets, model_name)(input_shape=(size, size, 3), weights=None, classifier_activation=None)
+    model.remat = remat
+    model.compile(SGDAGC(0.1, momentum=0.9, clip_factor=0.01, weight_decay=2e-5),
+                  keras.losses.CategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, size, size, 3)).astype("float32")
+    y = np.eye(1000, dtype="float32")[rng.integers(0, 1000, batch)]
+    return lambda: model.train_on_batch(x, y)
+
+
+def timm_step(model_name, size, batch, remat):
+    import timm
+    import torch
+    from timm.utils import adaptive_clip_grad
+
+    torch.set_num_threads(os.cpu_count())
+    model = timm.create_model(TIMM_NAMES[model_name], num_classes=1000)
+    model.set_grad_checkpointing(remat)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=2e-5)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    clipped = [p for name, p in model.named_parameters() if not name.startswith("head.fc")]
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        adaptive_clip_grad(clipped, clip_factor=0.01)
+        optimizer.step()
+
+    return step
+
+
+def worker(framework, model_name, size, batch, remat, steps):
+    if framework == "timm":
+        import timm  # noqa: F401
+        import torch  # noqa: F401
+    else:
+        import keras  # noqa: F401
+
+        import keras_nfnets  # noqa: F401
+    baseline = resident_bytes()  # the framework loaded, nothing built
+    step = timm_step(model_name, size, batch, remat) if framework == "timm" else \
+        keras_step(model_name, size, batch, remat)
+    peak, training, seconds = measure(step, steps, baseline)
+    print(json.dumps({"peak": peak, "step": training, "seconds": seconds}))
+
+
+def run_worker(framework, model_name, size, batch, remat, steps):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")  # freed buffers leave the RSS
+    if framework != "timm":
+        env["KERAS_BACKEND"] = framework
+    command = [sys.executable, os.path.abspath(__file__), "--worker", framework, model_name, str(size), str(batch),
+               str(int(remat)), "--steps", str(steps)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode:
+        return {"error": (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1][:200]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="NFNetF0,NFNetF1,NFNetF3")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--frameworks", default="tensorflow,jax,timm")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--worker", nargs=5, default=None, help=argparse.SUPPRESS)
+    add_cpu_arguments(parser)
+    args = parser.parse_args()
+    if args.worker:
+        framework, model_name, size, batch, remat = args.worker
+        return worker(framework, model_name, int(size), int(batch), remat == "1", args.steps)
+    enter_cpu_kind(args)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from keras_nfnets.weights.presets import image_sizes
+
+    print(f"Peak memory of one training step, batch {args.batch_size}; {describe_cpu()}")
+    print(f"{'model':8} {'px':>4} {'framework':10} {'remat':5} {'peak GiB':>9} {'train GiB':>9} {'s/step':>7}")
+    results = {}
+    for model_name in args.models.split(","):
+        size = image_sizes(model_name)[0]
+        for framework in args.frameworks.split(","):
+            for remat in (False, True):
+                r = run_worker(framework, model_name, size, args.batch_size, remat, args.steps)
+                results[model_name, framework, remat] = r
+                if "error" in r:
+                    print(f"{model_name:8} {size:4} {framework:10} {'on' if remat else 'off':5} failed: {r['error']}")
+                    continue
+                print(f"{model_name:8} {size:4} {framework:10} {'on' if remat else 'off':5} {r['peak'] / 2**30:9.2f} "
+                      f"{r['step'] / 2**30:9.2f} {r['seconds']:7.2f}", flush=True)
+    print("\nRatios (remat: off/on memory, on/off time; ours/timm at equal settings):")
+    for model_name in args.models.split(","):
+        for framework in args.frameworks.split(","):
+            off, on = results.get((model_name, framework, False), {}), results.get((model_name, framework, True), {})
+            if "peak" in off and "peak" in on:
+                print(f"  {model_name} {framework}: remat cuts the training memory {off['step'] / max(on['step'], 1):.2f}x "
+                      f"(the process's peak {off['peak'] / on['peak']:.2f}x) at {on['seconds'] / off['seconds']:.2f}x "
+                      "the step time")
+        for framework in args.frameworks.split(","):
+            if framework == "timm":
+                continue
+            for remat in (False, True):
+                ours, timm = results.get((model_name, framework, remat), {}), results.get((model_name, "timm", remat), {})
+                if "peak" in ours and "peak" in timm:
+                    print(f"  {model_name} {framework}/timm, remat {'on' if remat else 'off'}: training memory "
+                          f"{ours['step'] / max(timm['step'], 1):.2f}x, peak {ours['peak'] / timm['peak']:.2f}x, "
+                          f"time {ours['seconds'] / timm['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
