@@ -48,3 +48,13 @@ def test_device_check_smoke_run_writes_its_report(tmp_path):
         assert "smoke" in configs["amp_bf16+channels_last+compile"]["skipped"]
         assert part["best"] in configs
     assert "| NFNet" in table and "timm amp_bf16" in table and "x timm's best" in table
+    # memory: ours and timm's NFNet-F0, with and without remat, each step ran (a smoke run does not search
+    # for the largest batch; on a GPU the peak and the largest batch are measured for F0-F3)
+    memory = {part["implementation"]: part for part in report["memory"]}
+    assert set(memory) == {"keras", "timm"}
+    for part in memory.values():
+        assert [(row["model"], row["remat"]) for row in part["rows"]] == [("NFNetF0", False), ("NFNetF0", True)]
+        assert all(row["largest_batch"] == 2 and "error" not in row for row in part["rows"])
+    assert {m for part, _, m in gpu_plan if part == "memory"} == {"keras", "timm"}
+    assert device_check.sizes(smoke=False)["memory_models"] == ("NFNetF0", "NFNetF1", "NFNetF2", "NFNetF3")
+    assert "| memory, bf16 training step" in table

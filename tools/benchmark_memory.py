@@ -1,7 +1,7 @@
 """Peak memory and time of one training step: NFNets on TensorFlow and JAX against timm, each with
 and without rematerialisation, all in the same run (each measurement in a fresh process).
 
-Usage: python tools/benchmark_memory.py [--models NFNetF0,NFNetF1,NFNetF3] [--batch-size 4]
+Usage: python tools/benchmark_memory.py [--models NFNetF0,NFNetF1,NFNetF3] [--batch-sizes 4]
 [--frameworks tensorflow,jax,timm] [--steps 2] [--cpu native|avx2] [--onednn default|on|off]
 
 Each model trains at its train size (F0 192, F1 224, F3 320 px) with SGD + Nesterov momentum and
@@ -21,6 +21,10 @@ measured steps. Printed per setting:
 glibc returns freed buffers of 64 KiB and more to the system at once (``MALLOC_MMAP_THRESHOLD_``),
 so the resident memory follows what is allocated; TensorFlow's CPU allocator keeps its pool at
 its high-water mark, which is then the step's need.
+
+With two batch sizes (``--batch-sizes 2,6``) it also prints the memory per image: the growth of
+``training`` from one to the other over the images added, the activations a step keeps per
+image, without what does not grow with the batch (weights, gradients, optimizer state, graphs).
 
 The remat ratios compare each framework with itself; ``ours/timm`` compares equal settings.
 On a GPU, tools/device_check.py measures the allocator's peak instead.
@@ -156,7 +160,7 @@ def run_worker(framework, model_name, size, batch, remat, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="NFNetF0,NFNetF1,NFNetF3")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-sizes", default="4", help="one batch size, or two (the memory per image)")
     parser.add_argument("--frameworks", default="tensorflow,jax,timm")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--worker", nargs=5, default=None, help=argparse.SUPPRESS)
@@ -169,37 +173,56 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from keras_nfnets.weights.presets import image_sizes
 
-    print(f"Peak memory of one training step, batch {args.batch_size}; {describe_cpu()}")
-    print(f"{'model':8} {'px':>4} {'framework':10} {'remat':5} {'peak GiB':>9} {'train GiB':>9} {'s/step':>7}")
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    models, frameworks = args.models.split(","), args.frameworks.split(",")
+    print(f"Peak memory of one training step, batch {' and '.join(map(str, batches))}; {describe_cpu()}")
+    print(f"{'model':8} {'px':>4} {'batch':>5} {'framework':10} {'remat':5} {'peak GiB':>9} {'train GiB':>9} "
+          f"{'s/step':>7}")
     results = {}
-    for model_name in args.models.split(","):
+    for model_name in models:
         size = image_sizes(model_name)[0]
-        for framework in args.frameworks.split(","):
-            for remat in (False, True):
-                r = run_worker(framework, model_name, size, args.batch_size, remat, args.steps)
-                results[model_name, framework, remat] = r
-                if "error" in r:
-                    print(f"{model_name:8} {size:4} {framework:10} {'on' if remat else 'off':5} failed: {r['error']}")
-                    continue
-                print(f"{model_name:8} {size:4} {framework:10} {'on' if remat else 'off':5} {r['peak'] / 2**30:9.2f} "
-                      f"{r['step'] / 2**30:9.2f} {r['seconds']:7.2f}", flush=True)
+        for batch in batches:
+            for framework in frameworks:
+                for remat in (False, True):
+                    r = run_worker(framework, model_name, size, batch, remat, args.steps)
+                    results[model_name, batch, framework, remat] = r
+                    head = f"{model_name:8} {size:4} {batch:5} {framework:10} {'on' if remat else 'off':5}"
+                    if "error" in r:
+                        print(f"{head} failed: {r['error']}", flush=True)
+                        continue
+                    print(f"{head} {r['peak'] / 2**30:9.2f} {r['step'] / 2**30:9.2f} {r['seconds']:7.2f}", flush=True)
     print("\nRatios (remat: off/on memory, on/off time; ours/timm at equal settings):")
-    for model_name in args.models.split(","):
-        for framework in args.frameworks.split(","):
-            off, on = results.get((model_name, framework, False), {}), results.get((model_name, framework, True), {})
-            if "peak" in off and "peak" in on:
-                print(f"  {model_name} {framework}: remat cuts the training memory {off['step'] / max(on['step'], 1):.2f}x "
-                      f"(the process's peak {off['peak'] / on['peak']:.2f}x) at {on['seconds'] / off['seconds']:.2f}x "
-                      "the step time")
-        for framework in args.frameworks.split(","):
-            if framework == "timm":
-                continue
-            for remat in (False, True):
-                ours, timm = results.get((model_name, framework, remat), {}), results.get((model_name, "timm", remat), {})
-                if "peak" in ours and "peak" in timm:
-                    print(f"  {model_name} {framework}/timm, remat {'on' if remat else 'off'}: training memory "
-                          f"{ours['step'] / max(timm['step'], 1):.2f}x, peak {ours['peak'] / timm['peak']:.2f}x, "
-                          f"time {ours['seconds'] / timm['seconds']:.2f}x")
+    for model_name in models:
+        for batch in batches:
+            for framework in frameworks:
+                off, on = (results.get((model_name, batch, framework, remat), {}) for remat in (False, True))
+                if "peak" in off and "peak" in on:
+                    print(f"  {model_name} batch {batch} {framework}: remat cuts the training memory "
+                          f"{off['step'] / max(on['step'], 1):.2f}x (the process's peak {off['peak'] / on['peak']:.2f}x) "
+                          f"at {on['seconds'] / off['seconds']:.2f}x the step time")
+            for framework in [f for f in frameworks if f != "timm"]:
+                for remat in (False, True):
+                    ours, timm = (results.get((model_name, batch, f, remat), {}) for f in (framework, "timm"))
+                    if "peak" in ours and "peak" in timm:
+                        print(f"  {model_name} batch {batch} {framework}/timm, remat {'on' if remat else 'off'}: "
+                              f"training memory {ours['step'] / max(timm['step'], 1):.2f}x, peak "
+                              f"{ours['peak'] / timm['peak']:.2f}x, time {ours['seconds'] / timm['seconds']:.2f}x")
+    if len(batches) == 2:
+        low, high = batches
+        print(f"\nMemory per image (training memory at batch {high} minus batch {low}, over {high - low} images):")
+        for model_name in models:
+            per_image = {}
+            for framework in frameworks:
+                for remat in (False, True):
+                    a, b = (results.get((model_name, n, framework, remat), {}) for n in (low, high))
+                    if "step" in a and "step" in b:
+                        per_image[framework, remat] = (b["step"] - a["step"]) / (high - low)
+            cells = [f"{fw} remat {'on' if r else 'off'} {v / 2**20:.0f} MiB" for (fw, r), v in per_image.items()]
+            print(f"  {model_name}: " + ", ".join(cells))
+            for framework in frameworks:
+                off, on = per_image.get((framework, False)), per_image.get((framework, True))
+                if off and on and on > 0:
+                    print(f"    {framework}: remat cuts the memory per image {off / on:.2f}x")
 
 
 if __name__ == "__main__":

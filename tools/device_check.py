@@ -387,8 +387,6 @@ def _timm_config(timm, torch, F, dispatch_clip_grad, model_parameters, name, x, 
 def _memory_part(args, size):
     """Peak memory of a bf16 training step at ``memory_batch``, and the largest batch that fits
     (doubling), with and without remat, for ours (``args.model == "keras"``) or timm's."""
-    import numpy as np
-
     from keras_nfnets.training.memory import is_out_of_memory
     from keras_nfnets.weights.presets import image_sizes
 
@@ -413,7 +411,6 @@ def _memory_part(args, size):
                 row["largest_batch"] = batch
                 batch *= 2
             rows.append(row)
-    del np
     return {"implementation": args.model, "batch": size["memory_batch"], "rows": rows}
 
 
