@@ -152,8 +152,11 @@ def run_worker(framework, model_name, size, batch, remat, steps):
     command = [sys.executable, os.path.abspath(__file__), "--worker", framework, model_name, str(size), str(batch),
                str(int(remat)), "--steps", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode == -9:  # the kernel's OOM killer: the step did not fit in this machine's memory
+        return {"error": "killed by the system: the step does not fit in this machine's memory"}
     if result.returncode:
-        return {"error": (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1][:200]}
+        lines = [line for line in result.stderr.strip().splitlines() if "Error" in line or "error" in line]
+        return {"error": (lines or ["exit %d" % result.returncode])[-1][:200]}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
