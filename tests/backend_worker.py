@@ -96,7 +96,7 @@ _mark("accumulation")
 if "accumulation" in task:  # gradient accumulation against the large batch, and remat against the plain step
     import accumulation_check  # this script's folder, tests/, is on sys.path
 
-    results["accumulation"] = accumulation_check.accumulation_results(with_unclipped=False)
+    results["accumulation"] = accumulation_check.accumulation_results(controls=False)
     results["remat"] = accumulation_check.remat_results()
 
 _mark("initialization")

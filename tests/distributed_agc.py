@@ -28,7 +28,7 @@ if sys.argv[1:] == ["accumulation"]:  # gradient accumulation under MirroredStra
     import accumulation_check  # noqa: E402
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    print(json.dumps(dict(accumulation_check.accumulation_results(strategy, with_unclipped=False),
+    print(json.dumps(dict(accumulation_check.accumulation_results(strategy, controls=False),
                           replicas=strategy.num_replicas_in_sync)))
     sys.exit(0)
 

@@ -309,15 +309,14 @@ def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_b
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_accumulated_steps_equal_the_large_batch_and_remat_the_plain_step(backend, on_backend):
-    """On JAX and PyTorch (TensorFlow: test_accumulation.py): N micro-batches with Keras'
-    accumulation equal the batch N times larger after K optimizer steps (weights and EMA, AGC
-    clipping the mean), AGC on each micro-batch does not; remat leaves the step's update unchanged
-    with stochastic depth drawing masks (other masks change it)."""
+    """On JAX and PyTorch (TensorFlow: test_accumulation.py, which also shows that AGC on each
+    micro-batch gives another step): N micro-batches with Keras' accumulation equal the batch N
+    times larger after K optimizer steps (weights and EMA, AGC clipping the mean); remat leaves the
+    step's update unchanged with stochastic depth drawing masks (other masks change it)."""
     _, result = on_backend(backend)
     accumulation, remat = result["accumulation"], result["remat"]
     print(backend, accumulation, remat)
     assert accumulation["accumulated"] < 1e-5 and accumulation["accumulated_ema"] < 1e-5
-    assert accumulation["clipped_per_micro_batch"] > 1e-2
     assert accumulation["optimizer_steps"] == [3, 3] and accumulation["ema_steps"] == [3, 3]
     assert remat["blocks_under_remat"] >= 2 and remat["remat"] < 1e-6 and remat["other_masks"] > 1e-2
 
