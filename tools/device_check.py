@@ -315,10 +315,6 @@ def _timm_part(args, size):
     """timm's peer under AMP bf16, + channels_last, + torch.compile (each where it works)."""
     import timm
     import torch
-    import torch.nn.functional as F
-    from timm.models import model_parameters
-    from timm.utils import dispatch_clip_grad
-
     device = "cuda" if args.device == "gpu" else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("PyTorch sees no CUDA device; on a CPU use --smoke")
@@ -333,7 +329,7 @@ def _timm_part(args, size):
             rows.append({"config": label, "skipped": "smoke run (torch.compile needs minutes and a C compiler)"})
             continue
         try:
-            rows.append(dict(_timm_config(timm, torch, F, dispatch_clip_grad, model_parameters, args.model, x, y,
+            rows.append(dict(_timm_config(timm, torch, args.model, x, y,
                                           device, size, channels_last, compiled), config=label))
         except Exception as error:  # noqa: BLE001 - a config that does not work is reported, not fatal
             rows.append({"config": label, "error": f"{type(error).__name__}: {str(error)[:300]}"})
@@ -343,7 +339,7 @@ def _timm_part(args, size):
             "best": best["config"] if best else None}
 
 
-def _timm_config(timm, torch, F, dispatch_clip_grad, model_parameters, name, x, y, device, size, channels_last,
+def _timm_config(timm, torch, name, x, y, device, size, channels_last,
                  compiled):
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -356,13 +352,7 @@ def _timm_config(timm, torch, F, dispatch_clip_grad, model_parameters, name, x, 
     forward = torch.compile(model) if compiled else model
 
     def step():
-        with torch.autocast(device, dtype=torch.bfloat16):
-            loss = F.cross_entropy(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
-        optimizer.step()
-        return loss
+        return _timm_train_step(model, forward, optimizer, x, y, device)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     started = time.perf_counter()
@@ -440,12 +430,25 @@ def _memory_step_keras(args, name, image, remat, size):
     return step
 
 
-def _memory_step_timm(args, name, image, remat):
-    import timm
+def _timm_train_step(model, forward, optimizer, x, y, device):
+    """One step of timm's train.py: bf16 autocast, backward, AGC without the head, SGD."""
     import torch
     import torch.nn.functional as F
     from timm.models import model_parameters
     from timm.utils import dispatch_clip_grad
+
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss = F.cross_entropy(forward(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
+    optimizer.step()
+    return loss
+
+
+def _memory_step_timm(args, name, image, remat):
+    import timm
+    import torch
 
     device = "cuda" if args.device == "gpu" else "cpu"
     model = timm.create_model(MEMORY_MODELS[name], num_classes=1000).to(device).train()
@@ -458,16 +461,7 @@ def _memory_step_timm(args, name, image, remat):
             torch.cuda.reset_peak_memory_stats()
         x = torch.randn(batch, 3, image, image, device=device)
         y = torch.randint(0, 1000, (batch,), device=device)
-        try:
-            with torch.autocast(device, dtype=torch.bfloat16):
-                loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
-            optimizer.step()
-            loss.item()
-        finally:
-            del x, y
+        _timm_train_step(model, model, optimizer, x, y, device).item()
         return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
 
     return step

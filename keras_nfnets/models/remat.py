@@ -14,7 +14,7 @@ import keras
 
 from keras_nfnets import _compat
 
-# (the seed states go in and out as copies: PyTorch's checkpoint refuses inputs changed in place)
+# (the seed states are copied: PyTorch's checkpoint refuses tensors it saved being changed in place)
 
 _BLOCK = re.compile(r"^(stage\d+_block\d+)_")
 
@@ -48,21 +48,14 @@ class _Segment:
 
 def segments(model):
     """The model's graph as a list of single nodes and block :class:`_Segment` s, in run order."""
-    nodes = _compat.graph_nodes(model)
-    plan = []
-    for node in nodes:
+    groups = []  # (block name or None, [nodes]): consecutive nodes of one block together
+    for node in _compat.graph_nodes(model):
         block = _block_of(node)
-        if block is not None and plan and isinstance(plan[-1], _Segment) and plan[-1].name == block:
-            plan[-1].nodes.append(node)
-        elif block is not None:
-            plan.append(_Segment(block, [node]))
+        if block is not None and groups and groups[-1][0] == block:
+            groups[-1][1].append(node)
         else:
-            plan.append(node)
-    plan = [_Segment(step.name, step.nodes) if isinstance(step, _Segment) else step for step in plan]
-    owner = {}
-    for index, step in enumerate(plan):
-        for node in step.nodes if isinstance(step, _Segment) else [step]:
-            owner[id(node)] = index
+            groups.append((block, [node]))
+    plan = [_Segment(block, nodes) if block is not None else nodes[0] for block, nodes in groups]
     for index, step in enumerate(plan):
         if not isinstance(step, _Segment):
             continue
@@ -83,17 +76,17 @@ def run_with_remat(model, plan, inputs, operation_fn):
         if not isinstance(step, _Segment):
             _compat.run_graph_node(model, step, tensors, operation_fn)
             continue
-        count = len(step.inputs)
+        before = [keras.ops.copy(s.value) for s in step.seed_states]  # (closed over, not an input: no gradient)
 
-        def block(*args, step=step, count=count):
-            local = {id(t): value for t, value in zip(step.inputs, args[:count])}
-            for state, value in zip(step.seed_states, args[count:]):
+        def block(*args, step=step, before=before):
+            local = {id(t): value for t, value in zip(step.inputs, args)}
+            for state, value in zip(step.seed_states, before):
                 state.assign(value)  # the recomputation draws what the first pass drew
             for node in step.nodes:
                 _compat.run_graph_node(model, node, local, operation_fn)
             return tuple(local[id(t)] for t in step.outputs) + tuple(keras.ops.copy(s.value) for s in step.seed_states)
 
-        values = keras.remat(block)(*[tensors[id(t)] for t in step.inputs], *[keras.ops.copy(s.value) for s in step.seed_states])
+        values = keras.remat(block)(*[tensors[id(t)] for t in step.inputs])
         for state, value in zip(step.seed_states, values[len(step.outputs):]):
             state.assign(value)  # (JAX: the state as the outer trace sees it)
         tensors.update({id(t): value for t, value in zip(step.outputs, values)})
