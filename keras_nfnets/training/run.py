@@ -298,7 +298,7 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
     settings = settings.replace(
         model=model_name, dataset=dataset, weights=weights, classes=train_source.num_classes,
         class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size, steps_per_epoch=steps,
-        accumulation_steps=accumulation_steps, effective_batch_size=batch_size * accumulation_steps, remat=bool(remat),
+        accumulation_steps=accumulation_steps, remat=bool(remat),
         precision=precision, strategy=strategy, replicas=distribution.num_replicas_in_sync, workers=role.count,
         seed=seed, eval_split=eval_split, augment=augment, randaugment=randaugment)
 

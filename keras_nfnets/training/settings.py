@@ -26,7 +26,6 @@ class RunSettings:
     epochs: int = 0
     batch_size: int = 0  # one forward pass: the micro-batch when gradients are accumulated
     accumulation_steps: int = 1
-    effective_batch_size: int = 0  # batch_size × accumulation_steps: one optimizer step's examples
     steps_per_epoch: int = 0  # optimizer steps
     remat: bool = False
     precision: str = "float32"
@@ -47,9 +46,15 @@ class RunSettings:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    @property
+    def effective_batch_size(self):
+        """One optimizer step's examples: ``batch_size × accumulation_steps``."""
+        return self.batch_size * self.accumulation_steps
+
     def to_json(self):
         """The ``run.json`` record (plain JSON types)."""
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        record["effective_batch_size"] = self.effective_batch_size
         record["eval_transform"] = dataclasses.asdict(self.eval_transform)
         return record
 
