@@ -47,6 +47,16 @@ def adaptive_grad_clip(gradient, parameter, clip_factor=0.01, eps=1e-3):
     return ops.where(grad_norm > max_norm, clipped, gradient)
 
 
+def prepare_gradient(gradient, value, clip_factor, eps, l2):
+    """AGC (``clip_factor`` > 0), then the coupled weight decay ``l2 · value`` (> 0): the gradient
+    the SGD step applies (DeepMind's ``SGD_AGC``, the update order of the NFNet paper's App. A)."""
+    if clip_factor:
+        gradient = adaptive_grad_clip(gradient, value, clip_factor, eps)
+    if l2:
+        gradient = gradient + ops.cast(l2, value.dtype) * value
+    return gradient
+
+
 def _matches(path, patterns):
     name = path.split("/")[-1]
     return any(path == p or path.endswith("/" + p) or name == p for p in patterns)
@@ -103,18 +113,23 @@ class SGDAGC(_compat.WholeStepUpdate, keras.optimizers.SGD):
 
     def _prepared_gradient(self, gradient, variable, value):
         """The all-reduced gradient of ``variable`` (whose value is ``value``) clipped by AGC, plus
-        the coupled weight decay: what the SGD step then applies."""
+        the coupled weight decay: what the SGD step then applies (one fused program on TensorFlow)."""
         index = _compat.variable_index(self, variable)
         gradient = ops.cast(gradient, value.dtype)
-        if self._clipped[index]:
-            gradient = adaptive_grad_clip(gradient, value, self.clip_factor, self.eps)
-        if self._decayed[index]:
-            gradient = gradient + ops.cast(self.l2, value.dtype) * value
-        return gradient
+        clip_factor = self.clip_factor if self._clipped[index] else 0.0
+        l2 = self.l2 if self._decayed[index] else 0.0
+        if not clip_factor and not l2:
+            return gradient
+        return backend.current().fused(prepare_gradient, gradient, value, clip_factor=clip_factor, eps=self.eps, l2=l2)
 
     def update_step(self, gradient, variable, learning_rate):
-        """Runs per variable on the all-reduced gradient: clip, add weight decay, SGD step."""
-        super().update_step(self._prepared_gradient(gradient, variable, variable), variable, learning_rate)
+        """Runs per variable on the all-reduced gradient: clip, add weight decay, SGD step (in place
+        where the backend has a fused training op)."""
+        gradient = self._prepared_gradient(gradient, variable, variable)
+        momentum = self.momentums[_compat.variable_index(self, variable)] if self.momentum else None
+        if not backend.current().sgd_variable_update(variable, momentum, gradient, learning_rate, self.momentum,
+                                                     self.nesterov):
+            super().update_step(gradient, variable, learning_rate)
 
     def update_all(self, grads, variables, learning_rate):
         """The whole step at once where the backend has a multi-tensor update (PyTorch): the same

@@ -16,11 +16,17 @@ TABLE = {
                                      "on a device type, in a dtype",
     "unsupported_precision": "None, or why convolutions cannot train in a compute dtype where the backend computes",
     "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
+    "standardized_kernel": "standardize(kernel, gain, **static) cast to a compute dtype, by the backend's fastest "
+                           "path (TensorFlow: one XLA kernel each way, keeping only the kernel for the backward)",
     "compiled_when_eager": "fn(*arrays, **static) as one compiled program per shape when called eagerly where the "
                            "backend would otherwise compile op by op (JAX), else fn itself",
     "variable_initialization": "a context manager under which models are built: Keras' random initialisers drawn "
                                "as the backend draws them fastest, with the same values",
     "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
+    "fused": "fn(*arrays, **static) as one compiled program per shape where the backend would run it op by op "
+             "(TensorFlow: XLA), for code nothing differentiates (the optimizer's AGC and weight decay)",
+    "sgd_variable_update": "fn(variable, momentum buffer or None, gradient, learning rate, momentum, nesterov) -> "
+                           "bool: one variable's SGD step in place by a fused op; False where Keras' own step runs",
     "sgd_momentum_step": "a multi-tensor SGD momentum update of prepared gradients, or None (Keras' per-variable path)",
     "ema_updater": "the per-step EMA update as the backend runs it fastest",
     "accumulate_on_replicas": "fn(optimizer, grads, variables) -> bool: one micro-batch of gradient accumulation "

@@ -37,6 +37,11 @@ def keras_accumulation(optimizer, grads, variables):
     return False
 
 
+def keras_sgd_update(variable, momentum_buffer, gradient, learning_rate, momentum, nesterov):
+    """Leave one variable's SGD step to Keras' own ``SGD.update_step``."""
+    return False
+
+
 def run_as_is(fn, *arrays, **static):
     """``fn(*arrays, **static)``: eager TensorFlow and PyTorch run precompiled kernels op by op."""
     return fn(*arrays, **static)
@@ -47,6 +52,14 @@ def keras_variable_initialization():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def plain_standardized_kernel(forward, vjp, kernel, gain, dtype, **static):
+    """``forward(kernel, gain, **static)`` in ``dtype``, op by op, differentiated by the backend's
+    autodiff (eager PyTorch; TensorFlow with its fused kernels turned off)."""
+    from keras import ops
+
+    return ops.cast(forward(kernel, gain, **static), dtype)
 
 
 def portable_kernel_moments(kernel):

@@ -23,10 +23,12 @@ from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
     keras_accumulation,
+    keras_sgd_update,
     pad_symmetric,
     portable_kernel_moments,
     same_padding,
     refuse_tf_distribute,
+    run_as_is,
     start_tensorflow_for_data,
     split_groups,
 )
@@ -36,6 +38,8 @@ IM2COL_MAX_AREA = 64  # output positions (8x8) up to which a CPU convolution run
 ema_updater = eager_ema_updater
 accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 start_tensorflow = start_tensorflow_for_data
+fused = run_as_is  # jitted with the step
+sgd_variable_update = keras_sgd_update
 sgd_momentum_step = None  # Keras' step is jitted with the rest of the train function
 
 
@@ -136,7 +140,18 @@ def _native_conv(inputs, kernel, strides, padding, dilation_rate):
     return ops.conv(inputs, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
 
 
-def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
+def standardized_kernel(forward, vjp, kernel, gain, dtype, **static):
+    from keras import ops
+
+    return ops.cast(compiled_when_eager(forward, kernel, gain, **static), dtype)  # XLA differentiates the step
+
+
+def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
+    outputs = _unbiased_conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation)
+    return outputs if bias is None else outputs + bias  # XLA fuses the addition into what follows
+
+
+def _unbiased_conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
     from keras import ops
 
     if _concrete(inputs, kernel):  # eager: no backward pass to shape the paths for (module docstring)

@@ -4,8 +4,8 @@ Convolutions call TensorFlow's own ``Conv2D`` op: Keras 3 routes every grouped c
 this backend through an XLA-compiled function whose CPU backward pass is two orders of magnitude
 slower, while TF's op runs grouped convolutions natively on GPU (cuDNN) and on x86 CPUs with
 oneDNN (a probe decides once per process; one convolution per group where a build has none).
-γ-scaled elementwise activations run as XLA-fused kernels with fused gradients
-(``KERAS_NFNETS_FUSED_KERNELS=0`` turns them off: identical maths, plain ops).
+γ-scaled activations, Scaled WS and the optimizer's step run as fused kernels
+(:mod:`keras_nfnets.backend.tf_fused`).
 """
 
 import concurrent.futures
@@ -20,7 +20,15 @@ from keras_nfnets.backend.common import (
     run_as_is,
     split_groups,
 )
-from keras_nfnets.layer_options import ELEMENTWISE_ACTIVATIONS
+from keras_nfnets.backend.tf_fused import (  # noqa: F401
+    fused,
+    fused_kernels_enabled,
+    pointwise_as_matmul,
+    scaled_activation,
+    sgd_variable_update,
+    standardized_kernel,
+    xla_fused,
+)
 
 kernel_moments = portable_kernel_moments
 compiled_when_eager = run_as_is  # eager TensorFlow runs precompiled kernels op by op
@@ -28,16 +36,23 @@ variable_initialization = keras_variable_initialization
 _MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
 
 
-def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
+def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
+    """TensorFlow's ``Conv2D`` (``MatMul`` for a 1×1 convolution in 16 bits on a CPU:
+    :func:`pointwise_as_matmul`) and ``BiasAdd``, which TensorFlow's graph optimiser fuses into
+    one oneDNN call forward, and whose gradient is one reduction."""
     import tensorflow as tf
 
     if padding == "symmetric":
         inputs, padding = pad_symmetric(inputs, kernel.shape[:2], strides, dilation_rate)
+    if groups == 1 and tuple(kernel.shape[:2]) == (1, 1) and inputs.dtype != tf.float32 and device_type() == "CPU":
+        outputs = pointwise_as_matmul(inputs, kernel, strides)
+    else:
+        def conv(x, k):
+            return tf.nn.conv2d(x, k, strides=strides, padding=padding.upper(), dilations=dilation_rate)
 
-    def conv(x, k):
-        return tf.nn.conv2d(x, k, strides=strides, padding=padding.upper(), dilations=dilation_rate)
-
-    return conv(inputs, kernel) if implementation == "native" or groups == 1 else split_groups(conv, inputs, kernel, groups)
+        outputs = conv(inputs, kernel) if implementation == "native" or groups == 1 else \
+            split_groups(conv, inputs, kernel, groups)
+    return outputs if bias is None else tf.nn.bias_add(outputs, bias)
 
 
 def native_grouped_conv_supported(device_type, dtype="float32"):
@@ -134,51 +149,7 @@ def onednn_enabled():
         return None
 
 
-def fused_kernels_enabled():
-    return os.environ.get("KERAS_NFNETS_FUSED_KERNELS", "1") != "0"
-
-
-def xla_fused(fn):
-    """``fn(*tensors) -> tensor`` as a custom-gradient op whose forward and backward are each one
-    XLA-compiled function (the backward is the vector-Jacobian product of ``fn``): TensorFlow
-    would run each elementwise op of an activation and of its gradient as a separate pass over
-    memory. The convolutions around them are never compiled (XLA's grouped conv is slow on CPU)."""
-    import tensorflow as tf
-
-    # reduce_retracing: one trace with relaxed shapes serves every input size (XLA still compiles
-    # one kernel per concrete shape), so eager calls at new sizes do not retrace (nor warn).
-    forward = tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
-
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def backward(args, dy):
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            y = fn(*args)
-        return tape.gradient(y, args, output_gradients=dy)
-
-    @tf.custom_gradient
-    def fused(*args):
-        return forward(*args), lambda dy: backward(args, dy)
-
-    return fused
-
-
-@functools.lru_cache(maxsize=None)
-def _fused_gamma_activation(fn, gamma):
-    from keras import ops
-
-    return xla_fused(lambda x: fn(x) * ops.cast(gamma, x.dtype))
-
-
-def scaled_activation(name, fn, gamma, inputs):
-    """One fused kernel forward and one backward per (activation, γ): SiLU/GELU training steps
-    get about 1.5× cheaper on CPU."""
-    if name not in ELEMENTWISE_ACTIVATIONS or not fused_kernels_enabled():
-        return None
-    return _fused_gamma_activation(fn, gamma)(inputs)
-
-
-sgd_momentum_step = None  # Keras' own step runs inside the compiled train function
+sgd_momentum_step = None  # one variable at a time instead: sgd_variable_update
 
 
 def accumulate_on_replicas(optimizer, grads, variables):

@@ -11,7 +11,9 @@ from keras_nfnets.backend.common import (  # noqa: F401
     KerasDataParallel,
     eager_ema_updater,
     keras_accumulation,
+    keras_sgd_update,
     keras_variable_initialization,
+    plain_standardized_kernel,
     refuse_tf_distribute,
     run_as_is,
     start_tensorflow_for_data,
@@ -23,6 +25,9 @@ from keras_nfnets.backend.common import (  # noqa: F401
 ema_updater = eager_ema_updater
 accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 compiled_when_eager = run_as_is  # eager PyTorch runs precompiled kernels op by op
+fused = run_as_is
+sgd_variable_update = keras_sgd_update  # (SGDAGC.update_all takes the whole step: sgd_momentum_step)
+standardized_kernel = plain_standardized_kernel
 variable_initialization = keras_variable_initialization
 
 
@@ -35,17 +40,18 @@ def start_tensorflow(strategy=None):
     start_tensorflow_for_data(strategy)
 
 
-def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation):
+def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
     """``permute`` makes an NCHW view of the NHWC tensor, which is PyTorch's channels-last memory
     format, so oneDNN/cuDNN convolve it in place and the output permutes back to NHWC without a
     copy (Keras' own pooling leaves NCHW memory behind: that input is made channels-last once,
     else the layouts mix downstream and every later op slows down)."""
     if groups > 1 and implementation == "split":
-        return split_groups(lambda x, k: _conv(x, k, strides, padding, dilation_rate), inputs, kernel, groups)
-    return _conv(inputs, kernel, strides, padding, dilation_rate)
+        outputs = split_groups(lambda x, k: _conv(x, k, strides, padding, dilation_rate), inputs, kernel, groups)
+        return outputs if bias is None else outputs + bias
+    return _conv(inputs, kernel, strides, padding, dilation_rate, bias)
 
 
-def _conv(inputs, kernel, strides, padding, dilation_rate):
+def _conv(inputs, kernel, strides, padding, dilation_rate, bias=None):
     import torch
     import torch.nn.functional as F
     from keras import ops
@@ -65,7 +71,8 @@ def _conv(inputs, kernel, strides, padding, dilation_rate):
             explicit = (top, left)
         else:
             x, explicit = F.pad(x, (left, right, top, bottom)), (0, 0)
-    outputs = F.conv2d(x, weight, None, strides, explicit, dilation_rate, groups)
+    bias = None if bias is None else ops.convert_to_tensor(bias)
+    outputs = F.conv2d(x, weight, bias, strides, explicit, dilation_rate, groups)
     return outputs.permute(0, 2, 3, 1)
 
 

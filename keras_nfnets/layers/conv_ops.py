@@ -36,7 +36,7 @@ def grouped_conv_implementation(implementation="auto", dtype="float32"):
 
 
 def conv2d(
-    inputs, kernel, strides=(1, 1), padding="same", dilation_rate=(1, 1), groups=1, implementation="auto"
+    inputs, kernel, strides=(1, 1), padding="same", dilation_rate=(1, 1), groups=1, implementation="auto", bias=None
 ):
     """2-D convolution of NHWC ``inputs`` with an HWIO ``kernel`` (I = in_channels / groups).
 
@@ -45,13 +45,14 @@ def conv2d(
 
     ``padding`` is ``"same"`` (TensorFlow SAME: asymmetric, extra row/column at the
     bottom/right), ``"valid"`` or ``"symmetric"`` (explicit zero padding of
-    ``((s-1) + d(k-1)) // 2`` on every side, as PyTorch/timm).
+    ``((s-1) + d(k-1)) // 2`` on every side, as PyTorch/timm). ``bias``, a vector of the output
+    channels, is added in the backend's fused form where it has one.
     """
     if groups > 1:
         implementation = grouped_conv_implementation(implementation, keras.backend.standardize_dtype(inputs.dtype))
     else:
         implementation = "native"
     return backend.current().conv2d(inputs, kernel, tuple(strides), padding, tuple(dilation_rate), groups,
-                                    implementation)
+                                    implementation, bias)
 
 

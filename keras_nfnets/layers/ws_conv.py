@@ -13,22 +13,48 @@ from keras_nfnets.layer_options import EPS_MODES, PADDINGS
 from keras_nfnets.layers.conv_ops import conv2d
 
 
+def _standardization_terms(kernel, eps, eps_mode, gamma):
+    """``(W − μ, γ / spread, 1 / σ²-term)`` of an HWIO ``kernel`` per output channel: the centred
+    kernel, the scale that standardizes it (gain aside) and the factor through which the
+    spread's own gradient enters (zero where DeepMind's floor holds the spread constant)."""
+    fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    mean, var = backend.current().kernel_moments(kernel)
+    if eps_mode == "floor":
+        spread = var * fan_in
+        scale = ops.rsqrt(ops.maximum(spread, eps))
+        variance_factor = ops.where(spread > eps, 1.0 / ops.maximum(var, 1e-30), 0.0)
+    else:
+        scale = ops.rsqrt(var + eps) * (fan_in**-0.5)
+        variance_factor = 1.0 / (var + eps)
+    if gamma != 1.0:
+        scale = scale * gamma
+    return kernel - mean, scale, variance_factor
+
+
 def standardize_kernel(kernel, gain, eps, eps_mode, gamma=1.0):
     """Scaled WS of an HWIO ``kernel`` over its fan-in, per output channel (paper Eq. 3).
 
     ``eps_mode="floor"``: ``gain · (W − μ) · rsqrt(max(N σ², eps))`` (DeepMind);
     ``eps_mode="add"``: ``gain · (W − μ) / √(σ² + eps) / √N`` (timm). Both times ``gamma``.
     """
+    centred, scale, _ = _standardization_terms(kernel, eps, eps_mode, gamma)
+    return centred * (scale * gain)
+
+
+def standardize_kernel_vjp(kernel, gain, upstream, eps, eps_mode, gamma=1.0):
+    """``(∂L/∂kernel, ∂L/∂gain)`` of :func:`standardize_kernel` given ``upstream`` = ∂L/∂Ŵ, from
+    the kernel alone (nothing of the forward pass is kept). With ``c = W − μ``, ``s`` the scale
+    (gain included) and means over the fan-in, as for a normalisation layer:
+    ``∂L/∂W = s · (G − mean(G) − c · mean(G·c) · v)``, ``v = 1/σ²`` (DeepMind, above the floor;
+    0 below it) or ``1/(σ² + eps)`` (timm); ``∂L/∂gain = Σ G·c · s / gain``."""
+    centred, scale, variance_factor = _standardization_terms(kernel, eps, eps_mode, gamma)
+    axes = (0, 1, 2)
+    upstream_mean = ops.mean(upstream, axis=axes, keepdims=True)
+    correlation = ops.mean(upstream * centred, axis=axes, keepdims=True)
+    kernel_grad = (scale * gain) * (upstream - upstream_mean - centred * (correlation * variance_factor))
     fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
-    mean, var = backend.current().kernel_moments(kernel)
-    if eps_mode == "floor":
-        scale = ops.rsqrt(ops.maximum(var * fan_in, eps))
-    else:
-        scale = ops.rsqrt(var + eps) * (fan_in**-0.5)
-    scale = scale * gain
-    if gamma != 1.0:
-        scale = scale * gamma
-    return (kernel - mean) * scale
+    gain_grad = ops.reshape(correlation * scale, gain.shape) * fan_in
+    return kernel_grad, gain_grad
 
 
 def _pair(value, name):
@@ -121,19 +147,20 @@ class GroupConv2D(keras.layers.Layer):
         """The kernel the convolution uses, in float32."""
         return ops.cast(self.kernel, "float32")
 
+    def compute_kernel(self):
+        """The kernel the convolution uses, in the compute dtype."""
+        return ops.cast(self.effective_kernel(), self.compute_dtype)
+
     def call(self, inputs):
-        kernel = ops.cast(self.effective_kernel(), self.compute_dtype)
-        outputs = conv2d(
+        return conv2d(
             inputs,
-            kernel,
+            self.compute_kernel(),
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
             groups=self.groups,
+            bias=ops.cast(self.bias, self.compute_dtype) if self.use_bias else None,
         )
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
-        return outputs
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
@@ -237,6 +264,13 @@ class ScaledWSConv2D(GroupConv2D):
         gain = ops.cast(self.gain, "float32")
         return backend.current().compiled_when_eager(standardize_kernel, kernel, gain, eps=self.eps,
                                                      eps_mode=self.eps_mode, gamma=self.gamma)
+
+    def compute_kernel(self):
+        """The standardized kernel in the compute dtype, statistics in float32, by the backend's
+        fastest path (TensorFlow: one XLA kernel each way, ``backend.standardized_kernel``)."""
+        return backend.current().standardized_kernel(
+            standardize_kernel, standardize_kernel_vjp, ops.cast(self.kernel, "float32"), ops.cast(self.gain, "float32"), self.compute_dtype,
+            eps=self.eps, eps_mode=self.eps_mode, gamma=self.gamma)
 
     def get_config(self):
         config = super().get_config()
