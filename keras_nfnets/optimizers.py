@@ -36,6 +36,9 @@ def unitwise_norm(x):
     axes = _unit_axes(x.shape)
     if axes is None:
         return ops.sqrt(ops.sum(ops.square(x)))
+    if len(axes) > 1:  # a conv kernel's fan-in as the rows of a matrix: one reduction axis (faster under XLA)
+        rows = ops.reshape(x, (-1, x.shape[-1]))
+        return ops.reshape(ops.sqrt(ops.sum(ops.square(rows), axis=0)), (1,) * (len(x.shape) - 1) + (x.shape[-1],))
     return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
 
 

@@ -68,8 +68,8 @@ def signal_propagation(model, inputs=None, batch_size=8, image_size=None, seed=0
             continue
         block_name = layer.name[: -len(names.block_output(""))]
         block_outputs[id(layer.output)] = block_name
-        branch = graph.producer(layer.input[1]).input  # names.block_output: Add([shortcut, α·branch])
-        while isinstance(graph.producer(branch), (SkipInitGain, StochasticDepth)):
+        branch = layer.input[1]  # names.block_output: Add([shortcut, α·branch]); back over α, the gain, the drop
+        while isinstance(graph.producer(branch), (SkipInitGain, StochasticDepth, keras.layers.Rescaling)):
             branch = graph.producer(branch).input
         branch_ends[id(branch)] = block_name
     if not block_outputs:

@@ -124,14 +124,17 @@ def test_expected_variance_resets_at_transitions():
     assert [p["stochastic_depth_rate"] for p in plan] == pytest.approx([0.25 * i / n for i in range(n)])
 
 
-def test_beta_layers_carry_one_over_expected_std():
+def test_preactivations_carry_one_over_expected_std_and_the_gains_alpha():
+    """Each block's γ·g(x)/β is one layer (its ``scale`` is 1/β), α joins the SkipInit gain."""
     model = NFRegNetB0(input_shape=(64, 64, 3))
-    scales = {layer.name: layer.scale for layer in model.layers if layer.name.endswith("_beta")}
+    scales = {layer.name: layer.scale for layer in model.layers if layer.name.endswith("_preact")}
     alpha = 0.2
-    assert scales["stage1_block1_beta"] == pytest.approx(1.0)
-    assert scales["stage2_block1_beta"] == pytest.approx(1 / math.sqrt(1 + alpha**2))  # after stage 1's only block
-    assert scales["stage2_block3_beta"] == pytest.approx(1 / math.sqrt(1 + 2 * alpha**2))
-    assert scales["stage3_block1_beta"] == pytest.approx(1 / math.sqrt(1 + 3 * alpha**2))
+    assert scales["stage1_block1_preact"] == pytest.approx(1.0)
+    assert scales["stage2_block1_preact"] == pytest.approx(1 / math.sqrt(1 + alpha**2))  # after stage 1's only block
+    assert scales["stage2_block3_preact"] == pytest.approx(1 / math.sqrt(1 + 2 * alpha**2))
+    assert scales["stage3_block1_preact"] == pytest.approx(1 / math.sqrt(1 + 3 * alpha**2))
+    gains = [layer.scale for layer in model.layers if isinstance(layer, SkipInitGain)]
+    assert gains and gains == pytest.approx([alpha] * len(gains))
 
 
 @pytest.mark.parametrize("builder", [NFResNet26, NFRegNetB0, NFNetF0])
@@ -181,7 +184,7 @@ def test_the_name_contract_parses_what_the_builder_names():
     assert all({"conv1", "conv2", "conv3", "add"} <= parts for parts in blocks.values())
     add = model.get_layer(names.block_output(names.block(2, 1)))
     assert producer(add.input[0]).name == "stage2_block1_shortcut_conv"  # input 0: the shortcut
-    assert producer(add.input[1]).name == "stage2_block1_alpha"           # input 1: α · branch
+    assert producer(add.input[1]).name == "stage2_block1_skip_gain"       # input 1: α · gain · branch
     assert names.has_classifier(model) and not names.has_classifier(NFNetF0(include_top=False))
     assert model.get_layer(names.CLASSIFIER).kernel.path in DEFAULT_AGC_EXCLUDE
     assert names.parse_block_layer("stem_conv1") is None and not names.is_block_output("stage1_block1_conv1")

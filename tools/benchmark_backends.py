@@ -1,5 +1,5 @@
 """One NFRegNetB0 training step (SGD + Nesterov + AGC, batch 16, 192 px) on each Keras backend
-— TensorFlow, JAX, PyTorch — next to timm's ``nf_regnet_b0`` (SGD + momentum, ``tools/benchmark_train.py``'s step), all on the
+— TensorFlow, JAX, PyTorch — next to timm's ``nf_regnet_b0`` (the same step, ``tools/benchmark_train.py``'s), all on the
 same machine and thread count, each in its own process, printed as throughput ratios to timm.
 
 On JAX Keras compiles the whole step (``train_on_batch`` is jitted); on PyTorch it runs eagerly;
@@ -146,9 +146,12 @@ def main():
         if args.only == "timm" and args.eager:
             print(time_timm_eager(args))
         elif args.only == "timm":
-            from benchmark_train import time_timm  # the same timm step as the training benchmark
+            from benchmark_train import timm_step  # the same timm step as the training benchmark
+            from timing import median_seconds
 
-            print(time_timm(args))
+            settings = argparse.Namespace(threads=args.threads, step="train", agc=0.01)
+            step = timm_step("NFRegNetB0", "float32", args.batch_size, args.image_size, settings)
+            print(median_seconds(step, args.steps, args.warmup))
         else:
             print(measure_keras(args))
         return

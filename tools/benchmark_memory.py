@@ -40,9 +40,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from timing import add_cpu_arguments, describe_cpu, enter_cpu_kind  # noqa: E402
-
-TIMM_NAMES = {"NFNetF0": "dm_nfnet_f0", "NFNetF1": "dm_nfnet_f1", "NFNetF2": "dm_nfnet_f2", "NFNetF3": "dm_nfnet_f3"}
+from timing import TIMM_TWINS, add_cpu_arguments, describe_cpu, enter_cpu_kind  # noqa: E402
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -110,7 +108,7 @@ def timm_step(model_name, size, batch, remat):
     from timm.utils import adaptive_clip_grad
 
     torch.set_num_threads(os.cpu_count())
-    model = timm.create_model(TIMM_NAMES[model_name], num_classes=1000)
+    model = timm.create_model(TIMM_TWINS[model_name], num_classes=1000)
     model.set_grad_checkpointing(remat)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=2e-5)

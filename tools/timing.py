@@ -3,6 +3,13 @@
 import statistics
 import time
 
+# Our builders and timm's architectures of the same layout (the peers of the benchmarks).
+TIMM_TWINS = {
+    "NFResNet26": "nf_resnet26", "NFResNet50": "nf_resnet50", "NFRegNetB0": "nf_regnet_b0",
+    "NFRegNetB1": "nf_regnet_b1", "NFNetF0": "dm_nfnet_f0", "NFNetF1": "dm_nfnet_f1", "NFNetF2": "dm_nfnet_f2",
+    "NFNetF3": "dm_nfnet_f3", "NFNetL0": "nfnet_l0", "ECANFNetL0": "eca_nfnet_l0", "ECANFNetL1": "eca_nfnet_l1",
+}
+
 
 def step_timer(times):
     """A Keras callback appending each training step's seconds to ``times``."""

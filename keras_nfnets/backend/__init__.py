@@ -18,11 +18,16 @@ TABLE = {
     "kernel_moments": "per-output-channel mean and variance of an HWIO kernel over its fan-in (Scaled WS)",
     "standardized_kernel": "standardize(kernel, gain, **static) cast to a compute dtype, by the backend's fastest "
                            "path (TensorFlow: one XLA kernel each way, keeping only the kernel for the backward)",
+    "standardized_conv2d": "conv2d of the standardized kernel (arguments as standardized_kernel's and conv2d's), "
+                           "differentiated by the backend's least-memory path (TensorFlow: the backward recomputes "
+                           "the kernel instead of keeping it)",
     "compiled_when_eager": "fn(*arrays, **static) as one compiled program per shape when called eagerly where the "
                            "backend would otherwise compile op by op (JAX), else fn itself",
     "variable_initialization": "a context manager under which models are built: Keras' random initialisers drawn "
                                "as the backend draws them fastest, with the same values",
     "scaled_activation": "γ · g(x) by a faster backend path, or None for the portable ops",
+    "scaled_product": "x · factor · scale in x's dtype (a SkipInit gain and α, an SE gate and its ×2) by the "
+                      "backend's fastest path",
     "fused": "fn(*arrays, **static) as one compiled program per shape where the backend would run it op by op "
              "(TensorFlow: XLA), for code nothing differentiates (the optimizer's AGC and weight decay)",
     "sgd_variable_update": "fn(variable, momentum buffer or None, gradient, learning rate, momentum, nesterov) -> "

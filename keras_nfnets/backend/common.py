@@ -37,6 +37,25 @@ def keras_accumulation(optimizer, grads, variables):
     return False
 
 
+def plain_standardized_conv2d(forward, vjp, inputs, kernel, gain, dtype, strides, padding, dilation_rate, groups,
+                              implementation, bias=None, **static):
+    """The backend's convolution of the backend's standardized kernel (its autodiff keeps what it
+    keeps)."""
+    from keras_nfnets import backend
+
+    table = backend.current()
+    standardized = table.standardized_kernel(forward, vjp, kernel, gain, dtype, **static)
+    return table.conv2d(inputs, standardized, strides, padding, dilation_rate, groups, implementation, bias)
+
+
+def plain_scaled_product(inputs, factor, scale):
+    """``inputs · factor · scale`` in ``inputs``' dtype (``factor`` broadcasts: a scalar gain, an SE
+    gate), op by op."""
+    from keras import ops
+
+    return inputs * ops.cast(factor * scale, inputs.dtype)
+
+
 def keras_sgd_update(variable, momentum_buffer, gradient, learning_rate, momentum, nesterov):
     """Leave one variable's SGD step to Keras' own ``SGD.update_step``."""
     return False

@@ -24,6 +24,8 @@ from keras_nfnets.backend.common import (  # noqa: F401
     eager_ema_updater,
     keras_accumulation,
     keras_sgd_update,
+    plain_scaled_product,
+    plain_standardized_conv2d,
     pad_symmetric,
     portable_kernel_moments,
     same_padding,
@@ -40,6 +42,8 @@ accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 start_tensorflow = start_tensorflow_for_data
 fused = run_as_is  # jitted with the step
 sgd_variable_update = keras_sgd_update
+scaled_product = plain_scaled_product
+standardized_conv2d = plain_standardized_conv2d
 sgd_momentum_step = None  # Keras' step is jitted with the rest of the train function
 
 

@@ -1,9 +1,8 @@
 """The TensorFlow backend's table entries (see :mod:`keras_nfnets.backend`).
 
-Convolutions call TensorFlow's own ``Conv2D`` op: Keras 3 routes every grouped convolution on
-this backend through an XLA-compiled function whose CPU backward pass is two orders of magnitude
-slower, while TF's op runs grouped convolutions natively on GPU (cuDNN) and on x86 CPUs with
-oneDNN (a probe decides once per process; one convolution per group where a build has none).
+Convolutions (:mod:`keras_nfnets.backend.tf_conv`) call TensorFlow's own ops; a grouped one runs
+natively on GPU (cuDNN) and on x86 CPUs with oneDNN (a probe decides once per process; one
+convolution per group where a build has none).
 γ-scaled activations, Scaled WS and the optimizer's step run as fused kernels
 (:mod:`keras_nfnets.backend.tf_fused`).
 """
@@ -15,16 +14,16 @@ import re
 
 from keras_nfnets.backend.common import (
     keras_variable_initialization,
-    pad_symmetric,
     portable_kernel_moments,
     run_as_is,
     split_groups,
 )
+from keras_nfnets.backend.tf_conv import conv2d, device_type, standardized_conv2d  # noqa: F401
 from keras_nfnets.backend.tf_fused import (  # noqa: F401
     fused,
     fused_kernels_enabled,
-    pointwise_as_matmul,
     scaled_activation,
+    scaled_product,
     sgd_variable_update,
     standardized_kernel,
     xla_fused,
@@ -34,25 +33,6 @@ kernel_moments = portable_kernel_moments
 compiled_when_eager = run_as_is  # eager TensorFlow runs precompiled kernels op by op
 variable_initialization = keras_variable_initialization
 _MULTI_WORKER = []  # the process's MultiWorkerMirroredStrategy: TensorFlow allows one, created before any op
-
-
-def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
-    """TensorFlow's ``Conv2D`` (``MatMul`` for a 1×1 convolution in 16 bits on a CPU:
-    :func:`pointwise_as_matmul`) and ``BiasAdd``, which TensorFlow's graph optimiser fuses into
-    one oneDNN call forward, and whose gradient is one reduction."""
-    import tensorflow as tf
-
-    if padding == "symmetric":
-        inputs, padding = pad_symmetric(inputs, kernel.shape[:2], strides, dilation_rate)
-    if groups == 1 and tuple(kernel.shape[:2]) == (1, 1) and inputs.dtype != tf.float32 and device_type() == "CPU":
-        outputs = pointwise_as_matmul(inputs, kernel, strides)
-    else:
-        def conv(x, k):
-            return tf.nn.conv2d(x, k, strides=strides, padding=padding.upper(), dilations=dilation_rate)
-
-        outputs = conv(inputs, kernel) if implementation == "native" or groups == 1 else \
-            split_groups(conv, inputs, kernel, groups)
-    return outputs if bias is None else tf.nn.bias_add(outputs, bias)
 
 
 def native_grouped_conv_supported(device_type, dtype="float32"):
@@ -206,12 +186,6 @@ def ema_updater(update, weights):
 
     fixed = weights()
     return tf.function(lambda decay: update(decay, fixed))
-
-
-def device_type():
-    import tensorflow as tf
-
-    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
 def compute_description():

@@ -12,6 +12,8 @@ from keras_nfnets.backend.common import (  # noqa: F401
     eager_ema_updater,
     keras_accumulation,
     keras_sgd_update,
+    plain_scaled_product,
+    plain_standardized_conv2d,
     keras_variable_initialization,
     plain_standardized_kernel,
     refuse_tf_distribute,
@@ -27,6 +29,8 @@ accumulate_on_replicas = keras_accumulation  # Keras' own accumulation runs here
 compiled_when_eager = run_as_is  # eager PyTorch runs precompiled kernels op by op
 fused = run_as_is
 sgd_variable_update = keras_sgd_update  # (SGDAGC.update_all takes the whole step: sgd_momentum_step)
+scaled_product = plain_scaled_product
+standardized_conv2d = plain_standardized_conv2d
 standardized_kernel = plain_standardized_kernel
 variable_initialization = keras_variable_initialization
 

@@ -79,22 +79,23 @@ def _conv(layer, value, consumers):
 def _activation(layer, value):
     x = _materialize(value)
     name = layer.activation
+    scale = layer.output_scale  # γ (and a block's 1/β)
     if name == "identity":
-        return _Value(x, layer.gamma)
+        return _Value(x, scale)
     if GELU_TANH_APPROXIMATION.get(name) is False:  # erf-GELU: Keras' built-in "gelu"
-        return _Value(layers.Activation("gelu", name=layer.name)(x), layer.gamma)
+        return _Value(layers.Activation("gelu", name=layer.name)(x), scale)
     if GELU_TANH_APPROXIMATION.get(name):  # tanh-GELU from built-ins: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))
         cube = layers.Multiply(name=f"{layer.name}_cube")([x, x, x])
         inner = layers.Add(name=f"{layer.name}_inner")([x, layers.Rescaling(0.044715, name=f"{layer.name}_c")(cube)])
         inner = layers.Rescaling(float(np.sqrt(2.0 / np.pi)), name=f"{layer.name}_scale")(inner)
         gate = layers.Activation("tanh", name=f"{layer.name}_tanh")(inner)
         gate = layers.Rescaling(0.5, offset=0.5, name=f"{layer.name}_gate")(gate)
-        return _Value(layers.Multiply(name=layer.name)([x, gate]), layer.gamma)
+        return _Value(layers.Multiply(name=layer.name)([x, gate]), scale)
     if name == "leaky_relu":
-        return _Value(layers.LeakyReLU(negative_slope=0.01, name=layer.name)(x), layer.gamma)
+        return _Value(layers.LeakyReLU(negative_slope=0.01, name=layer.name)(x), scale)
     if name not in _BUILTIN_ACTIVATIONS:
         raise ValueError(f"Activation {name!r} of layer '{layer.name}' has no Keras built-in equivalent to fold into.")
-    return _Value(layers.Activation(_BUILTIN_ACTIVATIONS[name], name=layer.name)(x), layer.gamma)
+    return _Value(layers.Activation(_BUILTIN_ACTIVATIONS[name], name=layer.name)(x), scale)
 
 
 def _channel_attention(layer, value):
@@ -162,11 +163,11 @@ class _FoldContext:
 
 
 def _fold_scale(layer, args, context):
-    """1/β, α (Rescaling without offset) and the SkipInit gain join the pending scale."""
+    """1/β, α (Rescaling without offset) and the SkipInit gain (with its α) join the pending scale."""
     if isinstance(layer, layers.Rescaling) and float(getattr(layer, "offset", 0.0)) != 0.0:
         return _fold_builtin(layer, args, context)
     value = args[0]
-    factor = float(layer.skip_gain.numpy()) if isinstance(layer, SkipInitGain) else float(layer.scale)
+    factor = float(layer.skip_gain.numpy()) * layer.scale if isinstance(layer, SkipInitGain) else float(layer.scale)
     return _Value(value.tensor, value.scale * factor, value.absorb if context.sole_consumer else None)
 
 

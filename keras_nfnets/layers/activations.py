@@ -83,23 +83,32 @@ class GammaActivation(keras.layers.Layer):
         activation: a name from :data:`ACTIVATIONS`.
         gamma: the scale; ``None`` takes DeepMind's value from :data:`GAMMA`. Use 1.0 for the
             unscaled activation (timm folds γ into the next convolution instead).
+        scale: a further constant factor of the output, computed in the same kernel: a residual
+            block's ``1/β`` (paper Eq. 2: the branch reads ``γ·g(x)/β``).
     """
 
-    def __init__(self, activation="relu", gamma=None, **kwargs):
+    def __init__(self, activation="relu", gamma=None, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self._fn = get_activation_fn(activation)
         self.activation = activation
         self.gamma = float(get_gamma(activation) if gamma is None else gamma)
+        self.scale = float(scale)
+
+    @property
+    def output_scale(self):
+        """``γ · scale``: the constant multiplying ``g(x)``."""
+        return self.gamma * self.scale
 
     def call(self, inputs):
-        if self.activation == "identity" and self.gamma == 1.0:
+        factor = self.output_scale
+        if self.activation == "identity" and factor == 1.0:
             return inputs
-        outputs = backend.current().scaled_activation(self.activation, self._fn, self.gamma, inputs)
+        outputs = backend.current().scaled_activation(self.activation, self._fn, factor, inputs)
         if outputs is not None:  # the backend's faster path (TF: one fused kernel; PyTorch: in place)
             return outputs
         outputs = self._fn(inputs)
-        if self.gamma != 1.0:
-            outputs = outputs * ops.cast(self.gamma, outputs.dtype)
+        if factor != 1.0:
+            outputs = outputs * ops.cast(factor, outputs.dtype)
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -109,5 +118,5 @@ class GammaActivation(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(activation=self.activation, gamma=self.gamma)
+        config.update(activation=self.activation, gamma=self.gamma, scale=self.scale)
         return config

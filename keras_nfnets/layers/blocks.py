@@ -13,7 +13,7 @@ import math
 import keras
 from keras import layers, ops
 
-from keras_nfnets import names
+from keras_nfnets import backend, names
 
 
 class _ShapePreserving:
@@ -49,7 +49,7 @@ class SqueezeExcite(_ShapePreserving, keras.layers.Layer):
 
     def call(self, inputs):
         gate = ops.sigmoid(self.fc2(self.fc1(ops.mean(inputs, axis=(1, 2)))))[:, None, None, :]
-        return inputs * (gate * ops.cast(self.gain, gate.dtype))
+        return backend.current().scaled_product(inputs, gate, self.gain)
 
     def get_config(self):
         config = super().get_config()
@@ -90,7 +90,7 @@ class ECA(_ShapePreserving, keras.layers.Layer):
         squeezed = ops.mean(inputs, axis=(1, 2))[:, :, None]
         gate = ops.conv(squeezed, ops.cast(self.kernel, squeezed.dtype), padding="same")
         gate = ops.sigmoid(gate[:, :, 0])[:, None, None, :]
-        return inputs * (gate * ops.cast(self.gain, gate.dtype))
+        return backend.current().scaled_product(inputs, gate, self.gain)
 
     def get_config(self):
         config = super().get_config()
@@ -130,11 +130,15 @@ class StochasticDepth(_ShapePreserving, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_nfnets")
 class SkipInitGain(_ShapePreserving, keras.layers.Layer):
-    """A learnable scalar multiplying the residual branch, initialised at 0 (SkipInit, paper §4.4)."""
+    """A learnable scalar multiplying the residual branch, initialised at 0 (SkipInit, paper §4.4).
 
-    def __init__(self, initial_value=0.0, **kwargs):
+    ``scale``: a constant factor applied with it in one kernel (a block's α, paper Eq. 2).
+    """
+
+    def __init__(self, initial_value=0.0, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.initial_value = float(initial_value)
+        self.scale = float(scale)
 
     def build(self, input_shape):
         self.skip_gain = self.add_weight(
@@ -142,11 +146,11 @@ class SkipInitGain(_ShapePreserving, keras.layers.Layer):
         )
 
     def call(self, inputs):
-        return inputs * ops.cast(self.skip_gain, inputs.dtype)
+        return backend.current().scaled_product(inputs, ops.cast(self.skip_gain, "float32"), self.scale)
 
     def get_config(self):
         config = super().get_config()
-        config.update(initial_value=self.initial_value)
+        config.update(initial_value=self.initial_value, scale=self.scale)
         return config
 
 
@@ -200,21 +204,21 @@ def nf_block(
 
     ``f(h)`` is ``conv1(1×1) → act → conv2(3×3, stride, groups) → [act → conv2b(3×3, groups)]
     → [attention if "mid"] → act → conv3(1×1) → [attention if "out"]``, applied to
-    ``act(x) / β``. In transition blocks (stride > 1 or a channel change) the shortcut is a
+    ``act(x) / β``. ``α`` joins the SkipInit gain where there is one. In transition blocks (stride > 1 or a channel change) the shortcut is a
     1×1 conv of ``act(x) / β`` (after a 2×2 average pool when ``shortcut_pool``); the caller
     resets the expected variance after such a block.
 
     Args:
         make_conv: ``make_conv(filters, kernel_size, strides=1, groups=1, name=..., last=False)``
             returning a conv layer; ``last`` marks the branch's final conv.
-        make_activation: ``make_activation(name=...)`` returning an activation layer.
+        make_activation: ``make_activation(name=..., scale=1.0)`` returning an activation layer
+            (its output times ``scale``).
         make_attention: ``make_attention(channels, name=...)`` returning an attention layer, or None.
         skipinit: multiply the branch by a scalar gain initialised at 0.
         stochastic_depth_rate: drop rate of the branch during training.
     """
     in_channels = x.shape[-1]
-    out = make_activation(name=f"{name}_preact")(x)
-    out = layers.Rescaling(1.0 / beta, name=f"{name}_beta")(out)
+    out = make_activation(name=f"{name}_preact", scale=1.0 / beta)(x)  # γ·g(x)/β, one kernel
 
     if stride > 1 or in_channels != out_channels:
         shortcut = out
@@ -241,8 +245,9 @@ def nf_block(
 
     if stochastic_depth_rate > 0:
         out = StochasticDepth(stochastic_depth_rate, name=f"{name}_stochastic_depth")(out)
-    if skipinit:
-        out = SkipInitGain(name=f"{name}_skip_gain")(out)
-    out = layers.Rescaling(alpha, name=f"{name}_alpha")(out)
+    if skipinit:  # α·gain·branch, one kernel
+        out = SkipInitGain(scale=alpha, name=f"{name}_skip_gain")(out)
+    else:
+        out = layers.Rescaling(alpha, name=f"{name}_alpha")(out)
     return layers.Add(name=names.block_output(name))([shortcut, out])  # the order names.block_output promises
 

@@ -48,11 +48,25 @@ def conv2d(
     ``((s-1) + d(k-1)) // 2`` on every side, as PyTorch/timm). ``bias``, a vector of the output
     channels, is added in the backend's fused form where it has one.
     """
-    if groups > 1:
-        implementation = grouped_conv_implementation(implementation, keras.backend.standardize_dtype(inputs.dtype))
-    else:
-        implementation = "native"
+    implementation = _resolved(implementation, groups, inputs)
     return backend.current().conv2d(inputs, kernel, tuple(strides), padding, tuple(dilation_rate), groups,
                                     implementation, bias)
+
+
+def _resolved(implementation, groups, inputs):
+    if groups > 1:
+        return grouped_conv_implementation(implementation, keras.backend.standardize_dtype(inputs.dtype))
+    return "native"
+
+
+def standardized_conv2d(inputs, kernel, gain, standardize, standardize_vjp, strides=(1, 1), padding="same",
+                        dilation_rate=(1, 1), groups=1, implementation="auto", bias=None, **static):
+    """:func:`conv2d` of ``standardize(kernel, gain, **static)`` (float32 weights, the result in
+    ``inputs``' dtype), differentiated by ``standardize_vjp`` where the backend asks for it:
+    TensorFlow recomputes the standardized kernel in the backward pass instead of keeping it."""
+    implementation = _resolved(implementation, groups, inputs)
+    return backend.current().standardized_conv2d(
+        standardize, standardize_vjp, inputs, kernel, gain, keras.backend.standardize_dtype(inputs.dtype),
+        tuple(strides), padding, tuple(dilation_rate), groups, implementation, bias, **static)
 
 

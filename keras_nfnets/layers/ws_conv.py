@@ -10,7 +10,7 @@ from keras import ops
 
 from keras_nfnets import backend
 from keras_nfnets.layer_options import EPS_MODES, PADDINGS
-from keras_nfnets.layers.conv_ops import conv2d
+from keras_nfnets.layers.conv_ops import conv2d, standardized_conv2d
 
 
 def _standardization_terms(kernel, eps, eps_mode, gamma):
@@ -269,8 +269,21 @@ class ScaledWSConv2D(GroupConv2D):
         """The standardized kernel in the compute dtype, statistics in float32, by the backend's
         fastest path (TensorFlow: one XLA kernel each way, ``backend.standardized_kernel``)."""
         return backend.current().standardized_kernel(
-            standardize_kernel, standardize_kernel_vjp, ops.cast(self.kernel, "float32"), ops.cast(self.gain, "float32"), self.compute_dtype,
-            eps=self.eps, eps_mode=self.eps_mode, gamma=self.gamma)
+            standardize_kernel, standardize_kernel_vjp, ops.cast(self.kernel, "float32"),
+            ops.cast(self.gain, "float32"), self.compute_dtype, **self._standardization)
+
+    @property
+    def _standardization(self):
+        return dict(eps=self.eps, eps_mode=self.eps_mode, gamma=self.gamma)
+
+    def call(self, inputs):
+        """The convolution of the standardized kernel; the backward pass recomputes that kernel
+        from the weights where the backend can (TensorFlow), instead of keeping it."""
+        return standardized_conv2d(
+            inputs, ops.cast(self.kernel, "float32"), ops.cast(self.gain, "float32"), standardize_kernel,
+            standardize_kernel_vjp, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
+            groups=self.groups, bias=ops.cast(self.bias, self.compute_dtype) if self.use_bias else None,
+            **self._standardization)
 
     def get_config(self):
         config = super().get_config()

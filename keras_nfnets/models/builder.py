@@ -104,14 +104,15 @@ def _conv_factory(config):
 def _activation_factory(config):
     gamma = 1.0 if config.gamma_in_conv else config.gamma
 
-    def make_activation(name=None):
+    def make_activation(name=None, scale=1.0):
+        if config.normalization is None:  # the block's 1/β in the activation's own kernel
+            return GammaActivation(config.activation, gamma=gamma, scale=scale, name=name)
         activation = GammaActivation(config.activation, gamma=gamma, name=name)
-        if config.normalization is None:
-            return activation
         norm = layers.BatchNormalization(name=f"{name}_bn")
+        rescale = layers.Rescaling(scale, name=f"{name}_scale") if scale != 1.0 else (lambda x: x)
         if config.normalization == "bn_relu_conv":
-            return lambda x: activation(norm(x))
-        return lambda x: norm(activation(x))
+            return lambda x: rescale(activation(norm(x)))
+        return lambda x: rescale(norm(activation(x)))
 
     return make_activation
 
