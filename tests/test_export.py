@@ -35,9 +35,10 @@ FAMILIES = {
 
 
 def randomise(model, seed=0):
-    """Move every gain, bias, SkipInit gain and the classifier away from their init values."""
-    rng = np.random.default_rng(seed)
+    """Move every gain, bias, SkipInit gain and the classifier away from their init values (each
+    layer's draws seeded by its name: the same values whatever order the model lists its layers)."""
     for layer in model.layers:
+        rng = np.random.default_rng([seed, *layer.name.encode()])
         if isinstance(layer, SkipInitGain):
             layer.skip_gain.assign(rng.uniform(0.3, 1.0))
         for attribute in ("gain", "bias"):

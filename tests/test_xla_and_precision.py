@@ -263,6 +263,10 @@ def test_bfloat16_keeps_ws_statistics_agc_norms_and_ema_in_float32(policy, monke
         return updater(recording, weights)
 
     monkeypatch.setattr(table, "kernel_moments", spy_moments)
+    if keras.backend.backend() == "tensorflow":  # Scaled WS's XLA programs are traced once per shape and kept
+        from keras_nfnets.backend import tf_fused
+
+        tf_fused._standardization_programs.cache_clear()
     monkeypatch.setattr(optimizers_module, "unitwise_norm", spy_norm)
     monkeypatch.setattr(table, "ema_updater", spy_updater)
     config = toy_config("nfnet")

@@ -2,7 +2,8 @@
 and without rematerialisation, all in the same run (each measurement in a fresh process).
 
 Usage: python tools/benchmark_memory.py [--models NFNetF0,NFNetF1,NFNetF3] [--batch-sizes 4]
-[--frameworks tensorflow,jax,timm] [--steps 2] [--cpu native|avx2] [--onednn default|on|off]
+[--frameworks tensorflow,jax,timm] [--precisions float32,bfloat16] [--remat off,on] [--steps 2]
+[--cpu native|avx2] [--onednn default|on|off]
 
 Each model trains at its train size (F0 192, F1 224, F3 320 px) with SGD + Nesterov momentum and
 AGC (λ 0.01; timm: ``adaptive_clip_grad``), cross-entropy on 1000 classes. Ours: ``model.remat =
@@ -85,13 +86,14 @@ def measure(step, steps, baseline):
     return max(peaks), max(peaks) - baseline, times[len(times) // 2]
 
 
-def keras_step(model_name, size, batch, remat):
+def keras_step(model_name, size, batch, remat, precision):
     import keras
     import numpy as np
 
     import keras_nfnets
     from keras_nfnets.training import SGDAGC
 
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     model = getattr(keras_nfnets, model_name)(input_shape=(size, size, 3), weights=None, classifier_activation=None)
     model.remat = remat
     model.compile(SGDAGC(0.1, momentum=0.9, clip_factor=0.01, weight_decay=2e-5),
@@ -102,7 +104,7 @@ def keras_step(model_name, size, batch, remat):
     return lambda: model.train_on_batch(x, y)
 
 
-def timm_step(model_name, size, batch, remat):
+def timm_step(model_name, size, batch, remat, precision):
     import timm
     import torch
     from timm.utils import adaptive_clip_grad
@@ -119,14 +121,16 @@ def timm_step(model_name, size, batch, remat):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+            logits = model(x)
+        loss_fn(logits.float(), y).backward()
         adaptive_clip_grad(clipped, clip_factor=0.01)
         optimizer.step()
 
     return step
 
 
-def worker(framework, model_name, size, batch, remat, steps):
+def worker(framework, model_name, size, batch, remat, precision, steps):
     if framework == "timm":
         import timm  # noqa: F401
         import torch  # noqa: F401
@@ -135,20 +139,20 @@ def worker(framework, model_name, size, batch, remat, steps):
 
         import keras_nfnets  # noqa: F401
     baseline = resident_bytes()  # the framework loaded, nothing built
-    step = timm_step(model_name, size, batch, remat) if framework == "timm" else \
-        keras_step(model_name, size, batch, remat)
+    step = timm_step(model_name, size, batch, remat, precision) if framework == "timm" else \
+        keras_step(model_name, size, batch, remat, precision)
     peak, training, seconds = measure(step, steps, baseline)
     print(json.dumps({"peak": peak, "step": training, "seconds": seconds}))
 
 
-def run_worker(framework, model_name, size, batch, remat, steps):
+def run_worker(framework, model_name, size, batch, remat, precision, steps):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
                MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")  # freed buffers leave the RSS
     if framework != "timm":
         env["KERAS_BACKEND"] = framework
     command = [sys.executable, os.path.abspath(__file__), "--worker", framework, model_name, str(size), str(batch),
-               str(int(remat)), "--steps", str(steps)]
+               str(int(remat)), precision, "--steps", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode == -9:  # the kernel's OOM killer: the step did not fit in this machine's memory
         return {"error": "killed by the system: the step does not fit in this machine's memory"}
@@ -164,19 +168,29 @@ def main():
     parser.add_argument("--batch-sizes", default="4", help="one batch size, or two (the memory per image)")
     parser.add_argument("--frameworks", default="tensorflow,jax,timm")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--worker", nargs=5, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--precisions", default="float32", help="float32, bfloat16 (ours mixed_bfloat16, timm "
+                                                                 "torch.autocast), or both: float32,bfloat16")
+    parser.add_argument("--remat", default="off,on", help="off, on, or off,on (default)")
+    parser.add_argument("--worker", nargs=6, default=None, help=argparse.SUPPRESS)
     add_cpu_arguments(parser)
     args = parser.parse_args()
     if args.worker:
-        framework, model_name, size, batch, remat = args.worker
-        return worker(framework, model_name, int(size), int(batch), remat == "1", args.steps)
+        framework, model_name, size, batch, remat, precision = args.worker
+        return worker(framework, model_name, int(size), int(batch), remat == "1", precision, args.steps)
     enter_cpu_kind(args)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from keras_nfnets.weights.presets import image_sizes
-
     batches = [int(b) for b in args.batch_sizes.split(",")]
     models, frameworks = args.models.split(","), args.frameworks.split(",")
+    remats = [{"off": False, "on": True}[r] for r in args.remat.split(",")]
     print(f"Peak memory of one training step, batch {' and '.join(map(str, batches))}; {describe_cpu()}")
+    for precision in args.precisions.split(","):
+        report(precision, models, batches, frameworks, remats, args.steps)
+
+
+def report(precision, models, batches, frameworks, remats, steps):
+    from keras_nfnets.weights.presets import image_sizes
+
+    print(f"\n{precision}:")
     print(f"{'model':8} {'px':>4} {'batch':>5} {'framework':10} {'remat':5} {'peak GiB':>9} {'train GiB':>9} "
           f"{'s/step':>7}")
     results = {}
@@ -184,15 +198,15 @@ def main():
         size = image_sizes(model_name)[0]
         for batch in batches:
             for framework in frameworks:
-                for remat in (False, True):
-                    r = run_worker(framework, model_name, size, batch, remat, args.steps)
+                for remat in remats:
+                    r = run_worker(framework, model_name, size, batch, remat, precision, steps)
                     results[model_name, batch, framework, remat] = r
                     head = f"{model_name:8} {size:4} {batch:5} {framework:10} {'on' if remat else 'off':5}"
                     if "error" in r:
                         print(f"{head} failed: {r['error']}", flush=True)
                         continue
                     print(f"{head} {r['peak'] / 2**30:9.2f} {r['step'] / 2**30:9.2f} {r['seconds']:7.2f}", flush=True)
-    print("\nRatios (remat: off/on memory, on/off time; ours/timm at equal settings):")
+    print(f"\nRatios, {precision} (remat: off/on memory, on/off time; ours/timm at equal settings):")
     for model_name in models:
         for batch in batches:
             for framework in frameworks:
@@ -202,7 +216,7 @@ def main():
                           f"{off['step'] / max(on['step'], 1):.2f}x (the process's peak {off['peak'] / on['peak']:.2f}x) "
                           f"at {on['seconds'] / off['seconds']:.2f}x the step time")
             for framework in [f for f in frameworks if f != "timm"]:
-                for remat in (False, True):
+                for remat in remats:
                     ours, timm = (results.get((model_name, batch, f, remat), {}) for f in (framework, "timm"))
                     if "peak" in ours and "peak" in timm:
                         print(f"  {model_name} batch {batch} {framework}/timm, remat {'on' if remat else 'off'}: "
@@ -210,21 +224,28 @@ def main():
                               f"{ours['peak'] / timm['peak']:.2f}x, time {ours['seconds'] / timm['seconds']:.2f}x")
     if len(batches) == 2:
         low, high = batches
-        print(f"\nMemory per image (training memory at batch {high} minus batch {low}, over {high - low} images):")
+        print(f"\nMemory per image and the part that does not grow with the batch, {precision} (training memory "
+              f"at batch {high} minus batch {low}, over {high - low} images; fixed = batch {low}'s minus {low} images'):")
         for model_name in models:
-            per_image = {}
+            parts = {}
             for framework in frameworks:
-                for remat in (False, True):
+                for remat in remats:
                     a, b = (results.get((model_name, n, framework, remat), {}) for n in (low, high))
                     if "step" in a and "step" in b:
-                        per_image[framework, remat] = (b["step"] - a["step"]) / (high - low)
-            cells = [f"{fw} remat {'on' if r else 'off'} {v / 2**20:.0f} MiB" for (fw, r), v in per_image.items()]
-            print(f"  {model_name}: " + ", ".join(cells))
+                        per_image = (b["step"] - a["step"]) / (high - low)
+                        parts[framework, remat] = per_image, a["step"] - low * per_image
+            cells = [f"{fw} remat {'on' if r else 'off'} {v / 2**20:.0f} MiB per image, fixed {f / 2**30:.2f} GiB"
+                     for (fw, r), (v, f) in parts.items()]
+            print(f"  {model_name}: " + "; ".join(cells))
             for framework in frameworks:
-                off, on = per_image.get((framework, False)), per_image.get((framework, True))
-                if off and on and on > 0:
-                    print(f"    {framework}: remat cuts the memory per image {off / on:.2f}x")
-
+                off, on = parts.get((framework, False)), parts.get((framework, True))
+                if off and on and on[0] > 0:
+                    print(f"    {framework}: remat cuts the memory per image {off[0] / on[0]:.2f}x")
+            for framework in [f for f in frameworks if f != "timm"]:
+                ours, timm = parts.get((framework, False)), parts.get(("timm", False))
+                if ours and timm:
+                    print(f"    {framework}/timm without remat: per image {ours[0] / timm[0]:.2f}x, "
+                          f"fixed part {ours[1] / timm[1]:.2f}x")
 
 if __name__ == "__main__":
     main()

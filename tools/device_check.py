@@ -10,17 +10,19 @@ process's peak GPU memory is its own):
 2. ``logits`` on JAX and on PyTorch *on the GPU*: the same weights and images, float32 at full
    precision (no TF32) and at the framework's default precision; max difference to the CPU
    logits relative to the logit scale.
-3. ``train``: training throughput (images/s) of NFNet-F0 and NF-RegNet-B0 at 192 px with the paper's
-   optimizer (SGD + Nesterov + AGC λ=0.01 + weight decay), ``mixed_bfloat16``, on the JAX backend
-   (the whole step XLA-compiled) and on the PyTorch backend; first step (compile) time and peak
-   GPU memory.
+3. ``train``: training throughput (images/s) of every family (NF-ResNet-26, NF-RegNet-B0, NFNet-F0,
+   ECA-NFNet-L0) at 192 px with the paper's optimizer (SGD + Nesterov + AGC λ=0.01 + weight
+   decay), ``mixed_bfloat16`` and ``mixed_float16``, on the JAX backend (the whole step
+   XLA-compiled), the PyTorch backend and, where the machine has TensorFlow, the TensorFlow
+   backend; first step (compile) time and peak GPU memory.
 5. ``memory``: NFNet-F0 to F3 at their train sizes, ``mixed_bfloat16``, SGD + AGC, with and without
    remat (ours: ``model.remat``; timm: ``set_grad_checkpointing``): the peak GPU memory of a
    training step at batch 32 (JAX's ``memory_stats``, ``torch.cuda.max_memory_allocated``) and the
    largest batch that fits, doubling from 32 until the device runs out (within the part's time).
-4. ``timm``: timm's ``dm_nfnet_f0`` and ``nf_regnet_b0`` on the same GPU, same batch, same
-   optimizer (``timm.utils.adaptive_clip_grad`` without the head, as timm's train.py), under AMP
-   bf16, + channels_last, + ``torch.compile``, each where it works; the best is the peer.
+4. ``timm``: timm's twin of each family on the same GPU, same batch, same optimizer
+   (``timm.utils.adaptive_clip_grad`` without the head, as timm's train.py), under AMP bf16 and
+   AMP fp16 (with timm's loss scaling), + channels_last, + ``torch.compile``, each where it
+   works; the best of each precision is the peer.
 
 It prints a markdown table and writes ``device_check.json`` and ``device_check.md`` to ``--out``.
 ``--smoke`` runs the same parts on the CPU with tiny sizes (CI runs it so, to keep it from rotting).
@@ -47,7 +49,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = ("NFResNet26", "NFRegNetB0", "NFNetF0")
-TRAINED = {"NFNetF0": "dm_nfnet_f0", "NFRegNetB0": "nf_regnet_b0"}  # ours -> timm's peer
+TRAINED = {"NFNetF0": "dm_nfnet_f0", "NFRegNetB0": "nf_regnet_b0", "NFResNet26": "nf_resnet26",
+           "ECANFNetL0": "eca_nfnet_l0"}  # ours -> timm's peer, the most telling first
+PRECISIONS = ("bfloat16", "float16")  # each training part's mixed policy; timm's AMP dtype
 MEMORY_MODELS = {"NFNetF0": "dm_nfnet_f0", "NFNetF1": "dm_nfnet_f1", "NFNetF2": "dm_nfnet_f2",
                  "NFNetF3": "dm_nfnet_f3"}  # the memory table's models, ours -> timm's
 WHEELS = ("keras==3.15.1", "namex", "optree")  # what the GPU image lacks of keras' requirements
@@ -60,15 +64,34 @@ def families(smoke):
     return ("NFNetF0",) if smoke else FAMILIES
 
 
-def run_plan(smoke):
+def trained_model(name, precision):
+    """A training part's model argument: ``"NFNetF0-bfloat16"``."""
+    return f"{name}-{precision}"
+
+
+def split_trained(model):
+    """``(builder, precision)`` of :func:`trained_model`'s string (bfloat16 where none is named)."""
+    name, _, precision = model.rpartition("-")
+    return (name, precision) if precision in PRECISIONS else (model, "bfloat16")
+
+
+def run_plan(smoke, backends=("jax", "torch")):
     """``(part, backend, model)`` in order, the most telling first (a run cut short by its time
-    budget keeps them): F0 on JAX and timm's F0. A smoke run trains NFNet-F0 only: NF-RegNet-B0's
-    parts run the same code with another name (CI's time), and the GPU run does both."""
-    plan = [("logits", "jax", None), ("train", "jax", "NFNetF0"), ("timm", "torch", "dm_nfnet_f0"),
-            ("train", "torch", "NFNetF0"), ("logits", "torch", None), ("train", "jax", "NFRegNetB0"),
-            ("timm", "torch", "nf_regnet_b0"), ("train", "torch", "NFRegNetB0"), ("memory", "jax", "keras"),
-            ("memory", "torch", "timm")]
-    return [step for step in plan if not smoke or step[2] in (None, "NFNetF0", "dm_nfnet_f0", "keras", "timm")]
+    budget keeps them): bfloat16 before float16, F0 on JAX and timm's F0 before the other
+    families. A smoke run trains NFNet-F0 in bfloat16 only: the other families and float16 run the
+    same code with other arguments (CI's time), and the GPU run does all."""
+    keras_backends = [b for b in backends if b != "torch"] + (["torch"] if "torch" in backends else [])
+    plan = [("logits", "jax", None)]
+    for precision in PRECISIONS:
+        for name, twin in TRAINED.items():
+            plan += [("train", backend, trained_model(name, precision)) for backend in keras_backends]
+            if precision == PRECISIONS[0]:
+                plan.append(("timm", "torch", twin))  # both precisions in one part
+        if precision == PRECISIONS[0]:
+            plan.append(("logits", "torch", None))
+    plan += [("memory", "jax", "keras"), ("memory", "torch", "timm")]
+    smoke_steps = (None, trained_model("NFNetF0", "bfloat16"), "dm_nfnet_f0", "keras", "timm")
+    return [step for step in plan if not smoke or step[2] in smoke_steps]
 
 
 def sizes(smoke):
@@ -170,7 +193,12 @@ class _NoTensorFlow:
 def _require_device(args):
     if args.device != "gpu":
         return
-    if args.backend == "jax":
+    if args.backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            raise SystemExit("TensorFlow sees no GPU; on a CPU use --smoke")
+    elif args.backend == "jax":
         import jax
 
         if jax.default_backend() != "gpu":
@@ -185,6 +213,10 @@ def _require_device(args):
 def _peak_memory_gb(args):
     if args.device != "gpu":
         return None
+    if args.backend == "tensorflow":
+        import tensorflow as tf
+
+        return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**30, 2)
     if args.backend == "jax":
         import jax
 
@@ -276,17 +308,19 @@ def _logits_part(args, size):
 
 
 def _train_part(args, size):
-    """Training throughput of one of :data:`TRAINED` on this backend: mixed_bfloat16, SGD + AGC,
-    synthetic device-resident batches; the first step (trace + compile) timed apart."""
+    """Training throughput of one of :data:`TRAINED` on this backend in one of :data:`PRECISIONS`
+    (``mixed_float16``: Keras' loss scaling), SGD + AGC, synthetic device-resident batches; the
+    first step (trace + compile) timed apart; the peak memory is the part's."""
     import keras
     import numpy as np
 
     from keras_nfnets.training import SGDAGC
 
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    name, precision = split_trained(args.model)
+    keras.config.set_dtype_policy(f"mixed_{precision}")
     keras.utils.set_random_seed(0)
     # dropout and stochastic depth as the variant has them: the paper's training step
-    model = _build(args.model, size, input_shape=(size["train_size"], size["train_size"], 3), classes=1000,
+    model = _build(name, size, input_shape=(size["train_size"], size["train_size"], 3), classes=1000,
                    classifier_activation=None)
     model.compile(optimizer=SGDAGC(0.1, momentum=0.9, weight_decay=2e-5, clip_factor=0.01),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True))
@@ -305,7 +339,8 @@ def _train_part(args, size):
         losses.append(float(model.train_on_batch(x, y)))  # float(): waits for the step
     _synchronize(args.backend)
     seconds = time.perf_counter() - started
-    return {"image_size": size["train_size"], "batch": size["batch"], "first_step_s": round(first, 2),
+    return {"builder": name, "precision": precision, "image_size": size["train_size"], "batch": size["batch"],
+            "first_step_s": round(first, 2),
             "images_per_s": round(size["batch"] * size["steps"] / seconds, 1),
             "ms_per_32": round(1000 * seconds / size["steps"] / size["batch"] * 32, 2),
             "losses_finite": bool(np.all(np.isfinite(losses))), "parameters": int(model.count_params())}
@@ -321,26 +356,29 @@ def _timm_part(args, size):
     torch.manual_seed(0)
     x = torch.randn(size["batch"], 3, size["train_size"], size["train_size"], device=device)
     y = torch.randint(0, 1000, (size["batch"],), device=device)
-    configs = [("amp_bf16", False, False), ("amp_bf16+channels_last", True, False),
-               ("amp_bf16+channels_last+compile", True, True)]
-    rows = []
-    for label, channels_last, compiled in configs:
-        if compiled and args.smoke:
-            rows.append({"config": label, "skipped": "smoke run (torch.compile needs minutes and a C compiler)"})
-            continue
-        try:
-            rows.append(dict(_timm_config(timm, torch, args.model, x, y,
-                                          device, size, channels_last, compiled), config=label))
-        except Exception as error:  # noqa: BLE001 - a config that does not work is reported, not fatal
-            rows.append({"config": label, "error": f"{type(error).__name__}: {str(error)[:300]}"})
-    working = [r for r in rows if "images_per_s" in r]
-    best = max(working, key=lambda r: r["images_per_s"]) if working else None
-    return {"timm_model": args.model, "timm_version": timm.__version__, "configs": rows,
-            "best": best["config"] if best else None}
+    rows, best = [], {}
+    for precision in PRECISIONS[:1] if args.smoke else PRECISIONS:
+        amp = {"bfloat16": "amp_bf16", "float16": "amp_fp16"}[precision]
+        configs = [(amp, False, False), (f"{amp}+channels_last", True, False), (f"{amp}+channels_last+compile", True, True)]
+        for label, channels_last, compiled in configs:
+            if compiled and args.smoke:
+                rows.append({"config": label, "precision": precision,
+                             "skipped": "smoke run (torch.compile needs minutes and a C compiler)"})
+                continue
+            try:
+                rows.append(dict(_timm_config(timm, torch, args.model, x, y, device, size, channels_last, compiled,
+                                              precision), config=label, precision=precision))
+            except Exception as error:  # noqa: BLE001 - a config that does not work is reported, not fatal
+                rows.append({"config": label, "precision": precision,
+                             "error": f"{type(error).__name__}: {str(error)[:300]}"})
+        working = [r for r in rows if "images_per_s" in r and r["precision"] == precision]
+        if working:
+            best[precision] = max(working, key=lambda r: r["images_per_s"])["config"]
+    return {"timm_model": args.model, "timm_version": timm.__version__, "configs": rows, "best": best}
 
 
 def _timm_config(timm, torch, name, x, y, device, size, channels_last,
-                 compiled):
+                 compiled, precision="bfloat16"):
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -350,9 +388,10 @@ def _timm_config(timm, torch, name, x, y, device, size, channels_last,
         x = x.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=2e-5)
     forward = torch.compile(model) if compiled else model
+    scaler = torch.amp.GradScaler(device) if precision == "float16" else None  # timm's train.py: NativeScaler
 
     def step():
-        return _timm_train_step(model, forward, optimizer, x, y, device)
+        return _timm_train_step(model, forward, optimizer, x, y, device, precision, scaler)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     started = time.perf_counter()
@@ -430,19 +469,27 @@ def _memory_step_keras(args, name, image, remat, size):
     return step
 
 
-def _timm_train_step(model, forward, optimizer, x, y, device):
-    """One step of timm's train.py: bf16 autocast, backward, AGC without the head, SGD."""
+def _timm_train_step(model, forward, optimizer, x, y, device, precision="bfloat16", scaler=None):
+    """One step of timm's train.py: autocast (bf16, or fp16 with its loss scaler, which unscales
+    before clipping), backward, AGC without the head, SGD."""
     import torch
     import torch.nn.functional as F
     from timm.models import model_parameters
     from timm.utils import dispatch_clip_grad
 
-    with torch.autocast(device, dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16 if precision == "bfloat16" else torch.float16):
         loss = F.cross_entropy(forward(x), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+        dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
+        optimizer.step()
+        return loss
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
     dispatch_clip_grad(model_parameters(model, exclude_head=True), value=0.01, mode="agc")
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return loss
 
 
@@ -505,24 +552,26 @@ def markdown(report):
                          f"{row['default_precision']:.1e} |")
         if "error" in part:
             lines.append(f"| (failed) | {part['backend']} | {part['error'].splitlines()[-1][:80]} | |")
-    lines += ["", "| training, bf16 | implementation | img/s | ms / 32 img | first step s | peak GB |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| training | precision | implementation | img/s | ms / 32 img | first step s | peak GB |",
+              "|---|---|---|---|---|---|---|"]
     for part in report["train"] + report["timm"]:
         if "error" in part:
-            lines.append(f"| {part['model']} | {part['part']} {part['backend']}: failed | | | | |")
+            lines.append(f"| {part['model']} | | {part['part']} {part['backend']}: failed | | | | |")
             continue
         if part["part"] == "train":
-            lines.append(f"| {part['model']} {part['image_size']} px, batch {part['batch']} | keras_nfnets, "
-                         f"{part['backend']} backend | {part['images_per_s']} | {part['ms_per_32']} | "
+            lines.append(f"| {part['builder']} {part['image_size']} px, batch {part['batch']} | {part['precision']} | "
+                         f"keras_nfnets, {part['backend']} backend | {part['images_per_s']} | {part['ms_per_32']} | "
                          f"{part['first_step_s']} | {part['peak_memory_gb']} |")
         else:
             for row in part["configs"]:
+                precision = row.get("precision", "bfloat16")
                 if "images_per_s" in row:
-                    best = " (best)" if row["config"] == part["best"] else ""
-                    lines.append(f"| {part['timm_model']} | timm {row['config']}{best} | {row['images_per_s']} | "
-                                 f"{row['ms_per_32']} | {row['first_step_s']} | {row['peak_memory_gb']} |")
+                    best = " (best)" if row["config"] == _best(part).get(precision) else ""
+                    lines.append(f"| {part['timm_model']} | {precision} | timm {row['config']}{best} | "
+                                 f"{row['images_per_s']} | {row['ms_per_32']} | {row['first_step_s']} | "
+                                 f"{row['peak_memory_gb']} |")
                 else:
-                    lines.append(f"| {part['timm_model']} | timm {row['config']} | "
+                    lines.append(f"| {part['timm_model']} | {precision} | timm {row['config']} | "
                                  f"{row.get('skipped') or row.get('error')} | | | |")
     if report.get("memory"):
         lines += ["", "| memory, bf16 training step | implementation | remat | peak GB at batch "
@@ -539,18 +588,29 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def _best(part):
+    """``{precision: config}`` of a timm part (reports before float16 held one config for bfloat16)."""
+    best = part.get("best") or {}
+    return best if isinstance(best, dict) else {"bfloat16": best}
+
+
 def summarise(report):
     lines = []
-    peers = {part["timm_model"]: next((r for r in part["configs"] if r["config"] == part["best"]), None)
-             for part in report["timm"] if "configs" in part}
+    peers = {}
+    for part in report["timm"]:
+        for precision, config in _best(part).items() if "configs" in part else ():
+            peers[part["timm_model"], precision] = next(r for r in part["configs"] if r["config"] == config)
     for part in report["train"]:
         if "error" in part:
             continue
-        peer = peers.get(TRAINED[part["model"]])
+        name, precision = part.get("builder", part["model"]), part.get("precision", "bfloat16")
+        peer = peers.get((TRAINED.get(name), precision))
         if peer:
-            lines.append(f"{part['model']} on {part['backend']}: {part['images_per_s'] / peer['images_per_s']:.2f}x "
-                         f"timm's best ({TRAINED[part['model']]}, {peer['config']})")
-    f0 = [p for p in report["train"] if p.get("model") == "NFNetF0" and "ms_per_32" in p]
+            lines.append(f"{name} {precision} on {part['backend']}: {part['images_per_s'] / peer['images_per_s']:.2f}x "
+                         f"timm's best ({TRAINED[name]}, {peer['config']}); peak memory {part['peak_memory_gb']} "
+                         f"against {peer['peak_memory_gb']} GB")
+    f0 = [p for p in report["train"] if p.get("builder") == "NFNetF0" and p.get("precision") == "bfloat16"
+          and "ms_per_32" in p]
     for part in f0:
         lines.append(f"NFNet-F0 on {part['backend']}: {part['ms_per_32']} ms per 32 images "
                      f"(paper, V100 at 192 px: {PAPER_F0_MS_PER_32} ms)")
@@ -591,7 +651,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="the same parts on the CPU with tiny sizes")
     parser.add_argument("--out", default="device_check", help="folder for device_check.json / .md")
-    parser.add_argument("--backends", default="jax,torch", help="Keras backends to check (default jax,torch)")
+    parser.add_argument("--backends", default=None, help="Keras backends to check (default jax,torch, and tensorflow "
+                        "where the machine has it)")
     parser.add_argument("--parts", default="", help="only these parts, as PART:BACKEND[:MODEL] (e.g. "
                         "train:jax:NFRegNetB0,timm:torch:nf_regnet_b0)")
     parser.add_argument("--budget", type=int, default=540, help="seconds for the whole check: no part starts "
@@ -616,10 +677,15 @@ def main(argv=None):
         return subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                                "--python-version", "3.12", "--implementation", "cp", *platforms, "-d",
                                args.download_wheels, *WHEELS], check=False).returncode
+    if args.backends is None:
+        import importlib.util
+
+        has_tensorflow = importlib.util.find_spec("tensorflow") is not None and not args.smoke
+        args.backends = "jax,torch" + (",tensorflow" if has_tensorflow else "")
     backends = [b for b in args.backends.split(",") if b]
-    unknown = sorted(set(backends) - {"jax", "torch"})
+    unknown = sorted(set(backends) - {"jax", "torch", "tensorflow"})
     if unknown:
-        parser.error(f"--backends takes jax and/or torch; received {unknown}")
+        parser.error(f"--backends takes jax, torch and/or tensorflow; received {unknown}")
     device = "cpu" if args.smoke else "gpu"
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="device_check_")  # weights and logits passed between the parts
@@ -638,7 +704,7 @@ def main(argv=None):
     def part(name, backend, where, model=None, limit=limit):
         return _run_child(name, backend, where, work, argparse.Namespace(smoke=args.smoke, model=model), int(limit))
 
-    plan = run_plan(args.smoke)
+    plan = run_plan(args.smoke, backends)
     plan = [step for step in plan if step[1] in backends and (step[0] != "timm" or "torch" in backends)]
     if args.parts:  # e.g. train:jax:NFRegNetB0,timm:torch:nf_regnet_b0 (a rerun of what a budget cut off)
         wanted = {tuple(p.split(":")) for p in args.parts.split(",")}

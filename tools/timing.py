@@ -42,26 +42,33 @@ def median_seconds(fn, repeats, warmup=3):
 # and PyTorch's ATen kernels held to AVX2 code. TensorFlow's own default leaves oneDNN off on such a
 # CPU; keras_nfnets turns it on when imported first (keras_nfnets/backend/onednn.py).
 AVX2_CODE = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+# AVX-512 CPUs without AMX, emulated on one with it: oneDNN (TensorFlow's and PyTorch's) held to
+# AVX512-BF16 code (as AMD Zen 4 and Intel Cooper Lake), or to AVX-512 without BF16 (as Intel
+# Skylake-SP/Ice Lake: bfloat16 in software). XLA and ATen keep AVX-512 code.
+CPU_KINDS = {"native": {}, "avx2": AVX2_CODE, "avx512_bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+             "avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}}
 _MARK = "KERAS_NFNETS_BENCHMARK_CPU"
 
 
 def add_cpu_arguments(parser):
-    parser.add_argument("--cpu", choices=("native", "avx2"), default="native",
-                        help="avx2: emulate a CPU without AVX-512 (oneDNN, XLA and ATen held to AVX2 code)")
+    parser.add_argument("--cpu", choices=tuple(CPU_KINDS), default="native",
+                        help="avx2: emulate a CPU without AVX-512 (oneDNN, XLA and ATen held to AVX2 code); "
+                             "avx512_bf16: one with AVX512-BF16 but no AMX (oneDNN held to it, as AMD Zen 4); "
+                             "avx512: one without bfloat16 arithmetic (oneDNN held to AVX-512 VNNI)")
     parser.add_argument("--onednn", choices=("default", "on", "off"), default="default",
                         help="TensorFlow's oneDNN: on, off, or default (TensorFlow's choice for this CPU, "
                              "or keras_nfnets' where it is imported before TensorFlow)")
 
 
 def cpu_kind_environment(cpu, onednn, environ=None):
-    """The environment of a process on ``cpu`` ("native" or "avx2") with oneDNN ``onednn``."""
+    """The environment of a process on ``cpu`` (a :data:`CPU_KINDS` name) with oneDNN ``onednn``."""
     import os
 
     env = dict(os.environ if environ is None else environ)
     if onednn != "default":
         env["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn == "on" else "0"
+    env.update(CPU_KINDS[cpu])
     if cpu == "avx2":
-        env.update(AVX2_CODE)
         env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_cpu_max_isa=AVX2"]))
     return env
 
@@ -81,27 +88,23 @@ def enter_cpu_kind(args):
 
 
 def describe_cpu(environ=None):
-    """E.g. "AMD EPYC, 2 threads; AVX-512 (VNNI, BF16); code held to AVX2; TF_ENABLE_ONEDNN_OPTS=1"
-    (for the process ``environ`` describes, default this one's)."""
+    """E.g. "AMD EPYC, 2 threads; AVX-512 (VNNI, BF16); bfloat16 hardware yes; code held to AVX2;
+    TF_ENABLE_ONEDNN_OPTS=1" (for the process ``environ`` describes, default this one's)."""
     import os
 
+    from keras_nfnets.backend import cpu
+
     environ = os.environ if environ is None else environ
-    flags, model = set(), "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    model, flags = cpu.cpu_info()
+    flags = flags or set()
     if "avx512f" in flags:
         extras = [name for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"), ("amx_tile", "AMX"))
                   if flag in flags]
         vector = "AVX-512" + (f" ({', '.join(extras)})" if extras else "")
     else:
         vector = "AVX2" if "avx2" in flags else "no AVX2"
-    parts = [f"{model}, {os.cpu_count()} threads", vector]
+    hardware = {True: "yes", False: "no", None: "unknown"}[cpu.bf16_hardware(environ)]
+    parts = [f"{model}, {os.cpu_count()} threads", vector, f"bfloat16 hardware {hardware}"]
     if environ.get("ONEDNN_MAX_CPU_ISA") or "xla_cpu_max_isa" in environ.get("XLA_FLAGS", ""):
         parts.append(f"code held to {environ.get('ONEDNN_MAX_CPU_ISA', 'AVX2')}")
     parts.append(f"TF_ENABLE_ONEDNN_OPTS={environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")

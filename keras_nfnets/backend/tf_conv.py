@@ -61,7 +61,11 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementati
         outputs = conv(inputs, kernel)
     else:
         outputs = split_groups(conv, inputs, kernel, groups)
-    return outputs if bias is None else tf.nn.bias_add(outputs, bias)
+    if bias is None:
+        return outputs
+    # A grouped convolution's bias is a plain add: Grappler would fuse Conv2D + BiasAdd into
+    # _FusedConv2D, whose Eigen kernel (oneDNN off) has no grouped form.
+    return outputs + bias if groups > 1 else tf.nn.bias_add(outputs, bias)
 
 
 def conv2d_gradients(inputs, kernel, upstream, strides, padding, dilation_rate, groups):

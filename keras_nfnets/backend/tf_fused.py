@@ -8,6 +8,7 @@ XLA's grouped convolution is slow on CPU), computing in float32 whatever the com
 """
 
 import functools
+import logging
 import os
 
 from keras_nfnets.backend.common import plain_scaled_product, plain_standardized_kernel
@@ -18,13 +19,33 @@ def fused_kernels_enabled():
     return os.environ.get("KERAS_NFNETS_FUSED_KERNELS", "1") != "0"
 
 
+class _OneProgramPerShape(logging.Filter):
+    """TensorFlow counts the traces of every ``tf.function`` made from one Python function as
+    retracing and warns after five; the programs here are made once per shape on purpose."""
+
+    PROGRAMS = ("_standardization_programs.<locals>", "xla_fused.<locals>", "_compiled.<locals>")
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and any(p in message for p in self.PROGRAMS))
+
+
 @functools.lru_cache(maxsize=None)
-def _standardization_programs(forward, vjp, dtype, static):
-    """The XLA programs of Scaled WS: ``(kernel, gain) -> standardized kernel in dtype`` and
-    ``(kernel, gain, ∂L/∂Ŵ) -> (∂L/∂kernel, ∂L/∂gain)``; one trace per kernel shape (the fan-in
-    is read from the static shape)."""
+def _quiet_retracing_warnings():
     import tensorflow as tf
 
+    tf.get_logger().addFilter(_OneProgramPerShape())
+
+
+@functools.lru_cache(maxsize=None)
+def _standardization_programs(forward, vjp, dtype, static, shape):
+    """The XLA programs of Scaled WS for one kernel shape (the fan-in is read from it; one
+    function per shape traces once, where one shared by every layer would retrace, and warn, at
+    each layer of an eager call): ``(kernel, gain) -> standardized kernel in dtype`` and
+    ``(kernel, gain, ∂L/∂Ŵ) -> (∂L/∂kernel, ∂L/∂gain)``."""
+    import tensorflow as tf
+
+    _quiet_retracing_warnings()
     static = dict(static)
 
     def as_matrix(kernel):  # (1, 1, fan-in, out): XLA:CPU reduces a matrix's rows 30% faster than three axes
@@ -51,7 +72,7 @@ def standardized_kernel(forward, vjp, kernel, gain, dtype, **static):
 
     if not fused_kernels_enabled():
         return plain_standardized_kernel(forward, vjp, kernel, gain, dtype, **static)
-    forward_program, backward_program = _standardization_programs(forward, vjp, dtype, tuple(sorted(static.items())))
+    forward_program, backward_program = _standardization_programs(forward, vjp, dtype, tuple(sorted(static.items())), tuple(kernel.shape))
 
     @tf.custom_gradient
     def standardized(kernel, gain):
@@ -72,7 +93,7 @@ def standardized_conv(conv, conv_gradients, forward, vjp, inputs, kernel, gain, 
     the step, is kept instead)."""
     import tensorflow as tf
 
-    forward_program, backward_program = _standardization_programs(forward, vjp, dtype, tuple(sorted(static.items())))
+    forward_program, backward_program = _standardization_programs(forward, vjp, dtype, tuple(sorted(static.items())), tuple(kernel.shape))
 
     def standardized_when(ready, kernel, gain):
         # only once ``ready`` is: TensorFlow runs an op as soon as its inputs are, and every layer's
@@ -121,6 +142,8 @@ def xla_fused(fn):
     memory (in bfloat16 through Eigen's scalar conversions)."""
     import tensorflow as tf
 
+    _quiet_retracing_warnings()
+
     def float32(args):
         return [tf.cast(a, tf.float32) for a in args]
 
@@ -161,9 +184,10 @@ def scaled_activation(name, fn, gamma, inputs):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(fn, static):
+def _compiled(fn, static, signature):  # one function per (shape, dtype)s: each traces once
     import tensorflow as tf
 
+    _quiet_retracing_warnings()
     return tf.function(lambda *arrays: fn(*arrays, **dict(static)), jit_compile=True, autograph=False)
 
 
@@ -172,7 +196,8 @@ def fused(fn, *arrays, **static):
     optimizer's AGC and weight decay, two weight-sized passes instead of about ten)."""
     if not fused_kernels_enabled():
         return fn(*arrays, **static)
-    return _compiled(fn, tuple(sorted(static.items())))(*arrays)
+    signature = tuple((tuple(a.shape), str(a.dtype)) for a in arrays)
+    return _compiled(fn, tuple(sorted(static.items())), signature)(*arrays)
 
 
 def sgd_variable_update(variable, momentum_buffer, gradient, learning_rate, momentum, nesterov):

@@ -17,7 +17,8 @@ import threading
 
 import keras
 
-from keras_nfnets import names
+from keras_nfnets import backend, names
+from keras_nfnets.backend import cpu
 from keras_nfnets.models.checkpoint import Checkpoint
 from keras_nfnets.models.config import NFConfig
 
@@ -103,8 +104,12 @@ class NFModel(keras.Model):
             Checkpoint.from_dict(checkpoint)
         self.remat = bool(remat)
         self._remat_plan = None
+        self._precision_advised = False
 
     def call(self, inputs, training=None, mask=None, **kwargs):
+        if not self._precision_advised:  # at the first call (its trace): before any work
+            self._precision_advised = True
+            cpu.advise_precision(self.compute_dtype, backend.current().device_type())
         _graph_run.training = training is True  # read by _run_through_graph, which Keras calls from here
         try:
             return super().call(inputs, training=training, mask=mask, **kwargs)

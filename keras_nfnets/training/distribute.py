@@ -4,6 +4,7 @@ in a multi-worker cluster (``TF_CONFIG``)."""
 import dataclasses
 
 from keras_nfnets import backend
+from keras_nfnets.backend import cpu
 from keras_nfnets.backend.common import KerasDataParallel  # noqa: F401  (the strategy on JAX/PyTorch)
 
 from keras_nfnets.backend.cluster import (  # noqa: F401  (re-exported)
@@ -46,8 +47,8 @@ _PRECISION_ADVICE = {"mixed_float16": "use precision='mixed_bfloat16' (or 'float
 
 
 def check_precision(precision, devices):
-    """Refuse a mixed policy that a device cannot compute (:data:`PRECISION_NEEDS`), before any
-    work. ``devices``: ``(kind, compute capability or None)`` pairs, as
+    """Refuse a mixed policy that a device cannot compute (:data:`PRECISION_NEEDS`), and warn where a
+    CPU computes it slower than float32 (:mod:`keras_nfnets.backend.cpu`), before any work. ``devices``: ``(kind, compute capability or None)`` pairs, as
     ``keras_nfnets.backend.compute_devices(strategy)`` reports them."""
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
@@ -67,6 +68,7 @@ def check_precision(precision, devices):
         problem = backend.current().unsupported_precision(precision.split("_")[1])
         if problem:
             raise ValueError(f"precision={precision!r}: {problem}")
+        cpu.advise_precision(precision, "CPU")  # runs, but slower than float32: said before any work
 
 
 def set_precision(precision="float32"):
