@@ -8,7 +8,9 @@ Recognition Without Normalization* (2021).
 on first use (PEP 562). Its two effects: on an x86-64 CPU, before TensorFlow loads and unless
 ``TF_ENABLE_ONEDNN_OPTS`` is set, it sets that variable to 1 (TensorFlow's oneDNN kernels on every
 x86 CPU, not only those with AVX-512 VNNI or AMX: :mod:`keras_nfnets.backend.onednn`); and
-keras-hub, when imported, registers the NF presets' classes (:mod:`keras_nfnets._kerashub_hook`).
+Keras and keras-hub, once imported, know the package's classes, so that their own functions
+(``keras.saving.load_model``, ``clone_model``, ``from_preset``) read its files
+(:mod:`keras_nfnets._registration`).
 """
 
 __version__ = "0.1.0"
@@ -57,6 +59,6 @@ _EXPORTS = {
 _SUBPACKAGES = ("backend", "data", "export", "kerashub", "layers", "models", "names", "spp", "training", "weights")
 __all__ = lazy_exports(__name__, _EXPORTS) + list(_SUBPACKAGES)
 
-from keras_nfnets import _kerashub_hook  # noqa: E402
+from keras_nfnets import _registration  # noqa: E402
 
-_kerashub_hook.install()  # keras-hub's from_preset finds NF presets once keras-hub is imported
+_registration.install()  # Keras and keras-hub find our classes (load_model, clone_model, from_preset) once imported

@@ -63,28 +63,39 @@ def staging_directory(target):
     return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.partial-", dir=parent)
 
 
-def move_directory_into_place(staging, target, owned=None):
-    """Rename ``staging`` to ``target``. An existing ``target`` must be empty or hold only the
-    ``owned`` entries (relative paths, what keras_nfnets wrote there); it is moved aside, its
-    owned files deleted after the rename, and its mode carried over. Anything else found in it at
-    that moment stops the replacement with the old folder left in place."""
+def move_directory_into_place(staging, target, owned=None, keep=()):
+    """Rename ``staging`` to ``target``. An existing ``target`` must hold only the ``owned``
+    entries (relative paths, what keras_nfnets wrote there) and the top-level entries named in
+    ``keep`` (the user's own, e.g. a model card): those move, untouched, into the new folder, which
+    must not have them; the old folder is moved aside, its owned files deleted after the rename,
+    and its mode carried over. Anything else found in it at that moment stops the replacement with
+    the old folder left in place."""
     target = os.fspath(target)
     if not os.path.isdir(target):
         os.chmod(staging, new_directory_mode())
         os.replace(staging, target)
         return
-    foreign = [entry for entry in entries(target) if entry not in set(owned or ())]
-    if foreign:
-        raise FileExistsError(f"{target!r} holds {foreign[:3]} that keras_nfnets did not write there; nothing was "
-                              "replaced: choose a new directory, or move those files out.")
+    kept = [name for name in os.listdir(target) if name in set(keep)]
+    foreign = [entry for entry in entries(target) if entry not in set(owned or ())
+               and entry.split(os.sep)[0] not in kept]
+    clash = [name for name in kept if os.path.lexists(os.path.join(staging, name))]
+    if foreign or clash:
+        raise FileExistsError(f"{target!r} holds {(foreign + clash)[:3]} that keras_nfnets did not write there; nothing "
+                              "was replaced: choose a new directory, or move those files out.")
     os.chmod(staging, stat.S_IMODE(os.stat(target).st_mode))
     aside = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(target))}.old-",
                              dir=os.path.dirname(os.path.abspath(target)))
     os.rmdir(aside)
     os.replace(target, aside)
+    moved = []
     try:
+        for name in kept:  # the user's files join the new folder (same file system: a rename, nothing rewritten)
+            os.replace(os.path.join(aside, name), os.path.join(staging, name))
+            moved.append(name)
         os.replace(staging, target)
     except BaseException:
+        for name in moved:
+            os.replace(os.path.join(staging, name), os.path.join(aside, name))
         os.replace(aside, target)
         raise
     remove_owned(aside, owned or ())

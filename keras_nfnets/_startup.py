@@ -12,6 +12,18 @@ import contextlib
 import os
 import sys
 
+_PROGRAM = []  # [True] once keras_nfnets.cli.main runs as the nfnets program
+
+
+def is_program():
+    """Whether this process is the ``nfnets`` program (not a user's Python session), which may
+    end itself once a Ctrl-C's work is saved."""
+    return bool(_PROGRAM)
+
+
+def mark_program():
+    _PROGRAM[:] = [True]
+
 
 def wants_tensorflow_logs(argv=None):
     """The user asked for TensorFlow's logs: ``--verbose`` or ``TF_CPP_MIN_LOG_LEVEL`` already set."""

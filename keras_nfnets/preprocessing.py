@@ -84,8 +84,11 @@ def preprocess_image(image, model_name="NFRegNetB1", size=None, transform=None):
             raise IsADirectoryError(f"{path!r} is a directory; give image files (e.g. {os.path.join(path, '*.jpg')}).")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Image file not found: {path!r}")
+        from keras_nfnets._startup import stderr_silenced
+
         try:
-            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            with stderr_silenced():  # libjpeg's own "Input file read error" line, before the message below
+                image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
             raise ValueError(f"Cannot decode {path!r} as an image (JPEG, PNG, BMP or GIF expected; the file is empty, "
                              "truncated or of another format).") from error

@@ -286,6 +286,8 @@ def _report(pipeline_rate, step_seconds, plain_rate=None):
     for batch in range(40):
         now[0] += step_seconds
         report.on_train_batch_end(batch)
+    assert out.getvalue() == ""  # inside the epoch: printed between epochs (test_the_input_report_…_terminal)
+    report.on_train_end()
     return report.report, out.getvalue()
 
 
@@ -307,3 +309,33 @@ def test_the_input_report_names_the_bottleneck_and_its_cause():
     text, _ = _report(pipeline_rate=1000.0, step_seconds=32 / 200.0, plain_rate=1200.0)
     assert text == ("Throughput: input pipeline 1,000 images/s (measured alone), training 200 images/s: the model "
                     "sets the pace, the input pipeline keeps up.")
+
+
+def test_the_input_report_keeps_off_the_progress_bar_on_a_terminal(capsys, monkeypatch):
+    """On a terminal Keras redraws the epoch's bar in place: the report comes after epoch 1's bar
+    is finished and before epoch 2's first line, on a line of its own, and epoch 1's bar is not
+    drawn again after it (issue 44: `…top5: 0.5292Throughput: input pipeline…`)."""
+    import io
+    import sys
+
+    import keras
+
+    from keras_nfnets.training.callbacks import InputBoundReport
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((64, 4), "float32"), np.zeros((64, 2), "float32")
+    report = InputBoundReport(1e6, 8, skip=1, seconds=0.0, max_batches=3)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=1, callbacks=[report])
+    text = terminal.getvalue()
+    assert report.report and text.count(report.report) == 1
+    before, after = text.split(report.report)
+    assert before.endswith("\n") and after.startswith("\n")  # a line of its own
+    assert "Epoch 2/2" in after and "Epoch 2/2" not in before and "8/8" in before
+    assert "8/8" not in after.split("Epoch 2/2")[0]  # epoch 1's bar is not drawn again

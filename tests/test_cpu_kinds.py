@@ -283,3 +283,18 @@ def test_bfloat16_is_refused_before_any_work_where_the_cpu_cannot_run_it():
     assert (answer["refusal"] == "") is answer["runs"], answer
     if answer["refusal"]:
         assert "train in float32" in answer["refusal"] and "TF_ENABLE_ONEDNN_OPTS=0" in answer["refusal"], answer
+
+
+def test_the_onednn_line_says_whose_choice_it_was(monkeypatch):
+    """Issue 44: "oneDNN on, set by keras_nfnets" on a CPU where TensorFlow turns it on by itself
+    (AVX-512 VNNI/BF16, AVX-VNNI, AMX): there it is TensorFlow's default; on an AVX2 CPU it is ours."""
+    from keras_nfnets.backend import cpu, onednn, tf_backend
+
+    assert tf_backend.grouped_conv_probe()["onednn"]  # the suite runs with oneDNN on (keras_nfnets or TensorFlow)
+    monkeypatch.setattr(onednn, "decided_by", "keras_nfnets")
+    model = cpu.cpu_info()[0]
+    for flags, origin in (({"avx2", "avx512f", "avx512_vnni"}, "oneDNN on, TensorFlow's default on this CPU"),
+                          ({"avx2", "amx_bf16", "amx_tile"}, "oneDNN on, TensorFlow's default on this CPU"),
+                          ({"avx2", "fma"}, "oneDNN on, set by keras_nfnets")):
+        monkeypatch.setattr(cpu, "cpu_info", lambda flags=flags: (model, flags))
+        assert origin in tf_backend.compute_description(), (flags, tf_backend.compute_description())

@@ -221,6 +221,8 @@ def test_offline_set_after_import_and_no_network_fail_at_once(tmp_path, monkeypa
 @pytest.mark.parametrize("argv,message", [
     (["train", "--clip-factor", "abc"], "argument --clip-factor: expected a positive number, 'off' or 'paper', got 'abc'"),
     (["train", "--ema", "-1"], "argument --ema: expected a positive number, 'off' or 'paper', got '-1'"),
+    (["train", "--drop-rate", "1"], "argument --drop-rate: must be in [0, 1) (0 turns it off), got 1"),
+    (["train", "--stochastic-depth-rate", "x"], "argument --stochastic-depth-rate: expected a number in [0, 1), got 'x'"),
 ])
 def test_flag_values_are_explained(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -269,6 +271,15 @@ def test_int8_export_calibrates_on_the_runs_data_or_a_folder(tmp_path, capsys, q
                  "--quantization", "int8"]) == 0
     out = capsys.readouterr().out
     assert "int8 calibration: 64 images of the run's training data (digits, train split)" in out
+    # checked on what the run is for (issue 44: 8 synthetic colour images gave "38% agreement" for a
+    # model that agrees with Keras on every one of the run's 360 test digits)
+    import re
+
+    found = re.search(r"on the run's 360 held-out images \(digits, test split\): top-1 agreement with Keras "
+                      r"([\d.]+)% \(at least 90% needed\).*; accuracy ([\d.]+)% exported, ([\d.]+)% in Keras", out)
+    assert found, out
+    agreement, exported, in_keras = (float(g) for g in found.groups())
+    assert agreement >= 95 and abs(exported - in_keras) <= 2, out
     photos = tmp_path / "photos" / "x"
     photos.mkdir(parents=True)
     for i in range(3):
@@ -363,3 +374,91 @@ def test_the_library_starts_tensorflow_quietly():
     loud = subprocess.run([sys.executable, "-c", script], env=dict(PLAIN_ENV, TF_CPP_MIN_LOG_LEVEL="0"),
                           capture_output=True, text=True, timeout=300)
     assert "cpu_feature_guard" in loud.stderr or "oneDNN custom operations" in loud.stderr, loud.stderr
+
+
+def test_dropout_and_stochastic_depth_overrides_reach_train_and_are_resume_settings(tmp_path, monkeypatch):
+    """``--drop-rate 0 --stochastic-depth-rate 0`` reach ``train()``; a run started with other rates
+    is not resumed under these (its checkpoint's masks and model differ), a run.json written
+    before the settings existed means the model's own rates."""
+    import json
+
+    from keras_nfnets.cli import build_parser
+    from keras_nfnets.training.run_dir import RunDir
+
+    args = build_parser().parse_args(["train", "--drop-rate", "0", "--stochastic-depth-rate", "0.05"])
+    assert (args.drop_rate, args.stochastic_depth_rate) == (0.0, 0.05)
+    run = RunDir(str(tmp_path))
+    (tmp_path / "backup").mkdir()
+    old = {"model": "NFResNet14", "dataset": "digits", "weights": None, "epochs": 2, "batch_size": 48,
+           "image_size": 32, "steps_per_epoch": 25, "precision": "float32", "seed": 0, "augment": "default",
+           "accumulation_steps": 1, "recipe": "r"}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    run.check_resumable(dict(old, drop_rate=None, stochastic_depth_rate=None))  # the model's rates, as before
+    with pytest.raises(ValueError, match=r"`drop_rate`: None in the checkpoint, 0\.0 now"):
+        run.check_resumable(dict(old, drop_rate=0.0, stochastic_depth_rate=None))
+    (tmp_path / "run.json").write_text(json.dumps(dict(old, drop_rate=0.0, stochastic_depth_rate=0.05)))
+    with pytest.raises(ValueError, match=r"`stochastic_depth_rate`: 0\.05 in the checkpoint, None now"):
+        run.check_resumable(dict(old, drop_rate=0.0, stochastic_depth_rate=None))
+
+
+@pytest.mark.slow
+@ON_QUICK_RUN
+def test_an_export_that_disagrees_with_keras_is_not_written(tmp_path, capsys, monkeypatch, quick_digits_run):
+    """A broken converter (here: one that exports other weights) is caught on the run's held-out
+    images: exit status 2, what to try, and neither the file nor its hidden partial left behind;
+    `--no-verify` writes it unchecked."""
+    import keras
+
+    from keras_nfnets import export as exporting
+
+    real = exporting.export_tflite
+
+    def broken(model, path, **options):
+        other = keras.models.clone_model(model)
+        other.set_weights(model.get_weights())
+        return real(exporting.randomise_weights(other, std=2.0), path, **options)
+
+    monkeypatch.setattr(exporting, "export_tflite", broken)
+    run = quick_digits_run.output_dir
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "bad.tflite"), "--model", run, "--format", "tflite",
+                 "--quantization", "dynamic"]) == 2
+    err = capsys.readouterr().err
+    assert "the exported tflite, dynamic file agrees with the Keras model on only" in err
+    assert "nothing was written to" in err and "try `--quantization float16`" in err and "`--no-verify`" in err
+    assert os.listdir(tmp_path) == []
+    assert main(["export", str(tmp_path / "bad.tflite"), "--model", run, "--format", "tflite", "--quantization",
+                 "dynamic", "--no-verify"]) == 0
+    assert "not verified (--no-verify)" in capsys.readouterr().out and os.listdir(tmp_path) == ["bad.tflite"]
+
+
+@pytest.mark.slow
+def test_a_broken_jpeg_body_gets_one_message_not_libjpegs_line_before_it(tmp_path):
+    """A JPEG whose header is valid and whose body is cut: `nfnets predict` says it skipped the
+    file, in one line; libjpeg's own "Input file read error" no longer comes first (issue 44)."""
+    good = tmp_path / "good.jpg"
+    _jpeg(good, seed=0, size=(64, 64))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(good.read_bytes()[:200] + b"\0" * 50)
+    result = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "predict", str(broken), "--model", "NFResNet26",
+                             "--weights", "none"], capture_output=True, text=True, timeout=300, env=REPO_ENV)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"nfnets predict: skipped {broken}: Cannot decode {str(broken)!r} as an image "
+                                          "(JPEG, PNG, BMP or GIF expected; the file is empty, truncated or of another "
+                                          "format)."], result.stderr
+
+
+def test_version_and_a_short_answer_to_a_bad_argument(capsys):
+    """`nfnets --version`; a bad argument gets one line and where the options are, not 16 lines of
+    usage before it (issue 44)."""
+    from keras_nfnets import __version__
+
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--version"])
+    assert exit_status.value.code == 0 and capsys.readouterr().out == f"nfnets (keras_nfnets) {__version__}\n"
+    with pytest.raises(SystemExit) as exit_status:
+        main(["train", "--epochs", "zero"])
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "nfnets train: error: argument --epochs: expected a positive integer, got 'zero'",
+        "(`nfnets train --help` lists every option)"]

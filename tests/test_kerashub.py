@@ -136,7 +136,7 @@ def test_presets_load_in_keras_hub_with_the_builders_logits(tmp_path):
         model = randomise_weights(BUILDERS[name](input_shape=(64, 64, 3), classes=10))
         expected = _logits(model, x)
         directory = save_preset(model, tmp_path / name)
-        assert sorted(os.listdir(directory)) == ["config.json", "image_converter.json", "metadata.json",
+        assert sorted(os.listdir(directory)) == ["README.md", "config.json", "image_converter.json", "metadata.json",
                                                  "model.weights.h5", "preprocessor.json", "task.json", "task.weights.h5"]
         task = keras_hub.models.ImageClassifier.from_preset(directory)
         assert type(task) is NFNetImageClassifier and type(task.preprocessor) is NFNetImageClassifierPreprocessor
@@ -154,11 +154,11 @@ def test_presets_load_in_keras_hub_with_the_builders_logits(tmp_path):
 
 def test_preset_refusals_come_before_any_write(tmp_path):
     model = BUILDERS["NFResNet26"](input_shape=(64, 64, 3), classes=10)
-    taken = tmp_path / "taken"
-    taken.mkdir()
-    (taken / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="exists and is not empty.*`overwrite=True`"):
-        save_preset(model, taken)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "model.weights.h5").write_text("not ours")
+    with pytest.raises(ValueError, match="holds preset files that keras_nfnets did not write"):
+        save_preset(model, stray, overwrite=True)
     other = tmp_path / "resnet"
     keras_hub.models.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64],
                                     stackwise_num_blocks=[1], stackwise_num_strides=[1], block_type="basic_block",
@@ -261,3 +261,50 @@ def test_keras_hub_finds_the_classes_after_import_keras_nfnets(order):
     lines = out.stdout.strip().splitlines()
     assert out.returncode == 0 and lines[-1] == "[True, True, True, True]", out.stdout + out.stderr[-2000:]
     assert lines[0] == ("False" if first == "keras_nfnets" else "True")
+
+
+def test_a_preset_folder_keeps_the_users_model_card_and_files(tmp_path):
+    """Issue 44: a README.md beside a preset (as every Hub model repository has) blocked `nfnets
+    preset` with and without `--overwrite`. The user's files that are not part of a preset stay,
+    untouched, through the first write and every overwrite; where the user has no README.md the
+    preset gets a short model card of its own, which an overwrite renews."""
+    import time
+
+    model = BUILDERS["NFResNet26"](input_shape=(64, 64, 3), classes=10)
+    card = tmp_path / "card"
+    card.mkdir()
+    (card / "README.md").write_text("---\nlicense: mit\n---\n# my model\n")
+    (card / "notes").mkdir()
+    (card / "notes" / "n.txt").write_text("mine")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (card / "README.md", card / "notes" / "n.txt")}
+    time.sleep(0.01)
+    save_preset(model, card)
+    with pytest.raises(ValueError, match="holds an NF preset.*`overwrite=True`.*README.md, are kept"):
+        save_preset(model, card)
+    save_preset(model, card, overwrite=True)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+    assert "README.md" not in json.load(open(card / "metadata.json"))["keras_nfnets_files"]
+    assert type(keras_hub.models.ImageClassifier.from_preset(str(card))) is NFNetImageClassifier
+
+    fresh = tmp_path / "fresh"  # no model card of the user's: ours, part of the preset
+    save_preset(model, fresh)
+    text = (fresh / "README.md").read_text()
+    assert "README.md" in json.load(open(fresh / "metadata.json"))["keras_nfnets_files"]
+    assert "`nf_resnet26`" in text and f"{model.count_params():,} with the classifier" in text
+    assert "not a published checkpoint" in text and "64×64 RGB" in text
+    (fresh / "extra.txt").write_text("mine")
+    save_preset(model, fresh, overwrite=True)
+    assert (fresh / "extra.txt").read_text() == "mine" and (fresh / "README.md").exists()
+
+
+def test_the_model_card_of_a_checkpoint_names_it_its_sizes_and_license():
+    from keras_nfnets.kerashub.presets import model_card
+    from keras_nfnets.weights.presets import CHECKPOINTS
+
+    model = keras_nfnets.from_timm("test_nfnet", pretrained=False, input_shape=(64, 64, 3))
+    model.with_checkpoint(CHECKPOINTS["test_nfnet.r160_in1k"])
+    text = model_card(to_keras_hub(model), "presets/test_nfnet")
+    row = CHECKPOINTS["test_nfnet.r160_in1k"]
+    assert f"timm's `test_nfnet.r160_in1k`: ImageNet-1k top-1 {row.top1:.2f}% at {row.test_size} px" in text
+    assert f"trained at {row.train_size} px" in text and "License of the weights: Apache-2.0" in text
+    assert "from_preset('test_nfnet')" in text

@@ -17,7 +17,7 @@ LAYERS = [
     ("keras_nfnets.models", 3), ("keras_nfnets.optimizers", 3), ("keras_nfnets.saving", 4), ("keras_nfnets.weights", 4),
     ("keras_nfnets.imagenet", 4), ("keras_nfnets.preprocessing", 5), ("keras_nfnets.applications", 5),
     ("keras_nfnets.export", 5), ("keras_nfnets.spp", 5), ("keras_nfnets.training", 6), ("keras_nfnets.model_sources", 7),
-    ("keras_nfnets.kerashub", 8), ("keras_nfnets._kerashub_hook", 9), ("keras_nfnets", 9), ("keras_nfnets.cli", 10),
+    ("keras_nfnets.kerashub", 8), ("keras_nfnets._registration", 9), ("keras_nfnets", 9), ("keras_nfnets.cli", 10),
 ]
 
 

@@ -244,12 +244,14 @@ def test_two_workers_train_the_digits_recipe_like_one(digits_runs):
     assert json.load(open(digits_runs.cluster_dir / "run.json"))["workers"] == 2
     assert len(cluster["history"]["loss"]) == EPOCHS
     # the same global batches (examples and crops) in the same order (shown exactly by
-    # test_sharded_pipelines_cover_each_example_once_per_epoch): the first epoch's loss agrees
-    # within 6% (dropout and stochastic-depth masks differ: 4.8% apart measured at batch 32), and
-    # the final test accuracy within 8 points: one-process runs that differ only in their seed
-    # land 7.2 points apart (91.7%, 88.3%, 91.7%, 84.4%, 88.1% for seeds 0-4; TF 2.21, Keras 3.15)
-    assert cluster["history"]["loss"][0] == pytest.approx(single["history"]["loss"][0], rel=0.06)
-    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.08
+    # test_sharded_pipelines_cover_each_example_once_per_epoch) and no random draws (dropout and
+    # stochastic depth off): the runs differ only by the order of float sums (two half-batch
+    # gradients all-reduced, one thread each), which training amplifies. Measured on an Intel Xeon
+    # (AMX), TF 2.21, Keras 3.15: first-epoch loss 2.225 against 2.212 (0.6%), test accuracy 85.8%
+    # against 93.3%; one process at 1 thread against 2 threads, which changes nothing but those sums:
+    # 2.234 (1.0%) and 91.9%. Bounds: 2% for the first epoch's loss, 10 points for the accuracy.
+    assert cluster["history"]["loss"][0] == pytest.approx(single["history"]["loss"][0], rel=0.02)
+    assert abs(cluster["test"]["accuracy"] - single["test"]["accuracy"]) <= 0.10
     assert cluster["test"]["accuracy"] > 0.8  # it learned (10 classes)
     # the chief's distributed evaluation equals a one-process evaluation of the saved model
     assert evaluate(str(digits_runs.cluster_dir))["accuracy"] == pytest.approx(cluster["test"]["accuracy"], abs=1e-6)

@@ -22,8 +22,8 @@ from conftest import ON_DIGITS_RUNS, README_CLUSTER, user_environment
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
 RUN = "run as written"
-TORCH_SHORT = "KERAS_BACKEND=torch nfnets train --epochs 2 --output-dir runs/digits_torch"
-JAX_SHORT = "KERAS_BACKEND=jax nfnets train --epochs 2 --output-dir runs/digits_jax"
+TORCH_SHORT = "KERAS_BACKEND=torch nfnets train --epochs 2 --output-dir runs/digits_torch_short"
+JAX_SHORT = "KERAS_BACKEND=jax nfnets train --epochs 2 --output-dir runs/digits_jax_short"
 # README command -> RUN (in the user's directory), ("installed", the command after `pip install
 # … &&`, which CI has done), ("short form", the documented command run instead, in a fresh
 # directory: a run directory holds one run), or ("excused", why it cannot run here). The order is
@@ -182,8 +182,40 @@ def test_readme_main_job_on_jax_and_torch(tmp_path, backend, command, bound):
     from keras_nfnets.training import evaluate
 
     outputs = _run_part(backend, tmp_path)
-    assert f"saved to runs/digits_{backend}/model.keras" in outputs[command].stdout
-    run = tmp_path / "short0" / "runs" / f"digits_{backend}"
+    assert f"saved to runs/digits_{backend}_short/model.keras" in outputs[command].stdout
+    run = tmp_path / "short0" / "runs" / f"digits_{backend}_short"
     history = json.loads((run / "history.json").read_text())
     assert history["test"]["accuracy"] >= bound, history["test"]
     assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)
+
+
+def _train_runs():
+    """``(command, run directory, settings)`` of every ``nfnets train`` the README gives, in code
+    blocks or inline: the directory is ``--output-dir`` or the default ``runs/<model>_<dataset>``;
+    the settings are the other flags and the environment prefix."""
+    text = README.read_text().replace("\\\n", " ")
+    found = []
+    for command in re.findall(r"((?:[A-Z_]+=\S+ )*nfnets (?:launch [^`\n#]*?-- )?train\b[^`\n#]*)", text):
+        words = command.split()
+        flags, rest = {}, words[words.index("train") + 1:]
+        for i, word in enumerate(rest):
+            if word.startswith("--"):  # a flag, with its value unless a flag follows (--remat)
+                flags[word] = rest[i + 1] if i + 1 < len(rest) and not rest[i + 1].startswith("--") else True
+        folder = flags.pop("--output-dir", None) or f"runs/{flags.get('--model', 'NFResNet14')}_" \
+                                                    f"{flags.get('--dataset', 'digits')}"
+        prefix = tuple(words[:words.index("nfnets")]) + tuple(words[words.index("nfnets"):words.index("train")])
+        found.append((command.strip(), folder, (prefix, sorted(flags.items()))))
+    return found
+
+
+def test_readme_train_commands_in_one_run_directory_agree():
+    """A run directory holds one run: two README commands that train into the same folder with
+    other settings would be refused in the README's order (issue 44: `nfnets train`, then its
+    short form `nfnets train --epochs 2`, both in runs/NFResNet14_digits)."""
+    runs = _train_runs()
+    assert len(runs) >= 8, runs  # the main job, its short form, fine-tuning, clusters, JAX/PyTorch
+    by_folder = {}
+    for command, folder, settings in runs:
+        by_folder.setdefault(folder, {})[repr(settings)] = command
+    clashes = {folder: list(commands.values()) for folder, commands in by_folder.items() if len(commands) > 1}
+    assert not clashes, clashes

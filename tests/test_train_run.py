@@ -193,6 +193,8 @@ def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys, mo
 
     settings = dict(QUICK, epochs=3, ema=0.9, augment="paper", randaugment=(2, 10))  # with RandAugment on
     straight = train("NFResNet14", "digits", output_dir=str(tmp_path / "a"), **{**settings, "tensorboard": True})
+    record = json.load(open(tmp_path / "a" / "run.json"))  # what runs (issue 44: "paper" beside "RandAugment off")
+    assert record["randaugment"] == [2, 10] and "RandAugment (2, 10)" in record["recipe"]
     with pytest.raises(KeyboardInterrupt):
         train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), callbacks=[Interrupt()], **settings)
     assert os.path.exists(tmp_path / "b" / "interrupted.weights.h5")
@@ -433,3 +435,11 @@ def test_a_tfds_dataset_is_prepared_offline_from_local_files(tmp_path):
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     assert (tmp_path / "tfds" / "nf_local_shapes" / "1.0.0").is_dir()  # prepared by TFDS, offline
     assert "test split): accuracy" in result.stdout and os.path.isfile(tmp_path / "run" / "model.keras")
+
+
+@ON_QUICK_RUN
+def test_run_json_records_the_randaugment_that_runs(quick_digits_run):
+    """Digits trains without RandAugment: run.json says so (null), as the recipe line does, where
+    it said "paper" until issue 44."""
+    record = json.load(open(Path(quick_digits_run.output_dir) / "run.json"))
+    assert record["randaugment"] is None and "RandAugment off" in record["recipe"]

@@ -57,11 +57,22 @@ def small_model():
 
 
 # --- presets ---------------------------------------------------------------------------------------
-def test_preset_overwrite_never_takes_a_users_folder(tmp_path, small_model):
+def test_a_preset_in_a_users_folder_leaves_every_file_of_theirs(tmp_path, small_model):
+    """The user's files beside a preset (issue 44: a model card) are never deleted, replaced or
+    rewritten, by the first write or an overwrite; preset files that keras_nfnets did not write
+    stop it before any write."""
     pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
     folder = _users_folder(tmp_path / "mine")
-    _refused_untouched(folder, ValueError, "holds no NF preset written by keras_nfnets.*choose a new directory",
-                       lambda: keras_nfnets.save_preset(small_model, folder, overwrite=True))
+    before = _snapshot(folder)
+    keras_nfnets.save_preset(small_model, folder)
+    keras_nfnets.save_preset(small_model, folder, overwrite=True)
+    after = _snapshot(folder)
+    assert {name: after.get(name) for name in before} == before
+    assert "config.json" in after and stat.S_IMODE(os.stat(folder).st_mode) == 0o755
+    stray = _users_folder(tmp_path / "stray")
+    (stray / "model.weights.h5").write_text("mine")  # a preset file keras_nfnets did not write
+    _refused_untouched(stray, ValueError, "holds preset files that keras_nfnets did not write",
+                       lambda: keras_nfnets.save_preset(small_model, stray, overwrite=True))
 
 
 def test_preset_overwrite_replaces_only_its_own_preset_and_keeps_the_mode(tmp_path, small_model):
@@ -76,8 +87,9 @@ def test_preset_overwrite_replaces_only_its_own_preset_and_keeps_the_mode(tmp_pa
     assert os.path.getmtime(preset / "model.weights.h5") >= written
     assert not [p for p in os.listdir(tmp_path) if p != "preset"]  # no staging or set-aside folder left
     (preset / "my_notes.txt").write_text("mine")
-    _refused_untouched(preset, ValueError, "not part of its NF preset \\(my_notes.txt\\).*move them out",
-                       lambda: keras_nfnets.save_preset(small_model, preset, overwrite=True))
+    keras_nfnets.save_preset(small_model, preset, overwrite=True)
+    assert (preset / "my_notes.txt").read_text() == "mine"
+    assert not [p for p in os.listdir(tmp_path) if p != "preset"]
 
 
 def test_preset_never_replaces_its_source_a_run_or_a_root(small_run, tmp_path):
@@ -101,14 +113,20 @@ def test_preset_never_replaces_its_source_a_run_or_a_root(small_run, tmp_path):
             keras_nfnets.save_preset("NFResNet26", protected, weights=None, overwrite=True)
 
 
-def test_the_preset_command_refuses_a_users_folder(tmp_path):
+def test_the_preset_command_keeps_a_users_files_and_refuses_preset_files_not_its_own(tmp_path):
     pytest.importorskip("keras_hub", reason="keras-hub is in the test extras")
     from keras_nfnets.cli import main
 
     folder = _users_folder(tmp_path / "mine")
+    (folder / "task.json").write_text("{}")
     before = _snapshot(folder)
     assert main(["preset", "NFResNet26", str(folder), "--weights", "none", "--overwrite"]) == 2
     assert _snapshot(folder) == before
+    os.remove(folder / "task.json")
+    before = _snapshot(folder)
+    assert main(["preset", "NFResNet26", str(folder), "--weights", "none"]) == 0
+    after = _snapshot(folder)
+    assert {name: after[name] for name in before} == before and "README.md" in after
 
 
 # --- run directories -------------------------------------------------------------------------------

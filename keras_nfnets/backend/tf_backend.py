@@ -197,9 +197,13 @@ def compute_description():
         return f"TensorFlow on {kind}"
     probe = grouped_conv_probe()  # float32 (a mixed precision's grouped convs: see grouped_conv_probe(dtype))
     state = {True: "on", False: "off", None: "not in this build"}[probe["onednn"]]
+    from keras_nfnets.backend.cpu import onednn_on_by_default
+
     origin = {"keras_nfnets": "set by keras_nfnets",
               "user": f"{onednn.VARIABLE}={os.environ.get(onednn.VARIABLE, '')} set by the user"}.get(
                   onednn.decided_by, "TensorFlow's default")
+    if onednn.decided_by == "keras_nfnets" and probe["onednn"] and onednn_on_by_default():
+        origin = "TensorFlow's default on this CPU"  # keras_nfnets set what TensorFlow would have chosen
     grouped = "native" if probe["native"] else "one per group"
     return f"TensorFlow on CPU; oneDNN {state}, {origin}; grouped convolutions {grouped}"
 

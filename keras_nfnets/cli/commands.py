@@ -143,9 +143,46 @@ def calibration_batches(model, transform, calibration=None, settings=None, count
                                                "calibrate on real images)")
 
 
-def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, calibration=None, out=None):
-    """Fold and export ``model_name``, then print the artifact's parity with the Keras model. A
-    full-int8 TFLite export says which images calibrated it (see :func:`calibration_batches`)."""
+VERIFICATION_IMAGES = 512  # at most, of a run's held-out split
+
+
+def verification_images(model, transform, settings, count=VERIFICATION_IMAGES, out=None):
+    """``(images, labels or None, description)`` to check an export on: a trained run's own
+    held-out images (its evaluation split, prepared as it evaluates them), else synthetic
+    ImageNet-normalised images, which suit a model with ImageNet weights (not a digits model)."""
+    import numpy as np
+
+    from keras_nfnets import data
+    from keras_nfnets.export import sample_images
+
+    if settings and settings.get("dataset"):
+        split = settings.get("eval_split") or "test"
+        try:
+            pairs = list(data.load_source(settings["dataset"], split).dataset.take(count))
+        except Exception as error:  # e.g. ImageNet, whose files the run's machine had
+            print(f"note: the run's {split} split of {settings['dataset']} cannot be read here ({error}); "
+                  "checking on synthetic images instead.", file=out or sys.stdout)
+        else:
+            images = np.stack([transform(image).numpy() for image, _ in pairs])
+            labels = np.array([int(label) for _, label in pairs])
+            return images, labels, f"the run's {len(images)} held-out images ({settings['dataset']}, {split} split)"
+    return sample_images(16, model.input.shape[1], seed=1), None, "16 synthetic ImageNet-normalised images"
+
+
+class ExportCheckError(RuntimeError):
+    """An exported file disagrees with its Keras model (nothing was written)."""
+
+
+def export(model_name, output, fmt, weights=None, quantization=None, image_size=None, calibration=None, out=None,
+           verify=True):
+    """Fold and export ``model_name`` to a hidden file beside ``output``, check it against the
+    Keras model on :func:`verification_images` and move it into place only if it agrees (top-1
+    agreement at least ``export.AGREEMENT_BOUNDS[quantization]``); otherwise remove it and raise
+    :class:`ExportCheckError` with what to try. ``verify=False`` (``--no-verify``) skips the check.
+    A full-int8 TFLite export says which images calibrated it (see :func:`calibration_batches`)."""
+    import os
+    import shutil
+
     from keras_nfnets import export as exporting
 
     out = out or sys.stdout
@@ -157,26 +194,47 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
     from keras_nfnets.model_sources import resolve_model
 
     model, _, transform, settings = resolve_model(model_name, weights, image_size=image_size)
-    size = model.input.shape[1]
-    samples = exporting.sample_images(8, size, seed=1)
-    if fmt == "saved_model":
-        exporting.export_saved_model(model, output)
-    elif fmt == "tflite":
-        batches = None
-        if quantization == "int8":
-            batches, used = calibration_batches(model, transform, calibration, settings)
-            print(f"int8 calibration: {used}", file=out)
-        ops = exporting.export_tflite(model, output, quantization=quantization, representative_data=batches)
-        print(f"TFLite ops (all built-in): {', '.join(sorted(ops))}", file=out)
-    else:
-        exporting.export_onnx(model, output)
-    check = exporting.verify_export(model, output, samples)
-    print(
-        f"{model_name} -> {output} ({fmt}{', ' + quantization if quantization else ''}): "
-        f"max |diff| {check['max_abs_diff']:.3g} ({check['relative_diff']:.3g} of the output scale), "
-        f"top-1 agreement {check.get('top1_agreement', float('nan')):.0%} on {len(samples)} sample images",
-        file=out,
-    )
+    folder, name = os.path.split(os.path.abspath(output))
+    partial = os.path.join(folder, f".{name}.unverified-{os.getpid()}" + os.path.splitext(name)[1])
+    try:
+        if fmt == "saved_model":
+            exporting.export_saved_model(model, partial)
+        elif fmt == "tflite":
+            batches = None
+            if quantization == "int8":
+                batches, used = calibration_batches(model, transform, calibration, settings)
+                print(f"int8 calibration: {used}", file=out)
+            ops = exporting.export_tflite(model, partial, quantization=quantization, representative_data=batches)
+            print(f"TFLite ops (all built-in): {', '.join(sorted(ops))}", file=out)
+        else:
+            exporting.export_onnx(model, partial)
+        check = _check_export(model, model_name, output, partial, fmt, quantization, transform, settings, out) \
+            if verify else {"verified": False}
+        os.rename(partial, output)
+    finally:
+        if os.path.isdir(partial):
+            shutil.rmtree(partial)
+        elif os.path.lexists(partial):
+            os.remove(partial)
+    if not verify:
+        print(f"{model_name} -> {output} ({fmt}{', ' + quantization if quantization else ''}), not verified "
+              "(--no-verify)", file=out)
+    return check
+
+
+def _check_export(model, model_name, output, partial, fmt, quantization, transform, settings, out):
+    from keras_nfnets import export as exporting
+
+    images, labels, described = verification_images(model, transform, settings, out=out)
+    check = exporting.verify_export(model, partial, images, labels=labels, quantization=quantization)
+    kind = f"{fmt}{', ' + quantization if quantization else ''}"
+    line = (f"{model_name} -> {output} ({kind}) on {described}: "
+            f"top-1 agreement with Keras {check.get('top1_agreement', float('nan')):.1%} "
+            f"(at least {check['agreement_bound']:.0%} needed), largest difference {check['max_abs_diff']:.3g} "
+            f"({check['relative_diff']:.3g} of the output scale)")
+    if "keras_accuracy" in check:
+        line += f"; accuracy {check['exported_accuracy']:.2%} exported, {check['keras_accuracy']:.2%} in Keras"
+    print(line, file=out)
     if not check["informative"]:
         from keras_nfnets.weights.presets import checkpoint_for
 
@@ -184,6 +242,16 @@ def export(model_name, output, fmt, weights=None, quantization=None, image_size=
         print("warning: the model's outputs do not depend on its input (random weights with a zero-initialised "
               f"classifier), so this check proves nothing; export with {pretrained}a trained .weights.h5 file or run "
               "directory (`--weights`) to check parity.", file=out)
+    elif not check["passed"]:
+        advice = {"int8": "try `--quantization dynamic` or `float16`, or calibrate on more of your own images "
+                          "(`--calibration DIR`)",
+                  "dynamic": "try `--quantization float16` or none"}.get(
+            quantization, "this is a bug in keras_nfnets' export: please report it with the model")
+        raise ExportCheckError(f"the exported {kind} file agrees with the Keras model on only "
+                               f"{check['top1_agreement']:.1%} of {described} (at least "
+                               f"{check['agreement_bound']:.0%} needed), so nothing was written to {output}: {advice}; "
+                               "`--no-verify` writes it unchecked.")
+    check["verified"] = True
     return check
 
 
@@ -218,7 +286,7 @@ def predict_command(args):
 
 def export_command(args):
     export(args.model, args.output, args.fmt, weights=args.weights, quantization=args.quantization,
-           image_size=args.image_size, calibration=args.calibration)
+           image_size=args.image_size, calibration=args.calibration, verify=not args.no_verify)
     return 0
 
 
@@ -228,7 +296,7 @@ def preset_command(args, out=None):
 
     weights = None if args.weights == "none" else args.weights
     directory = save_preset(args.model, args.directory, weights=weights, checkpoint=args.checkpoint,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, write_model_card=not args.no_model_card)
     print(f"keras-hub preset of {args.model} written to {directory}; load it with "
           f"keras_hub.models.ImageClassifier.from_preset({directory!r}) after `import keras_nfnets`.",
           file=out or sys.stdout)
@@ -253,7 +321,8 @@ def train_command(args, out=None):
         manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
         jit_compile={"true": True, "false": False}.get(args.jit_compile, args.jit_compile),
         verbose=args.progress if args.progress == "auto" else int(args.progress),
-        accumulation_steps=args.accumulation_steps, remat=args.remat,
+        accumulation_steps=args.accumulation_steps, remat=args.remat, drop_rate=args.drop_rate,
+        stochastic_depth_rate=args.stochastic_depth_rate,
     )
     print(result.settings["recipe"], file=out)
     if result.stopped:

@@ -60,6 +60,24 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 turns it off), got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a bad argument with one line and where the options are listed,
+    instead of the whole usage (16 lines for ``nfnets train``) before it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists every option)\n")
+
+
 def build_parser():
     """The ``nfnets`` argument parser: one sub-command per task, each with its handler as ``func``."""
     from keras_nfnets.export.formats import FORMATS, QUANTIZATIONS
@@ -67,10 +85,13 @@ def build_parser():
     from keras_nfnets.training.options import (AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, JIT_COMPILE,
                                                PRECISIONS, STRATEGIES)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up and C++ log lines (hidden by default)")
-    parser = argparse.ArgumentParser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
+    from keras_nfnets import __version__
+
+    parser = _Parser(prog="nfnets", description="Normalizer-Free networks for Keras 3.")
+    parser.add_argument("--version", action="version", version=f"nfnets (keras_nfnets) {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = commands.add_parser(
@@ -106,6 +127,9 @@ def build_parser():
     exp.add_argument("--quantization", choices=[q for q in QUANTIZATIONS if q], default=None,
                      help="TFLite only: fp16 weights, int8 weights (dynamic range) or full int8 (default: float32)")
     exp.add_argument("--image-size", type=_positive_int, default=None, help="static input size (default: the model's)")
+    exp.add_argument("--no-verify", action="store_true",
+                     help="write the file without checking it against the Keras model (by default it is checked on a "
+                          "run's held-out images, or synthetic ones, and written only if it agrees)")
     exp.add_argument("--calibration", default=None, metavar="DIR",
                      help="--quantization int8: calibrate on the images in DIR (default: a trained run's own "
                           "training images, else synthetic images; the command says which)")
@@ -114,11 +138,15 @@ def build_parser():
     pre = commands.add_parser("preset", parents=[common],
                               help="write a keras-hub preset (ImageClassifier.from_preset loads it)")
     pre.add_argument("model", help="builder name (NFNetF0), timm name (dm_nfnet_f0), run directory or .keras file")
-    pre.add_argument("directory", help="the preset directory to write (new or empty; see --overwrite)")
+    pre.add_argument("directory", help="the preset directory to write (new, or holding only your own files such as a "
+                                       "README.md, which stay; see --overwrite)")
     pre.add_argument("--weights", default="imagenet",
                      help="builders: imagenet (default), none or a .weights.h5 file")
     pre.add_argument("--checkpoint", default=None, help="for timm names: a .safetensors/.pth file (default: the Hub)")
-    pre.add_argument("--overwrite", action="store_true", help="replace the NF preset already in DIRECTORY")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="replace the NF preset already in DIRECTORY (files that are not part of it are kept)")
+    pre.add_argument("--no-model-card", action="store_true",
+                     help="do not write a README.md model card (one is written where DIRECTORY has none of yours)")
     pre.set_defaults(func=preset_command)
 
     spp = commands.add_parser("spp", parents=[common], help="regenerate one of the paper's Signal Propagation Plots")
@@ -163,6 +191,10 @@ def build_parser():
                     help="compile each training step with XLA (default auto: Keras' rule, always on a TPU)")
     tr.add_argument("--learning-rate", type=_positive_float, default=None, help="peak LR (default: paper's, scaled by batch)")
     tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
+    tr.add_argument("--drop-rate", type=_fraction, default=None,
+                    help="dropout before the classifier (default: the model's, e.g. 0.2 for NFNetF0; 0 off)")
+    tr.add_argument("--stochastic-depth-rate", type=_fraction, default=None,
+                    help="stochastic depth's largest drop rate (default: the model's, e.g. 0.25 for NFNetF0; 0 off)")
     tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
     tr.add_argument("--augment", choices=AUGMENT_CHOICES, default=AUGMENT_CHOICES[0],
                     help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
@@ -256,6 +288,8 @@ def main(argv=None):
     from keras_nfnets import _startup, messages
 
     is_program = argv is None
+    if is_program:
+        _startup.mark_program()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,6 +307,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         if args.verbose:
             raise
+        if is_program:  # what the command saves on Ctrl-C is written; TensorFlow's teardown took up to 18 s
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except Exception as error:
         if args.verbose or not _is_user_error(error):

@@ -117,8 +117,11 @@ def _decodes(path):
     """Whether TensorFlow decodes ``path`` as an image (the decoder the pipelines use)."""
     import tensorflow as tf
 
+    from keras_nfnets._startup import stderr_silenced
+
     try:
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        with stderr_silenced():  # libjpeg prints "Input file read error" for a broken body: the caller says more
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return True
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         return False

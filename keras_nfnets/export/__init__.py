@@ -9,5 +9,5 @@ __all__ = lazy_exports(__name__, {
                     "native_grouped_convolutions", "tflite_op_names"),
     ".folding": ("FOLDERS", "fold_weight_standardization"),
     ".formats": ("FORMATS", "FORMAT_REQUIREMENTS", "FORMAT_SUFFIXES", "QUANTIZATIONS"),
-    ".verification": ("randomise_weights", "run_exported", "sample_images", "verify_export"),
+    ".verification": ("AGREEMENT_BOUNDS", "randomise_weights", "run_exported", "sample_images", "verify_export"),
 })

@@ -120,6 +120,40 @@ PRESET_FILES = ("config.json", "metadata.json", "model.weights.h5", "task.json",
                 "preprocessor.json", "image_converter.json", "assets")
 
 
+def _user_entries(directory):
+    """The top-level entries of ``directory`` that are not part of a preset (neither listed by our
+    metadata.json nor a preset file's name): the user's own, e.g. a model card. Kept by every write."""
+    if not os.path.isdir(directory):
+        return []
+    owned = {entry.split(os.sep)[0] for entry in (_owned_files(directory) or ())}
+    return sorted(name for name in os.listdir(directory) if name not in owned and name not in PRESET_FILES)
+
+
+def model_card(task, directory):
+    """A short README.md for a preset: architecture, parameters, the checkpoint and its sizes,
+    the weights' license, how to load it."""
+    from keras_nfnets import __version__
+
+    backbone, checkpoint = task.backbone, task.backbone.checkpoint
+    lines = [f"# {backbone.architecture.name}: a keras-hub preset", "",
+             f"Written by keras_nfnets {__version__}.", "",
+             f"- Architecture: `{backbone.architecture.name}`, {backbone.count_params():,} backbone parameters "
+             f"({task.count_params():,} with the classifier).",
+             f"- Input: {backbone.input_shape[1]}×{backbone.input_shape[2]} RGB; the preprocessor applies the "
+             "evaluation transform."]
+    if checkpoint is None:
+        lines.append("- Weights: not a published checkpoint (trained or initialised by the preset's author); their "
+                     "license is the author's to state here.")
+    else:
+        lines += [f"- Weights: timm's `{checkpoint.tag}`: ImageNet-1k top-1 {checkpoint.top1:.2f}% at "
+                  f"{checkpoint.test_size} px (timm's figure), trained at {checkpoint.train_size} px.",
+                  f"- License of the weights: Apache-2.0 (the license of `timm/{checkpoint.tag}` on the Hugging "
+                  "Face Hub; DeepMind's NFNet-F weights are Apache-2.0 too)."]
+    lines += ["", "```python", "import keras_hub, keras_nfnets",
+              f"classifier = keras_hub.models.ImageClassifier.from_preset({os.path.basename(directory)!r})", "```", ""]
+    return "\n".join(lines)
+
+
 def _owned_files(directory):
     """The entries of the NF preset in ``directory`` that keras_nfnets wrote (its metadata lists
     them), or ``None`` when no preset of ours is there."""
@@ -154,6 +188,9 @@ def _check_directory(directory, overwrite, source=None):
                          "directory.")
     if not os.path.isdir(directory) or not os.listdir(directory):
         return
+    user = set(_user_entries(directory))
+    if not [name for name in os.listdir(directory) if name not in user]:
+        return  # only the user's own files (a model card): the preset joins them
     config_path = os.path.join(directory, "config.json")
     if os.path.isfile(config_path):
         try:
@@ -164,14 +201,14 @@ def _check_directory(directory, overwrite, source=None):
         if registered != OUR_BACKBONE:
             raise ValueError(f"{directory!r} holds a preset written by another model family ({registered or 'unknown'}); "
                              "keras_nfnets does not overwrite it: choose another directory.")
-    if not overwrite:
-        raise ValueError(f"{directory!r} exists and is not empty: choose a new directory, or pass `overwrite=True` "
-                         "to replace the NF preset in it.")
     owned = _owned_files(directory)
     if owned is None:
-        raise ValueError(f"{directory!r} holds no NF preset written by keras_nfnets (no such metadata.json), so "
-                         "`overwrite` does not apply: choose a new directory.")
-    foreign = [entry for entry in _files.entries(directory) if entry not in owned]
+        raise ValueError(f"{directory!r} holds preset files that keras_nfnets did not write (no metadata.json of "
+                         "ours): choose a new directory, or move them out.")
+    if not overwrite:
+        raise ValueError(f"{directory!r} holds an NF preset: choose a new directory, or pass `overwrite=True` to "
+                         "replace it (files that are not part of a preset, such as a README.md, are kept).")
+    foreign = [entry for entry in _files.entries(directory) if entry not in owned and entry.split(os.sep)[0] not in user]
     if foreign:
         raise ValueError(f"{directory!r} holds files that are not part of its NF preset ({', '.join(foreign[:3])}"
                          f"{' …' if len(foreign) > 3 else ''}); `overwrite` replaces only a preset's own files: move "
@@ -179,15 +216,18 @@ def _check_directory(directory, overwrite, source=None):
 
 
 def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None, architecture=None,
-                eval_transform=None, num_classes=None, overwrite=False):
+                eval_transform=None, num_classes=None, overwrite=False, write_model_card=True):
     """Write a complete keras-hub preset of ``model_or_name`` (see :func:`to_keras_hub` for the
     arguments) to ``directory``; returns the directory. keras-hub alone loads it after
     ``import keras_nfnets``: ``keras_hub.models.ImageClassifier.from_preset(directory)``, or
     ``from_preset(directory, num_classes=K)`` for a new head. The preset is written next to
     ``directory`` and moved into place, so a failure leaves the old one (or none). ``overwrite``
     replaces only an NF preset that keras_nfnets wrote, holding nothing but its own files (its
-    metadata.json lists them); the folder keeps its permissions. Refused before any work: the
-    source or a folder holding it, a run directory, a filesystem root or the home directory."""
+    metadata.json lists them); the folder keeps its permissions, and files that are not part of a
+    preset (a model card, ``README.md``) stay, untouched, with or without ``overwrite``.
+    ``write_model_card``: where the folder has no README.md of the user's, write a short one
+    (:func:`model_card`), part of the preset. Refused before any work: the source or a folder
+    holding it, a run directory, a filesystem root or the home directory."""
     from keras_nfnets import _files
 
     directory = os.fspath(directory)
@@ -197,6 +237,10 @@ def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None
     staging = _files.staging_directory(directory)
     try:
         task.save_to_preset(staging)
+        keep = _user_entries(directory)
+        if write_model_card and "README.md" not in keep:
+            with open(os.path.join(staging, "README.md"), "w") as file:
+                file.write(model_card(task, directory))
         metadata_path = os.path.join(staging, "metadata.json")
         with open(metadata_path) as file:
             metadata = json.load(file)
@@ -210,7 +254,8 @@ def save_preset(model_or_name, directory, *, weights="imagenet", checkpoint=None
         with open(metadata_path, "w") as file:
             json.dump(metadata, file, indent=4)
         _check_directory(directory, overwrite, model_or_name)  # still true after the minutes of building
-        _files.move_directory_into_place(staging, directory, _owned_files(directory) if os.path.isdir(directory) else None)
+        _files.move_directory_into_place(staging, directory, _owned_files(directory) if os.path.isdir(directory) else None,
+                                         keep=_user_entries(directory))
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging)

@@ -79,7 +79,9 @@ class InputBoundReport(keras.callbacks.Callback):
     ``skip`` batches (tracing), the training steps of about ``seconds`` are timed; training at
     90% or more of the pipeline's rate means the accelerator waits for data: the report then
     names the cause (augmentation when the plain pipeline is 1.5× faster, else decoding and
-    cropping) and the fixes. ``self.report`` keeps the text.
+    cropping) and the fixes. ``self.report`` keeps the text. It is printed between epochs (before
+    the next epoch's first line, or when training ends): Keras' progress bar redraws its line in
+    place on a terminal, and a line printed inside an epoch would be glued to it.
     """
 
     def __init__(self, pipeline_rate, batch_size, plain_rate=None, augmentation=None, skip=3, seconds=3.0,
@@ -90,7 +92,7 @@ class InputBoundReport(keras.callbacks.Callback):
         self.pipeline_rate, self.plain_rate, self.batch_size = pipeline_rate, plain_rate, batch_size
         self.augmentation, self.skip, self.seconds, self.max_batches = augmentation, skip, seconds, max_batches
         self.stream, self.clock = stream, clock or time.perf_counter
-        self.report, self._seen, self._start = None, 0, None
+        self.report, self._seen, self._start, self._printed = None, 0, None, False
 
     def on_train_batch_end(self, batch, logs=None):
         if self.report is not None:
@@ -108,6 +110,17 @@ class InputBoundReport(keras.callbacks.Callback):
         if self.report is None and self._start is not None and self._timed:
             self._finish(self._timed * self.batch_size / (self.clock() - self._start))
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print()
+
+    def on_train_end(self, logs=None):
+        self._print()
+
+    def _print(self):
+        if self.report is not None and not self._printed:
+            self._printed = True
+            messages.say(self.report, file=self.stream or sys.stdout)
+
     def _finish(self, training_rate):
         rates = (f"input pipeline {self.pipeline_rate:,.0f} images/s (measured alone), training "
                  f"{training_rate:,.0f} images/s")
@@ -124,7 +137,6 @@ class InputBoundReport(keras.callbacks.Callback):
                 fixes = "more CPU cores for the input pipeline, smaller source images, or faster storage"
             self.report = (f"Input-bound: {rates}, so the model waits for data. The cause: {cause}. "
                            f"Fixes: {fixes}.")
-        messages.say(self.report, file=self.stream or sys.stdout)
 
 
 def _seed_generators(model):

@@ -3,7 +3,6 @@ paper's recipe, tf.data pipelines, per-epoch checkpoints with exact resume, Tens
 
 import dataclasses
 import os
-import signal
 import sys
 from typing import Optional
 
@@ -130,30 +129,37 @@ def _callbacks(plan, run_dir, throughput, extra, tensorboard, role):
 
 def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_epoch, role):
     """``model.fit`` from ``start_epoch``; SIGTERM (preemption) stops like Ctrl-C, which saves the
-    current weights (on the chief). Running out of memory is a :class:`TrainingOutOfMemoryError`
-    that says what to change; the backups of completed epochs stay as they are."""
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
+    current weights (on the chief): a line says so the moment the signal arrives, then the weights
+    are written (:mod:`keras_nfnets.training.interrupt`). Running out of memory is a
+    :class:`TrainingOutOfMemoryError` that says what to change; the backups of completed epochs
+    stay as they are."""
+    from keras_nfnets import _startup
+    from keras_nfnets.training.interrupt import Interruption, StopWhenRequested
 
-    try:
-        previous, installed = signal.signal(signal.SIGTERM, on_sigterm), True
-    except ValueError:  # not the main thread: leave signals alone
-        previous, installed = None, False
-    if verbose == "auto":  # Keras' bar redraws with control characters: a line per epoch into files and pipes
-        verbose = 1 if sys.stdout.isatty() else 2
-    try:
-        model.fit(train_ds, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch * settings.accumulation_steps,
-                  initial_epoch=start_epoch, validation_data=eval_ds, shuffle=False, callbacks=callbacks,
-                  verbose=verbose)
-    except KeyboardInterrupt:
-        if not role.is_chief:
-            raise
+    def save():
         path = run_dir.file(INTERRUPTED)
         model.save_weights(path)
         finished = backup_progress(run_dir.backup)[0]
         where = (f"the last completed epoch ({finished}) is in {run_dir.backup}. Run the same command again to resume "
                  "from it." if finished else "no epoch completed. Run the same command again to start over.")
-        print(f"\nInterrupted: weights saved to {path}; {where}", file=sys.stderr, flush=True)
+        return f"\nInterrupted: weights saved to {path}; {where}"
+
+    describe = f"saving the current weights to {run_dir.file(INTERRUPTED)}" if role.is_chief else "stopping"
+    interruption = Interruption(describe, save, end_process=_startup.is_program() and role.is_chief)
+    if verbose == "auto":  # Keras' bar redraws with control characters: a line per epoch into files and pipes
+        verbose = 1 if sys.stdout.isatty() else 2
+    try:
+        with interruption:
+            model.fit(train_ds, epochs=settings.epochs,
+                      steps_per_epoch=settings.steps_per_epoch * settings.accumulation_steps, initial_epoch=start_epoch,
+                      validation_data=eval_ds, shuffle=False, callbacks=[*callbacks, StopWhenRequested(interruption)],
+                      verbose=verbose)
+    except KeyboardInterrupt:
+        if not role.is_chief:
+            raise
+        line = interruption.save_once()
+        if line:
+            print(line, file=sys.stderr, flush=True)
         raise
     except Exception as error:  # out of memory: a message naming the run and the fixes (nothing more is written)
         from keras_nfnets.training import memory
@@ -162,9 +168,6 @@ def _fit(model, train_ds, eval_ds, settings, callbacks, run_dir, verbose, start_
             raise
         message = memory.out_of_memory_message(settings, backup_progress(run_dir.backup)[0], run_dir.backup)
         raise memory.TrainingOutOfMemoryError(message) from error
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _agreed_start_epoch(distribution, role, backup_dir):
@@ -300,7 +303,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         class_names=list(train_source.class_names), epochs=epochs, batch_size=batch_size, steps_per_epoch=steps,
         accumulation_steps=accumulation_steps, remat=bool(remat),
         precision=precision, strategy=strategy, replicas=distribution.num_replicas_in_sync, workers=role.count,
-        seed=seed, eval_split=eval_split, augment=augment, randaugment=randaugment)
+        seed=seed, eval_split=eval_split, augment=augment, randaugment=randaugment, drop_rate=drop_rate,
+        stochastic_depth_rate=stochastic_depth_rate)
 
     # 4. the recipe
     set_precision(precision)
@@ -313,7 +317,8 @@ def train(model_name=DEFAULT_MODEL, dataset=DEFAULT_DATASET, *, epochs=None, bat
         overrides["ema"] = ema
     plan = _make_plan(model_name, settings, distribution, weights, overrides)
     settings = settings.replace(recipe=plan.summary(), label_smoothing=plan.hyperparameters.label_smoothing,
-                                learning_rate=plan.learning_rate, agc_advice=plan.advice)
+                                learning_rate=plan.learning_rate, agc_advice=plan.advice,
+                                randaugment=plan.hyperparameters.randaugment)  # what runs: (layers, magnitude) or None
     record = settings.to_json()
 
     # 5. what an earlier run left, decided before any model is built: refuse other settings, stop

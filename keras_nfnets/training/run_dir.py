@@ -25,7 +25,8 @@ RESUME_SETTINGS = {
     "model": "`model_name`", "dataset": "`dataset`", "weights": "`weights`", "epochs": "`epochs`",
     "batch_size": "`batch_size`", "image_size": "`image_size`", "steps_per_epoch": "`steps_per_epoch`",
     "precision": "`precision`", "seed": "`seed`", "augment": "`augment`",
-    "accumulation_steps": "`accumulation_steps`",
+    "accumulation_steps": "`accumulation_steps`", "drop_rate": "`drop_rate`",
+    "stochastic_depth_rate": "`stochastic_depth_rate`",
     "recipe": "the recipe (`learning_rate`, `clip_factor`, `ema`)",
 }
 RESUME_DEFAULTS = {"accumulation_steps": 1}  # what a run.json written before the setting existed means

@@ -36,7 +36,9 @@ class RunSettings:
     seed: Optional[int] = 0
     eval_split: str = ""
     augment: str = "default"
-    randaugment: Any = "paper"
+    randaugment: Any = "paper"  # as asked; run.json holds what runs: [layers, magnitude], or null for off
+    drop_rate: Optional[float] = None  # the classifier's dropout, None: the model's
+    stochastic_depth_rate: Optional[float] = None  # None: the model's
     # the recipe, as the plan describes it
     recipe: str = ""
     label_smoothing: float = 0.0
