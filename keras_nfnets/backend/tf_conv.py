@@ -63,9 +63,12 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementati
         outputs = split_groups(conv, inputs, kernel, groups)
     if bias is None:
         return outputs
-    # A grouped convolution's bias is a plain add: Grappler would fuse Conv2D + BiasAdd into
-    # _FusedConv2D, whose Eigen kernel (oneDNN off) has no grouped form.
-    return outputs + bias if groups > 1 else tf.nn.bias_add(outputs, bias)
+    if groups > 1:
+        from keras_nfnets.backend.tf_backend import onednn_enabled
+
+        if not onednn_enabled():  # Grappler would fuse Conv2D + BiasAdd into _FusedConv2D, whose
+            return outputs + bias  # Eigen kernel has no grouped form: a plain add is left alone
+    return tf.nn.bias_add(outputs, bias)
 
 
 def conv2d_gradients(inputs, kernel, upstream, strides, padding, dilation_rate, groups):
