@@ -16,6 +16,17 @@ from keras_nfnets.backend.common import (
 from keras_nfnets.backend.tf_fused import fused_kernels_enabled, standardized_conv
 
 
+def _onednn_on():
+    """TensorFlow's oneDNN state as it read it at load: TF_ENABLE_ONEDNN_OPTS, else its default
+    for this CPU."""
+    import os
+
+    from keras_nfnets.backend.cpu import onednn_on_by_default
+
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return value in ("1", "true", "True") if value is not None else onednn_on_by_default()
+
+
 def device_type():
     import tensorflow as tf
 
@@ -63,11 +74,8 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementati
         outputs = split_groups(conv, inputs, kernel, groups)
     if bias is None:
         return outputs
-    if groups > 1:
-        from keras_nfnets.backend.tf_backend import onednn_enabled
-
-        if not onednn_enabled():  # Grappler would fuse Conv2D + BiasAdd into _FusedConv2D, whose
-            return outputs + bias  # Eigen kernel has no grouped form: a plain add is left alone
+    if groups > 1 and not _onednn_on():  # Grappler would fuse Conv2D + BiasAdd into _FusedConv2D,
+        return outputs + bias  # whose Eigen kernel has no grouped form: a plain add is left alone
     return tf.nn.bias_add(outputs, bias)
 
 
