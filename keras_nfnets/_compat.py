@@ -220,3 +220,14 @@ def graph_outputs(model, tensors):
     from keras.src import tree
 
     return tree.pack_sequence_as(model._outputs_struct, [tensors[id(x)] for x in model.outputs])
+
+
+def tensorflow_runs_onednn():
+    """Whether this process's TensorFlow runs oneDNN kernels (``_pywrap_util_port.IsMklEnabled``:
+    TensorFlow says so only in a start-up log line); None where the build does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None

@@ -10,6 +10,12 @@ import subprocess
 import sys
 import time
 
+# JAX's __init__ sets TF_CPP_MIN_LOG_LEVEL=1 as a default when TensorFlow imports it: a variable the
+# user never set, which the nfnets program reads as "show TensorFlow's logs". The user's own value
+# is recorded before any import, by the first process (xdist's workers inherit the controller's
+# environment, JAX's default included), so that subprocesses get the user's environment.
+os.environ.setdefault("NFNETS_TESTS_USER_TF_LOGS", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset"))
+
 import keras_nfnets  # noqa: F401  (before Keras and TensorFlow, as the README's users import it)
 import keras
 import pytest
@@ -51,7 +57,10 @@ SIZE = 64
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Subprocesses import the working tree's keras_nfnets, whatever copy is installed (PYTHONPATH
 # changes which files are imported, not what they do).
-REPO_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get("PYTHONPATH")])))
+REPO_ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+if os.environ["NFNETS_TESTS_USER_TF_LOGS"] != "unset":
+    REPO_ENV["TF_CPP_MIN_LOG_LEVEL"] = os.environ["NFNETS_TESTS_USER_TF_LOGS"]
+REPO_ENV = dict(REPO_ENV, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get("PYTHONPATH")])))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HAVE_TIMM = importlib.util.find_spec("timm") is not None and importlib.util.find_spec("torch") is not None

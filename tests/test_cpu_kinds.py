@@ -290,7 +290,8 @@ def test_the_onednn_line_says_whose_choice_it_was(monkeypatch):
     (AVX-512 VNNI/BF16, AVX-VNNI, AMX): there it is TensorFlow's default; on an AVX2 CPU it is ours."""
     from keras_nfnets.backend import cpu, onednn, tf_backend
 
-    assert tf_backend.grouped_conv_probe()["onednn"]  # the suite runs with oneDNN on (keras_nfnets or TensorFlow)
+    probe = dict(tf_backend.grouped_conv_probe(), onednn=True)  # as on a CPU where oneDNN runs
+    monkeypatch.setattr(tf_backend, "grouped_conv_probe", lambda *args, **kwargs: probe)
     monkeypatch.setattr(onednn, "decided_by", "keras_nfnets")
     model = cpu.cpu_info()[0]
     for flags, origin in (({"avx2", "avx512f", "avx512_vnni"}, "oneDNN on, TensorFlow's default on this CPU"),
@@ -298,3 +299,7 @@ def test_the_onednn_line_says_whose_choice_it_was(monkeypatch):
                           ({"avx2", "fma"}, "oneDNN on, set by keras_nfnets")):
         monkeypatch.setattr(cpu, "cpu_info", lambda flags=flags: (model, flags))
         assert origin in tf_backend.compute_description(), (flags, tf_backend.compute_description())
+    monkeypatch.setattr(onednn, "decided_by", "user")  # TF_ENABLE_ONEDNN_OPTS=0 before keras_nfnets loaded
+    monkeypatch.setenv(onednn.VARIABLE, "0")
+    probe["onednn"] = False
+    assert "oneDNN off, TF_ENABLE_ONEDNN_OPTS=0 set by the user" in tf_backend.compute_description()

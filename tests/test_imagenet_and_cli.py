@@ -84,7 +84,7 @@ def test_console_script_entry_point_runs():
 def test_cli_hides_tensorflow_start_up_logs_unless_asked(tmp_path):
     """No oneDNN / CUDA / CPU-feature lines on a plain run; --verbose lets TensorFlow's own stderr
     through (a timm name is built, so TensorFlow loads)."""
-    env = {k: v for k, v in REPO_ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in REPO_ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # also where the user set it
     quiet = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "models", "nf_resnet26"], capture_output=True,
                            text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr

@@ -121,12 +121,9 @@ def unsupported_precision(compute_dtype):
 
 def onednn_enabled():
     """Whether this process's TensorFlow runs oneDNN kernels (None where the build does not say)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
+    from keras_nfnets._compat import tensorflow_runs_onednn
 
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
+    return tensorflow_runs_onednn()
 
 
 sgd_momentum_step = None  # one variable at a time instead: sgd_variable_update

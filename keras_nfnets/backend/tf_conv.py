@@ -17,14 +17,9 @@ from keras_nfnets.backend.tf_fused import fused_kernels_enabled, standardized_co
 
 
 def _onednn_on():
-    """TensorFlow's oneDNN state as it read it at load: TF_ENABLE_ONEDNN_OPTS, else its default
-    for this CPU."""
-    import os
+    from keras_nfnets._compat import tensorflow_runs_onednn
 
-    from keras_nfnets.backend.cpu import onednn_on_by_default
-
-    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    return value in ("1", "true", "True") if value is not None else onednn_on_by_default()
+    return bool(tensorflow_runs_onednn())
 
 
 def device_type():
@@ -49,9 +44,12 @@ def pointwise_as_matmul(inputs, kernel, strides):
 
 
 def _pointwise_on_cpu(inputs, kernel, groups):
+    """Only where oneDNN runs (the AMX speed-up is oneDNN's): Eigen's bfloat16 matrix product
+    (oneDNN off) rounds partial sums and lands further from float32 than one rounding."""
     import tensorflow as tf
 
-    return groups == 1 and tuple(kernel.shape[:2]) == (1, 1) and inputs.dtype != tf.float32 and device_type() == "CPU"
+    return (groups == 1 and tuple(kernel.shape[:2]) == (1, 1) and inputs.dtype != tf.float32
+            and device_type() == "CPU" and _onednn_on())
 
 
 def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
