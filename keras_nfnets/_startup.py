@@ -25,6 +25,25 @@ def mark_program():
     _PROGRAM[:] = [True]
 
 
+_STOPPED_BY = []  # the signal that stopped the run (keras_nfnets.training.interrupt)
+
+
+def forget_stop_signal():
+    """A new command starts (a Python session may run several)."""
+    _STOPPED_BY.clear()
+
+
+def note_stop_signal(signum):
+    if not _STOPPED_BY:
+        _STOPPED_BY.append(int(signum))
+
+
+def interrupted_exit_status():
+    """128 + the signal that stopped the program: 130 after Ctrl-C (SIGINT), 143 after SIGTERM,
+    as a shell reports a process that a signal ended."""
+    return 128 + (_STOPPED_BY[0] if _STOPPED_BY else 2)
+
+
 def wants_tensorflow_logs(argv=None):
     """The user asked for TensorFlow's logs: ``--verbose`` or ``TF_CPP_MIN_LOG_LEVEL`` already set."""
     return "TF_CPP_MIN_LOG_LEVEL" in os.environ or "--verbose" in (sys.argv if argv is None else argv)

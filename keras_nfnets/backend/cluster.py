@@ -7,10 +7,10 @@ process (stdlib only, no TensorFlow) says which peers do not answer and since wh
 a bounded time (``KERAS_NFNETS_CLUSTER_TIMEOUT`` seconds, ``nfnets train --cluster-timeout``;
 default 300) says why it gives up and ends the process. TensorFlow also installs its own SIGTERM
 handler there (its preemption notifier), which swallowed the signal. So the watchdog stops the
-process (and says so) on a SIGINT or SIGTERM it receives itself: Ctrl-C and a signal to the
-process group (``nfnets launch``, a container's or scheduler's stop) reach both. A SIGTERM sent
-to that process alone (``kill PID``) is still TensorFlow's until the time limit. Afterwards
-Python's handlers are back.
+process (and says so) on a SIGINT or SIGTERM it receives itself (a signal to its process group).
+A SIGTERM sent to the ``nfnets`` program alone (``kill PID``, ``docker stop``) reaches its light
+parent process (:mod:`keras_nfnets.cli.supervise`), which ends the worker the same way until
+:func:`report_formed` says the cluster formed. Afterwards Python's handlers are back.
 """
 
 import dataclasses
@@ -91,6 +91,22 @@ def form(create, others, timeout, report):
         watchdog.wait()
         for number, handler in handlers.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+FORMED_FD_VARIABLE = "KERAS_NFNETS_FORMED_FD"  # keras_nfnets.cli.supervise's pipe to the nfnets parent
+
+
+def report_formed():
+    """The cluster formed: one byte to the ``nfnets`` parent process (nothing where there is
+    none), which from now on passes signals on instead of ending this process. Once."""
+    descriptor = os.environ.pop(FORMED_FD_VARIABLE, None)
+    if descriptor is None:
+        return
+    try:
+        os.write(int(descriptor), b"1")
+        os.close(int(descriptor))
+    except (OSError, ValueError):  # the parent is gone (this process dies with it)
+        pass
 
 
 def _package_root():

@@ -278,9 +278,11 @@ def _form_cluster(tf, described):
     timeout = cluster.cluster_timeout()
     others = cluster.peers(*described) if described else []
     if not others:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-
-    return cluster.form(tf.distribute.MultiWorkerMirroredStrategy, others, timeout, _startup.terminal())
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = cluster.form(tf.distribute.MultiWorkerMirroredStrategy, others, timeout, _startup.terminal())
+    cluster.report_formed()  # to the nfnets parent, which now passes SIGTERM on (keras_nfnets.cli.supervise)
+    return strategy
 
 
 def jit_compile(requested, strategy):

@@ -279,7 +279,7 @@ def _needs_tensorflow(args):
 
 def main(argv=None):
     """Run one sub-command. Errors end in one line naming the fix (``--verbose`` shows the
-    traceback); Ctrl-C ends quietly after the command's own message (exit 130).
+    traceback); Ctrl-C ends quietly after the command's own message (exit 130; 143 after a SIGTERM).
 
     ``argv=None`` means this process is the ``nfnets`` program (the console script or ``python -m
     keras_nfnets.cli``): TensorFlow then starts quietly unless ``--verbose`` or
@@ -288,12 +288,17 @@ def main(argv=None):
     from keras_nfnets import _startup, messages
 
     is_program = argv is None
+    _startup.forget_stop_signal()
     if is_program:
         _startup.mark_program()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if is_program:
+        from keras_nfnets.cli import supervise
+
+        if supervise.wanted(args):  # the worker runs as a child, so that a SIGTERM is answered while it waits
+            return supervise.run(argv)
         _startup.report_fatal_errors()
     if getattr(args, "cluster_timeout", None) is not None:  # read where the strategy is made (the quiet start)
         from keras_nfnets.backend.cluster import TIMEOUT_VARIABLE
@@ -310,8 +315,8 @@ def main(argv=None):
         if is_program:  # what the command saves on Ctrl-C is written; TensorFlow's teardown took up to 18 s
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)
-        return 130
+            os._exit(_startup.interrupted_exit_status())
+        return _startup.interrupted_exit_status()
     except Exception as error:
         if args.verbose or not _is_user_error(error):
             raise

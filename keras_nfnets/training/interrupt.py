@@ -9,7 +9,7 @@ that a watcher thread reads: it prints what stopping saves the moment the signal
 main thread then stops at its next bytecode (a callback raises again at the next batch if the
 first ``KeyboardInterrupt`` was swallowed) and saves. In the ``nfnets`` program, if the main
 thread has not begun saving within :data:`GRACE_SECONDS`, the watcher saves the weights as they
-are and ends the process itself.
+are and ends the process itself (exit status 128 + the signal: 130, 143).
 """
 
 import os
@@ -19,6 +19,8 @@ import sys
 import threading
 
 import keras
+
+from keras_nfnets import _startup
 
 GRACE_SECONDS = 1.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -57,6 +59,7 @@ class Interruption:
 
     def _on_signal(self, signum, frame):  # the main thread, at its next bytecode
         self.requested = self.requested or signum
+        _startup.note_stop_signal(self.requested)
         raise KeyboardInterrupt
 
     def save_once(self):
@@ -75,6 +78,7 @@ class Interruption:
         if not data or data[0] not in SIGNALS:
             return
         self.requested = self.requested or signal.Signals(data[0])
+        _startup.note_stop_signal(self.requested)
         print(f"\n{signal.Signals(data[0]).name} received: {self.describe}.", file=sys.stderr, flush=True)
         if not self.end_process:
             return
@@ -91,7 +95,7 @@ class Interruption:
             self._lock.release()
         print(line, file=sys.stderr, flush=True)
         sys.stdout.flush()
-        os._exit(130)
+        os._exit(_startup.interrupted_exit_status())
 
 
 class StopWhenRequested(keras.callbacks.Callback):
