@@ -35,6 +35,7 @@ _EXPORTS = {
     ".saving": ("load_model",),
     # configs and the builder
     ".models.config": ("NFConfig", "nf_resnet_config", "nf_regnet_config", "nfnet_config", "bn_resnetv2_config"),
+    ".registry": ("resolve", "image_sizes", "ModelRow"),
     ".models.variants": ("VARIANTS", "get_config"),
     ".models.timm_configs": ("TIMM_CONFIGS", "timm_config"),
     ".models.builder": ("build_nf_model", "add_classifier_head", "block_plan"),
@@ -56,7 +57,8 @@ _EXPORTS = {
                   "save_preset", "to_keras_hub", "retinanet_detector", "deeplab_segmenter"),
     ".model_sources": ("resolve_model",),
 }
-_SUBPACKAGES = ("backend", "data", "export", "kerashub", "layers", "models", "names", "spp", "training", "weights")
+_SUBPACKAGES = ("backend", "data", "export", "kerashub", "layers", "models", "names", "registry", "spp", "training",
+                "weights")
 __all__ = lazy_exports(__name__, _EXPORTS) + list(_SUBPACKAGES)
 
 from keras_nfnets import _registration  # noqa: E402

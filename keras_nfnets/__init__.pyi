@@ -64,6 +64,11 @@ from keras_nfnets.models.config import (
     nfnet_config as nfnet_config,
     bn_resnetv2_config as bn_resnetv2_config,
 )
+from keras_nfnets.registry import (
+    resolve as resolve,
+    image_sizes as image_sizes,
+    ModelRow as ModelRow,
+)
 from keras_nfnets.models.variants import (
     VARIANTS as VARIANTS,
     get_config as get_config,
@@ -138,8 +143,9 @@ from keras_nfnets import kerashub as kerashub
 from keras_nfnets import layers as layers
 from keras_nfnets import models as models
 from keras_nfnets import names as names
+from keras_nfnets import registry as registry
 from keras_nfnets import spp as spp
 from keras_nfnets import training as training
 from keras_nfnets import weights as weights
 
-__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'NFConfig', 'NFModel', 'NFNetBackbone', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetImageClassifier', 'NFNetImageClassifierPreprocessor', 'NFNetImageConverter', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'deeplab_segmenter', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'imagenet_classes', 'kerashub', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'pyramid_layers', 'pyramid_model', 'recipe', 'resolve_model', 'retinanet_detector', 'save_preset', 'signal_propagation', 'spp', 'timm_config', 'to_keras_hub', 'train', 'training', 'verify_export', 'weights']
+__all__ = ['BNResNetV2', 'BUILDERS', 'CheckpointError', 'ECA', 'ECANFNetL0', 'ECANFNetL1', 'ECANFNetL2', 'ECANFNetL3', 'EvalTransform', 'GAMMA', 'GammaActivation', 'GroupConv2D', 'ModelRow', 'NFConfig', 'NFModel', 'NFNetBackbone', 'NFNetF0', 'NFNetF1', 'NFNetF2', 'NFNetF3', 'NFNetF4', 'NFNetF5', 'NFNetF6', 'NFNetF7', 'NFNetImageClassifier', 'NFNetImageClassifierPreprocessor', 'NFNetImageConverter', 'NFNetL0', 'NFRegNetB0', 'NFRegNetB1', 'NFRegNetB2', 'NFRegNetB3', 'NFRegNetB4', 'NFRegNetB5', 'NFRegNetB6', 'NFRegNetB7', 'NFRegNetB8', 'NFResNet101', 'NFResNet14', 'NFResNet152', 'NFResNet200', 'NFResNet26', 'NFResNet288', 'NFResNet50', 'ScaledWSConv2D', 'SignalPropagation', 'SkipInitGain', 'SqueezeExcite', 'StochasticDepth', 'TIMM_CONFIGS', 'VARIANTS', 'add_classifier_head', 'backend', 'block_plan', 'bn_resnetv2_config', 'build_nf_model', 'count_flops', 'count_params', 'data', 'decode_predictions', 'deeplab_segmenter', 'estimate_gamma', 'eval_transform', 'evaluate', 'export', 'export_onnx', 'export_saved_model', 'export_tflite', 'fold_weight_standardization', 'from_timm', 'get_config', 'image_sizes', 'imagenet_classes', 'kerashub', 'layers', 'load_model', 'load_timm_weights', 'models', 'names', 'nf_regnet_config', 'nf_resnet_config', 'nfnet_config', 'plot_signal_propagation', 'preprocess_image', 'preprocess_input', 'pyramid_layers', 'pyramid_model', 'recipe', 'registry', 'resolve', 'resolve_model', 'retinanet_detector', 'save_preset', 'signal_propagation', 'spp', 'timm_config', 'to_keras_hub', 'train', 'training', 'verify_export', 'weights']

@@ -4,9 +4,8 @@ paper's rule for architectures without one."""
 import os
 
 from keras_nfnets.data.transforms import EvalTransform
-from keras_nfnets.models.timm_configs import TIMM_CONFIGS, TIMM_EVAL_CROP, TIMM_SIZES
-from keras_nfnets.models.variants import VARIANTS, get_config
-from keras_nfnets.weights.presets import checkpoint_for, variant
+from keras_nfnets.models.timm_configs import TIMM_EVAL_CROP
+from keras_nfnets.registry import checkpoint_for, resolve, rows
 
 
 def eval_transform(model_name, size=None):
@@ -24,13 +23,7 @@ def eval_transform(model_name, size=None):
     checkpoint = checkpoint_for(model_name)
     if checkpoint is not None:
         return checkpoint.eval_transform(size)
-    architecture = model_name.split(".")[0]
-    if architecture in TIMM_CONFIGS:
-        test_size, crop = TIMM_SIZES[architecture][1], TIMM_EVAL_CROP
-    else:
-        row = variant(_builder_name(model_name))
-        test_size, crop = row.test_size, row.eval_crop
-    return EvalTransform(size or test_size, crop=crop, pil_resize=crop == "center")
+    return resolve(model_name).eval_transform(size)
 
 
 def _model_eval_transform(model, size):
@@ -45,21 +38,11 @@ def _model_eval_transform(model, size):
     size = size or input_size
     if model.checkpoint is not None:
         return model.checkpoint.eval_transform(size)
-    for builder, config in VARIANTS.items():
-        if config.same_architecture(architecture):
-            row = variant(builder)
-            return EvalTransform(size or row.test_size, crop=row.eval_crop, pil_resize=row.eval_crop == "center")
-    name = architecture.name
-    if name in TIMM_CONFIGS and TIMM_CONFIGS[name].same_architecture(architecture):
-        return EvalTransform(size or TIMM_SIZES[name][1], crop=TIMM_EVAL_CROP, pil_resize=True)
+    for row in rows():
+        if row.config.same_architecture(architecture):  # a builder's or timm's public architecture
+            return row.eval_transform(size)
     crop = TIMM_EVAL_CROP if architecture.padding == "symmetric" else "crop_resize"
     return EvalTransform(size or 224, crop=crop, pil_resize=crop == "center")
-
-
-def _builder_name(name):
-    """The builder of a builder name or variant config name (``"nfnet_f1"`` → ``"NFNetF1"``)."""
-    config = get_config(name)
-    return next(builder for builder, c in VARIANTS.items() if c is config)
 
 
 def preprocess_image(image, model_name="NFRegNetB1", size=None, transform=None):

@@ -246,16 +246,15 @@ def test_notop_default_shape_is_dynamic_and_any_channels():
 
 
 def test_default_input_shape_is_the_test_size():
-    """The builders default to their variant row's test size (DeepMind's tables), timm's lighter NFNets
-    to their checkpoint's; every row's evaluation crop is one EvalTransform knows."""
+    """The builders default to their row's test size (DeepMind's tables; timm's for the lighter
+    NFNets); every row's evaluation crop is one EvalTransform knows."""
+    from keras_nfnets import registry
     from keras_nfnets.data.transforms import EVAL_CROPS
-    from keras_nfnets.models.variants import VARIANT_TABLE
 
     assert tuple(NFRegNetB0().input.shape) == (None, 224, 224, 3)  # DeepMind: B0 trains at 192, tests at 224
     with keras.StatelessScope(initialize_variables=False):  # shapes only
         assert keras_nfnets.NFNetF1().input.shape[1] == 320 and keras_nfnets.NFNetL0().input.shape[1] == 288
-    assert VARIANT_TABLE["NFNetL0"].test_size is None  # written once: its checkpoint's row (nfnet_l0.ra2_in1k)
-    assert all(row.eval_crop in EVAL_CROPS for row in VARIANT_TABLE.values())
+    assert all(row.eval_crop in EVAL_CROPS for row in registry.ROWS.values())
 
 
 def test_input_tensor_and_custom_classes_and_logits():
@@ -306,10 +305,12 @@ def test_ablation_switches():
 
 
 def test_config_validation():
-    from keras_nfnets.models.variants import VARIANT_TABLE, Variant
+    from keras_nfnets.registry import ModelRow
 
     with pytest.raises(ValueError, match="family"):
-        Variant(nf_resnet_config([1, 1, 1, 1]), "vgg", 224, 224, "center")
+        ModelRow("NFResNet4", nf_resnet_config([1, 1, 1, 1]), "vgg", 224, 224, "center", 0.875)
+    with pytest.raises(ValueError, match="crop_pct goes with eval_crop='center'"):
+        ModelRow("NFResNet4", nf_resnet_config([1, 1, 1, 1]), "nf_resnet", 224, 224, "plus32", 0.875)
     with pytest.raises(TypeError, match="family"):  # an architecture has no recipe family
         nf_resnet_config([1, 1, 1, 1], family="nf_resnet")
     with pytest.raises(ValueError, match="one entry per stage"):
@@ -320,7 +321,8 @@ def test_config_validation():
         NFResNet26(stochastic_depth_rate=1.5)
     with pytest.raises(ValueError, match="Unknown NF model"):
         keras_nfnets.get_config("NFNetF9")
-    assert keras_nfnets.get_config("nfnet_f1") is VARIANTS["NFNetF1"]
+    assert keras_nfnets.get_config("NFNetF1") is VARIANTS["NFNetF1"]
+    assert keras_nfnets.get_config("nf_resnet14") is VARIANTS["NFResNet14"]  # a builder's config name
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,15 +10,11 @@ def models_table(names=None, out=None, markdown=False):
     Builders come from the stored counts (no TensorFlow); timm names are built (shapes only)."""
     out = out or sys.stdout
     from keras_nfnets.models.counts import COUNTS
-    from keras_nfnets.models.timm_configs import TIMM_CONFIGS
-    from keras_nfnets.models.variants import VARIANTS
-    from keras_nfnets.weights.presets import checkpoint_for, image_sizes
+    from keras_nfnets.registry import builders, checkpoint_for, image_sizes, resolve
 
-    names = list(VARIANTS) if not names else names
-    unknown = [n for n in names if n not in VARIANTS and n.split(".")[0] not in TIMM_CONFIGS]
-    if unknown:
-        raise ValueError(f"Unknown model(s): {', '.join(unknown)}. Available: {', '.join(VARIANTS)}, or any timm NF "
-                         f"name ({', '.join(sorted(TIMM_CONFIGS))})")
+    names = list(builders()) if not names else names
+    for name in names:
+        resolve(name)  # an unknown name: the error lists the close ones
     if markdown:
         print("| model | params (M) | FLOPs (B) | train px | test px | `weights=\"imagenet\"` checkpoint (top-1) |",
               file=out)
@@ -32,7 +28,7 @@ def models_table(names=None, out=None, markdown=False):
     for name in names:
         checkpoint = checkpoint_for(name)
         train_size, size = image_sizes(name)
-        params, flops = COUNTS[name] if name in VARIANTS else _timm_counts(name)
+        params, flops = COUNTS[name] if name in COUNTS else _built_counts(name)
         tag = checkpoint.tag if checkpoint else None
         if markdown:
             weights = f"`{tag}` {checkpoint.top1:.2f}%" if tag else "—"
@@ -44,16 +40,17 @@ def models_table(names=None, out=None, markdown=False):
                   file=out, flush=True)
 
 
-def _timm_counts(name):
-    """``(parameters, FLOPs)`` of timm's ``name`` at its test size, from a shapes-only build
-    (variables created in a StatelessScope are never initialised)."""
+def _built_counts(name):
+    """``(parameters, FLOPs)`` of ``name`` (a timm name, or a builder without a stored row) at its
+    test size, from a shapes-only build (variables created in a StatelessScope are never initialised)."""
     import keras
 
+    from keras_nfnets.applications import BUILDERS
     from keras_nfnets.models.summary import count_flops, count_params
     from keras_nfnets.weights.hub import from_timm
 
     with keras.StatelessScope(initialize_variables=False):
-        model = from_timm(name, pretrained=False)
+        model = BUILDERS[name](weights=None) if name in BUILDERS else from_timm(name, pretrained=False)
         counts = count_params(model), count_flops(model)
     keras.backend.clear_session()
     return counts

@@ -91,15 +91,6 @@ TIMM_CONFIGS = {
 
 # timm evaluates every model with a centre crop (crop_pct 0.875 unless a checkpoint says otherwise).
 TIMM_EVAL_CROP = "center"
-# (train, test) sizes of the timm architectures with no checkpoint of their own here (a checkpoint's
-# sizes are its weights.presets row): the DeepMind variant each was derived from.
-_NFNET_F0_SIZES = NFNET_VARIANTS["F0"][1:3]
-TIMM_SIZES = {
-    **{name: _NFNET_F0_SIZES for name in TIMM_CONFIGS if "nfnet" in name},
-    **{f"nf_regnet_{v.lower()}": NF_REGNET_VARIANTS[v][2:4] for v in list(NF_REGNET_VARIANTS)[:6]},
-    **{name: (224, 224) for name in TIMM_CONFIGS if "resnet" in name},
-}
-
 def timm_config(name):
     """The :class:`NFConfig` that reproduces timm's model ``name`` (tag suffixes like ``.ra2_in1k`` allowed)."""
     architecture = name.split(".")[0]

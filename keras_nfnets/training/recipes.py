@@ -73,30 +73,26 @@ NFNET = Hyperparameters(
     source="NFNet paper §4, App. A")
 BN_RESNET = NF_RESNET.replace(family="bn_resnet", source="NF paper §5.1 (BatchNorm baseline)")
 
-# NFNet-F0…F7 RandAugment magnitudes (DeepMind's ``cutmix_mixup_randaugment_405/410/415``).
-NFNET_RANDAUGMENT_MAGNITUDE = {"NFNetF0": 5, "NFNetF1": 10, "NFNetF2": 10, "NFNetF3": 15, "NFNetF4": 15,
-                               "NFNetF5": 15, "NFNetF6": 15, "NFNetF7": 15}
-
-
 def paper_hyperparameters(model_name):
     """The paper's :class:`Hyperparameters` for a builder name (``"NFNetF1"``, ``"NFRegNetB0"``,
     ``"NFResNet50"``, ``"BNResNetV2"``) or a family (``"nfnet"``, ``"nf_regnet"``, ``"nf_resnet"``)."""
-    from keras_nfnets.models.variants import VARIANT_TABLE, VARIANTS
+    from keras_nfnets.registry import builders
 
     by_family = {"nf_resnet": NF_RESNET, "nf_regnet": NF_REGNET, "nfnet": NFNET, "bn_resnet": BN_RESNET}
     if model_name in by_family:
         return by_family[model_name]
     if model_name == "BNResNetV2":
         return BN_RESNET
-    if model_name not in VARIANTS:
-        raise ValueError(f"No recipe for {model_name!r}. Use a builder name ({', '.join(VARIANTS)}), "
+    table = builders()
+    if model_name not in table:
+        raise ValueError(f"No recipe for {model_name!r}. Use a builder name ({', '.join(table)}), "
                          f"'BNResNetV2', or a family ({', '.join(by_family)}).")
-    family = VARIANT_TABLE[model_name].family
-    if model_name in NFNET_RANDAUGMENT_MAGNITUDE:
-        return NFNET.replace(randaugment=(4, NFNET_RANDAUGMENT_MAGNITUDE[model_name]))
-    if family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
+    row = table[model_name]
+    if row.randaugment_magnitude is not None:  # NFNet-F0…F7 (DeepMind's cutmix_mixup_randaugment_405/410/415)
+        return NFNET.replace(randaugment=(4, row.randaugment_magnitude))
+    if row.family == "nfnet":  # timm's NFNet-L / ECA-NFNet-L: the F0 recipe
         return NFNET.replace(source=NFNET.source + "; F0 settings for timm's L variants")
-    return by_family[family]
+    return by_family[row.family]
 
 
 @dataclasses.dataclass
