@@ -82,6 +82,52 @@ def variable_index(optimizer, variable):
     return optimizer._get_variable_index(variable)
 
 
+def accumulation_state(optimizer, variables):
+    """``(accumulators, micro_batches_seen)`` of an optimizer with ``gradient_accumulation_steps``:
+    each variable's gradient accumulator (``BaseOptimizer._accumulated_gradients``) and the count
+    of micro-batches applied so far (``_iterations``; the public ``iterations`` counts optimizer
+    steps). Keras keeps both private; a replica-context accumulation needs them."""
+    accumulators = [optimizer._accumulated_gradients[variable_index(optimizer, v)].value for v in variables]
+    return accumulators, optimizer._iterations
+
+
+def merge_call_on_replicas(optimizer, fn, *args):
+    """``fn(distribution, *args)`` once in the cross-replica context of ``optimizer``'s
+    ``tf.distribute`` strategy, from a replica context (``tf.__internal__.distribute.interim.
+    maybe_merge_call`` and ``BaseOptimizer._distribution_strategy``: the merge TensorFlow's own
+    optimizers use, not exported)."""
+    import tensorflow as tf
+
+    return tf.__internal__.distribute.interim.maybe_merge_call(fn, optimizer._distribution_strategy, *args)
+
+
+class FunctionalRunHook:
+    """Functional-model mixin: Keras runs a functional model's graph through
+    ``Functional._run_through_graph`` (every call, and once more inside ``clone_model``); this
+    calls ``self.run_graph(keras_run, *args, **kwargs)`` there instead, with Keras' own run as
+    ``keras_run``. The public API has no hook that sees the graph being run: the model's identity
+    through ``clone_model`` and per-block rematerialisation both need one."""
+
+    def run_graph(self, keras_run, *args, **kwargs):
+        return keras_run(*args, **kwargs)
+
+    def _run_through_graph(self, *args, **kwargs):
+        return self.run_graph(super()._run_through_graph, *args, **kwargs)
+
+
+class ImageConverterHook:
+    """keras-hub ``ImageConverter`` mixin: ``ImageConverter._call_python`` (the eager path that
+    receives the raw images, lists and dicts included, before keras-hub's resize) calls
+    ``self.convert_images(keras_call, inputs)``. keras-hub's public ``call`` is the graph path that
+    resizes first, too late for an evaluation crop computed from the original size."""
+
+    def convert_images(self, keras_call, inputs):
+        return keras_call(inputs)
+
+    def _call_python(self, inputs):
+        return self.convert_images(super()._call_python, inputs)
+
+
 def build_training_state(model, batch_spec):
     """Create the optimizer's slots and the compiled loss's and metrics' state before ``fit``,
     from ``batch_spec`` (a dataset's ``element_spec``: shapes and dtypes only), with Keras' own

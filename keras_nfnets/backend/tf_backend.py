@@ -150,8 +150,10 @@ def accumulate_on_replicas(optimizer, grads, variables):
     steps = optimizer.gradient_accumulation_steps
     variables = list(variables)
     grads = context.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
-    accumulators = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)].value for v in variables]
-    is_update = tf.equal((optimizer._iterations + 1) % steps, 0)
+    from keras_nfnets import _compat
+
+    accumulators, micro_batches = _compat.accumulation_state(optimizer, variables)
+    is_update = tf.equal((micro_batches + 1) % steps, 0)
     learning_rate = optimizer.learning_rate
 
     def each_variable(distribution, grads, variables, accumulators):
@@ -172,8 +174,7 @@ def accumulate_on_replicas(optimizer, grads, variables):
         for grad, variable, accumulator in zip(grads, variables, accumulators):
             distribution.extended.update(variable, update, args=(grad, accumulator), group=False)
 
-    tf.__internal__.distribute.interim.maybe_merge_call(
-        each_variable, optimizer._distribution_strategy, grads, [v.value for v in variables], accumulators)
+    _compat.merge_call_on_replicas(optimizer, each_variable, grads, [v.value for v in variables], accumulators)
     return True
 
 

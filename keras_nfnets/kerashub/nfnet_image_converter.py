@@ -14,6 +14,7 @@ import math
 import keras
 from keras import ops
 
+from keras_nfnets._compat import ImageConverterHook
 from keras_nfnets.data.transforms import EVAL_CROPS
 from keras_nfnets.kerashub import _require  # noqa: F401
 from keras_nfnets.kerashub.nfnet_backbone import NFNetBackbone
@@ -34,7 +35,7 @@ def converter_arguments(transform):
 
 
 @keras.saving.register_keras_serializable(package="keras_nfnets")
-class NFNetImageConverter(ImageConverter):
+class NFNetImageConverter(ImageConverterHook, ImageConverter):
     """keras-hub's ``ImageConverter`` plus the checkpoints' crop rules (module docstring).
 
     Args:
@@ -98,15 +99,15 @@ class NFNetImageConverter(ImageConverter):
         top, left = (new_height - size) // 2, (new_width - size) // 2
         return images[..., top:top + size, left:left + size, :]
 
-    def _call_python(self, inputs):
+    def convert_images(self, keras_call, inputs):  # (keras_nfnets._compat.ImageConverterHook)
         if self.eval_crop is not None and self.image_size is not None:
             if isinstance(inputs, dict):
                 raise ValueError("NFNetImageConverter's `eval_crop` transforms images only; bounding boxes are not "
                                  "supported: set eval_crop=None.")
             if isinstance(inputs, (list, tuple)):
-                return type(inputs)(self._call_python(image) for image in inputs)
+                return type(inputs)(self.convert_images(keras_call, image) for image in inputs)
             inputs = self._evaluation_geometry(ops.convert_to_tensor(inputs))  # then keras-hub's (same-size) resize
-        return super()._call_python(inputs)
+        return keras_call(inputs)
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,7 @@ import threading
 import keras
 
 from keras_nfnets import backend, names
+from keras_nfnets._compat import FunctionalRunHook
 from keras_nfnets.backend import cpu
 from keras_nfnets.models.checkpoint import Checkpoint
 from keras_nfnets.models.config import NFConfig
@@ -78,7 +79,7 @@ _graph_run = threading.local()
 
 
 @keras.saving.register_keras_serializable(package="keras_nfnets")
-class NFModel(keras.Model):
+class NFModel(FunctionalRunHook, keras.Model):
     """A functional model with its identity (module docstring).
 
     Attributes:
@@ -110,13 +111,13 @@ class NFModel(keras.Model):
         if not self._precision_advised:  # at the first call (its trace): before any work
             self._precision_advised = True
             cpu.advise_precision(self.compute_dtype, backend.current().device_type())
-        _graph_run.training = training is True  # read by _run_through_graph, which Keras calls from here
+        _graph_run.training = training is True  # read by run_graph, which Keras calls from here
         try:
             return super().call(inputs, training=training, mask=mask, **kwargs)
         finally:
             _graph_run.training = False
 
-    def _run_through_graph(self, *args, **kwargs):
+    def run_graph(self, keras_run, *args, **kwargs):  # (keras_nfnets._compat.FunctionalRunHook)
         # keras.models.clone_model runs the original's graph, then calls NFModel(inputs, outputs,
         # name=...) without the identity: the clone takes it from the graph it was run through.
         if getattr(self, "architecture", None) is not None:  # (Keras runs the graph once while constructing)
@@ -129,7 +130,7 @@ class NFModel(keras.Model):
             inputs = args[0] if args else kwargs["inputs"]
             operation_fn = args[1] if len(args) > 1 else kwargs.get("operation_fn", lambda op: op)
             return remat.run_with_remat(self, self._remat_plan, keras.tree.flatten(inputs), operation_fn)
-        return super()._run_through_graph(*args, **kwargs)
+        return keras_run(*args, **kwargs)
 
     @property
     def pyramid_outputs(self):
