@@ -188,9 +188,9 @@ def _check(rows):
 _check(ROWS)
 
 
-def rows(builders_only=False):
+def rows():
     """The rows, builders first (the order of ``nfnets models`` and the README table)."""
-    return [row for row in ROWS.values() if row.builder or not builders_only]
+    return list(ROWS.values())
 
 
 def builders():
