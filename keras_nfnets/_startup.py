@@ -108,22 +108,22 @@ def report_fatal_errors():
     faulthandler.enable(file=_TERMINAL[0])
 
 
-def quiet_tensorflow_start(strategy=None):
+def quiet_tensorflow_start(strategy=None, cluster_timeout=None):
     """Load TensorFlow and create its devices with standard error held (later C++ messages below
     ERROR stay off through ``TF_CPP_MIN_LOG_LEVEL=2``). ``strategy="multi_worker"`` creates the
     process's ``MultiWorkerMirroredStrategy`` (from ``TF_CONFIG``) in place of the plain devices;
-    :func:`~keras_nfnets.training.distribute.make_strategy` returns that same strategy later.
-    An error creating it is raised after standard error is back."""
+    and returns it (``None`` otherwise, and where TensorFlow is missing): the caller passes it on
+    to the run. An error creating it is raised after standard error is back."""
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
-        return
+        return None
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _SET_HERE.add("TF_CPP_MIN_LOG_LEVEL")
     with stderr_silenced():
         from keras_nfnets import backend
 
-        backend.for_backend(backend.selected()).start_tensorflow(strategy)
+        return backend.for_backend(backend.selected()).start_tensorflow(strategy, cluster_timeout)
 
 
 def user_environment():

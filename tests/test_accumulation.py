@@ -194,16 +194,16 @@ def test_the_command_line_takes_accumulation_and_remat_and_prints_oom_as_one_lin
 
     seen = {}
 
-    def fake_train(*args, **kwargs):
-        seen.update(kwargs)
+    def fake_train(config, distribution=None):
+        seen.update(accumulation_steps=config.accumulation_steps, remat=config.remat)
         raise TrainingOutOfMemoryError("Out of memory training NFNetF3 at batch 64 per forward pass, 320×320 px, "
                                        "float32. Lower the memory of a step with `accumulation_steps=2` with "
                                        "`batch_size=32`; or `remat=True`.")
 
     import keras_nfnets.training
 
-    monkeypatch.setattr(run_module, "train", fake_train)
-    monkeypatch.setattr(keras_nfnets.training, "train", fake_train)
+    monkeypatch.setattr(run_module, "run_training", fake_train)
+    monkeypatch.setattr(keras_nfnets.training, "run_training", fake_train)
     assert cli.main(["train", "--model", "NFNetF3", "--accumulation-steps", "4", "--remat"]) == 2
     assert seen["accumulation_steps"] == 4 and seen["remat"] is True
     err = capsys.readouterr().err

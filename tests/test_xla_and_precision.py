@@ -130,7 +130,7 @@ def test_jit_compile_is_checked_before_any_work(tmp_path, monkeypatch):
     from keras_nfnets import cli
 
     parser = cli.build_parser()
-    assert parser.parse_args(["train", "--jit-compile", "true"]).jit_compile == "true"
+    assert parser.parse_args(["train", "--jit-compile", "true"]).jit_compile is True
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--jit-compile", "yes"])
     train_parser = parser._subparsers._group_actions[0].choices["train"]

@@ -141,9 +141,9 @@ def refuse_tf_distribute(name, multi_worker_on="TensorFlow"):
                          "engine for this backend (use 'auto', 'mirrored' or 'one_device' here).")
 
 
-def start_tensorflow_for_data(strategy=None):
+def start_tensorflow_for_data(strategy=None, cluster_timeout=None):
     """TensorFlow only runs tf.data here: its devices are created without the GPUs, which belong
-    to JAX / PyTorch."""
+    to JAX / PyTorch (no strategy is made here: ``None``)."""
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")

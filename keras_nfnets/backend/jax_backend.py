@@ -242,7 +242,7 @@ def compute_devices(strategy):
 _MULTI_PROCESS = []  # the process's cluster, once: jax.distributed is initialised once per process
 
 
-def make_strategy(name, tpu=None):
+def make_strategy(name, tpu=None, cluster_timeout=None):
     """Keras' ``DataParallel`` over every local device when there are several (``one_device``:
     the first). ``multi_worker``: a cluster of processes from Keras' variables
     (``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``…_NUM_PROCESSES``, ``…_PROCESS_ID``):

@@ -217,22 +217,24 @@ def compute_devices(strategy):
     return [("GPU", tf.config.experimental.get_device_details(gpu).get("compute_capability")) for gpu in gpus]
 
 
-def start_tensorflow(strategy=None):
+def start_tensorflow(strategy=None, cluster_timeout=None):
     """Create TensorFlow's devices, or for ``strategy="multi_worker"`` the process's
-    ``MultiWorkerMirroredStrategy`` in their place (TensorFlow requires it before any op)."""
+    ``MultiWorkerMirroredStrategy`` in their place (TensorFlow requires it before any op), and
+    return it (else ``None``)."""
     import tensorflow as tf
 
     if strategy == "multi_worker":
-        make_strategy("multi_worker")  # checks TF_CONFIG first
-    else:
-        tf.config.list_logical_devices()
+        return make_strategy("multi_worker", cluster_timeout=cluster_timeout)  # checks TF_CONFIG first
+    tf.config.list_logical_devices()
+    return None
 
 
-def make_strategy(name, tpu=None):
+def make_strategy(name, tpu=None, cluster_timeout=None):
     """``auto``: a TPU if one is reachable (``TPU_NAME`` or Colab's TPU runtime), all local GPUs
     with ``mirrored`` when there are several, else the default one-device strategy. ``one_device``:
     the first GPU, else the CPU. ``mirrored``: all local GPUs (or the CPU). ``multi_worker``:
-    ``MultiWorkerMirroredStrategy`` (the cluster from ``TF_CONFIG``). ``tpu``: ``TPUStrategy``."""
+    ``MultiWorkerMirroredStrategy`` (the cluster from ``TF_CONFIG``; ``cluster_timeout`` seconds to
+    form, default ``KERAS_NFNETS_CLUSTER_TIMEOUT`` or 300). ``tpu``: ``TPUStrategy``."""
     import tensorflow as tf
 
     if name == "auto":
@@ -246,13 +248,13 @@ def make_strategy(name, tpu=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if _MULTI_WORKER:  # one per process: created by the command line's quiet start, or earlier here
+        if _MULTI_WORKER:  # TensorFlow allows one per process: a second train() in this process reuses it
             return _MULTI_WORKER[0]
         from keras_nfnets.backend.cluster import cluster_from_tf_config
 
         described = cluster_from_tf_config()  # a malformed TF_CONFIG is an error here, not a hang in TensorFlow
         try:
-            _MULTI_WORKER.append(_form_cluster(tf, described))
+            _MULTI_WORKER.append(_form_cluster(tf, described, cluster_timeout))
             return _MULTI_WORKER[0]
         except RuntimeError as error:
             if "program startup" not in str(error):
@@ -270,13 +272,13 @@ def make_strategy(name, tpu=None):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def _form_cluster(tf, described):
+def _form_cluster(tf, described, timeout=None):
     """TensorFlow's ``MultiWorkerMirroredStrategy``, waiting for the peers of ``TF_CONFIG`` with a
     report and a time limit (:mod:`keras_nfnets.backend.cluster`)."""
     from keras_nfnets import _startup
     from keras_nfnets.backend import cluster
 
-    timeout = cluster.cluster_timeout()
+    timeout = timeout or cluster.cluster_timeout()
     others = cluster.peers(*described) if described else []
     if not others:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()

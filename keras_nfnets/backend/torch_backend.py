@@ -35,13 +35,13 @@ standardized_kernel = plain_standardized_kernel
 variable_initialization = keras_variable_initialization
 
 
-def start_tensorflow(strategy=None):
+def start_tensorflow(strategy=None, cluster_timeout=None):
     """Keras (and with it torch and triton) first, then TensorFlow for tf.data: on this stack
     (TensorFlow 2.21, torch 2.14 with triton) loading triton after TensorFlow is a segmentation
     fault, and Keras' PyTorch backend loads triton."""
     import keras  # noqa: F401
 
-    start_tensorflow_for_data(strategy)
+    return start_tensorflow_for_data(strategy)
 
 
 def conv2d(inputs, kernel, strides, padding, dilation_rate, groups, implementation, bias=None):
@@ -157,7 +157,7 @@ def compute_devices(strategy):
     return [("GPU", tuple(torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())]
 
 
-def make_strategy(name, tpu=None):
+def make_strategy(name, tpu=None, cluster_timeout=None):
     """One device: Keras has no data-parallel engine for PyTorch."""
     import torch
 

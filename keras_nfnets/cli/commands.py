@@ -307,20 +307,11 @@ def spp_command(args):
 
 def train_command(args, out=None):
     """Run :func:`keras_nfnets.training.train` and print the test metrics and throughput."""
-    from keras_nfnets.training import train
+    from keras_nfnets.training import TrainConfig, run_training
 
     out = out or sys.stdout
-    result = train(
-        args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-        weights=args.weights, strategy=args.strategy, precision=args.precision, output_dir=args.output_dir,
-        seed=args.seed, learning_rate=args.learning_rate, clip_factor=args.clip_factor, ema=args.ema,
-        augment=args.augment, randaugment=args.randaugment, steps_per_epoch=args.steps_per_epoch, data_dir=args.data_dir,
-        manual_dir=args.manual_dir, tpu=args.tpu, resume=not args.restart,
-        jit_compile={"true": True, "false": False}.get(args.jit_compile, args.jit_compile),
-        verbose=args.progress if args.progress == "auto" else int(args.progress),
-        accumulation_steps=args.accumulation_steps, remat=args.remat, drop_rate=args.drop_rate,
-        stochastic_depth_rate=args.stochastic_depth_rate,
-    )
+    config = TrainConfig.from_arguments(args)  # one flag per field
+    result = run_training(config, getattr(args, "distribution", None))  # the strategy the quiet start made, if any
     print(result.settings["recipe"], file=out)
     if result.stopped:
         print(result.stopped, file=out)
@@ -329,7 +320,7 @@ def train_command(args, out=None):
     speed = f"{result.images_per_second:.1f} images/s" if result.images_per_second else "n/a"
     if result.settings.get("compute"):
         speed += f" ({result.settings['compute']})"
-    print(f"{args.model} on {args.dataset} ({result.settings['eval_split']} split): {metrics} (loss: cross-entropy "
+    print(f"{config.model_name} on {config.dataset} ({result.settings['eval_split']} split): {metrics} (loss: cross-entropy "
           f"with label smoothing {result.settings.get('label_smoothing', 0):g}); "
           f"training throughput {speed}; saved to {result.output_dir}/model.keras", file=out)
     return 0

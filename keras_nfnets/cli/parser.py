@@ -9,65 +9,9 @@ from keras_nfnets.cli.commands import (evaluate_command, export_command, models_
                                        preset_command, spp_command, train_command)
 
 
-# --- argument types: a value argparse refuses with a clear message ---------------------------------
-
-def _number_or_off(text):
-    """argparse type: ``0``/``off``/``none`` → ``None`` (off), ``paper`` → keep the recipe's, else a
-    positive number."""
-    if text == "paper":
-        return "paper"
-    if text.lower() in ("0", "off", "none"):
-        return None
-    try:
-        return _positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, 'off' or 'paper', got {text!r}") from None
-
-
-def _randaugment(text):
-    """argparse type: ``paper``, ``off`` or ``LAYERS,MAGNITUDE`` (layers >= 1, magnitude >= 0)."""
-    if text in ("paper", "off"):
-        return None if text == "off" else text
-    try:
-        layers, magnitude = text.split(",")
-        layers, magnitude = int(layers), float(magnitude)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LAYERS,MAGNITUDE (e.g. 4,5), 'paper' or 'off', got {text!r}") \
-            from None
-    if layers < 1 or not magnitude >= 0:
-        raise argparse.ArgumentTypeError(f"needs LAYERS >= 1 and MAGNITUDE >= 0, got {text!r}")
-    return layers, magnitude
-
-
-def _positive_int(text):
-    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 turns it off), got {text}")
-    return value
+# --- argument types: a value argparse refuses with a clear message (train's are its options') -----
+from keras_nfnets.training.config import positive_float as _positive_float  # noqa: E402
+from keras_nfnets.training.config import positive_int as _positive_int  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,8 +26,7 @@ def build_parser():
     """The ``nfnets`` argument parser: one sub-command per task, each with its handler as ``func``."""
     from keras_nfnets.export.formats import FORMATS, QUANTIZATIONS
     from keras_nfnets.spp import FIGURE_DEFAULTS, FIGURES
-    from keras_nfnets.training.options import (AUGMENT_CHOICES, DEFAULT_DATASET, DEFAULT_MODEL, JIT_COMPILE,
-                                               PRECISIONS, STRATEGIES)
+    from keras_nfnets.training.config import add_arguments as add_train_options
 
     common = _Parser(add_help=False)
     common.add_argument("--verbose", action="store_true",
@@ -164,50 +107,7 @@ def build_parser():
     tr = commands.add_parser("train", parents=[common],
                              help="train or fine-tune with the paper's recipe (default: NFResNet14 on the embedded "
                                   "digits, ~1.5 min on 2 CPU cores)")
-    tr.add_argument("--model", default=DEFAULT_MODEL, help="builder name (default %(default)s)")
-    tr.add_argument("--dataset", default=DEFAULT_DATASET,
-                    help="digits (embedded), an image folder (class sub-folders), or a TFDS name, e.g. imagenet2012")
-    tr.add_argument("--data-dir", default=None, help="TFDS data directory")
-    tr.add_argument("--manual-dir", default=None, help="folder holding ILSVRC2012_img_{train,val}.tar for imagenet2012")
-    tr.add_argument("--epochs", type=_positive_int, default=None, help="default: digits 15, else the paper's")
-    tr.add_argument("--batch-size", type=_positive_int, default=None,
-                    help="global batch of one forward pass (default: digits 48, else the paper's; divided by "
-                         "--accumulation-steps)")
-    tr.add_argument("--accumulation-steps", type=_positive_int, default=1, metavar="N",
-                    help="average N micro-batches' gradients per optimizer step: the step of a batch N times larger "
-                         "(AGC clips the average; LR, warm-up and EMA per optimizer step). Default 1")
-    tr.add_argument("--remat", action="store_true",
-                    help="recompute each residual block's activations in the backward pass (less memory, ~1/3 more "
-                         "compute, the same gradients)")
-    tr.add_argument("--image-size", type=_positive_int, default=None, help="training resolution (default: the model's)")
-    tr.add_argument("--weights", default=None, help="imagenet (fine-tune) or a .weights.h5 file (default: random)")
-    tr.add_argument("--strategy", choices=STRATEGIES, default="auto", help="tf.distribute strategy (default auto)")
-    tr.add_argument("--tpu", default=None, help="TPU name or address for --strategy tpu")
-    tr.add_argument("--cluster-timeout", type=_positive_float, default=None, metavar="SECONDS",
-                    help="--strategy multi_worker: how long to wait for every worker of TF_CONFIG to join (default 300; "
-                         "KERAS_NFNETS_CLUSTER_TIMEOUT)")
-    tr.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy (default float32)")
-    tr.add_argument("--jit-compile", choices=[str(c).lower() for c in JIT_COMPILE], default="auto",
-                    help="compile each training step with XLA (default auto: Keras' rule, always on a TPU)")
-    tr.add_argument("--learning-rate", type=_positive_float, default=None, help="peak LR (default: paper's, scaled by batch)")
-    tr.add_argument("--clip-factor", type=_number_or_off, default="paper", help="AGC λ, 'off', or 'paper' (default)")
-    tr.add_argument("--drop-rate", type=_fraction, default=None,
-                    help="dropout before the classifier (default: the model's, e.g. 0.2 for NFNetF0; 0 off)")
-    tr.add_argument("--stochastic-depth-rate", type=_fraction, default=None,
-                    help="stochastic depth's largest drop rate (default: the model's, e.g. 0.25 for NFNetF0; 0 off)")
-    tr.add_argument("--ema", type=_number_or_off, default="paper", help="EMA decay, 'off', or 'paper' (default)")
-    tr.add_argument("--augment", choices=AUGMENT_CHOICES, default=AUGMENT_CHOICES[0],
-                    help="CutMix/MixUp/RandAugment: the recipe's (default; none on digits), paper, none")
-    tr.add_argument("--randaugment", type=_randaugment, default="paper", metavar="LAYERS,MAGNITUDE",
-                    help="RandAugment when augmenting: 'paper' (the recipe's, e.g. 4,5 for NFNetF0), 'off', or "
-                         "LAYERS,MAGNITUDE (DeepMind's 0-10 scale; above 10 extrapolates)")
-    tr.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch (quick runs)")
-    tr.add_argument("--output-dir", default=None, help="default runs/<model>_<dataset>")
-    tr.add_argument("--seed", type=int, default=0, help="seed of data order, crops and initialisation (default 0)")
-    tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    tr.add_argument("--progress", choices=["auto", "0", "1", "2"], default="auto",
-                    help="Keras progress output: 1 a bar, 2 a line per epoch, 0 none; auto (default): a bar on a "
-                         "terminal, a line per epoch when the output goes to a file or pipe")
+    add_train_options(tr)  # one flag per TrainConfig field
     tr.set_defaults(func=train_command)
 
     ev = commands.add_parser("evaluate", parents=[common],
@@ -300,13 +200,11 @@ def main(argv=None):
         if supervise.wanted(args):  # the worker runs as a child, so that a SIGTERM is answered while it waits
             return supervise.run(argv)
         _startup.report_fatal_errors()
-    if getattr(args, "cluster_timeout", None) is not None:  # read where the strategy is made (the quiet start)
-        from keras_nfnets.backend.cluster import TIMEOUT_VARIABLE
-
-        os.environ[TIMEOUT_VARIABLE] = repr(args.cluster_timeout)
     try:
         if is_program and _needs_tensorflow(args) and not _startup.wants_tensorflow_logs(argv):
-            _startup.quiet_tensorflow_start(strategy=getattr(args, "strategy", None))
+            # a multi-worker strategy is made here, before TensorFlow's first op, and passed to the run
+            args.distribution = _startup.quiet_tensorflow_start(strategy=getattr(args, "strategy", None),
+                                                                cluster_timeout=getattr(args, "cluster_timeout", None))
         with messages.translated(lambda message: as_flags(message, parser.subcommands[args.command])):
             return args.func(args)
     except KeyboardInterrupt:

@@ -12,8 +12,10 @@ __all__ = lazy_exports(__name__, {
     ".ema": ("ExponentialMovingAverage", "ema_decay"),
     ".memory": ("TrainingOutOfMemoryError", "is_out_of_memory"),
     "..optimizers": ("PerOptimizerStep", "SGDAGC", "adaptive_grad_clip", "unitwise_norm", "warmup_cosine_decay"),
-    ".recipes": ("BN_RESNET", "NF_REGNET", "NF_RESNET", "NFNET", "Hyperparameters", "Recipe",
-                 "paper_hyperparameters", "recipe"),
+    ".recipes": ("BN_RESNET", "NF_REGNET", "NF_RESNET", "NFNET", "Hyperparameters", "Recipe", "RecipePlan",
+                 "build_recipe", "paper_hyperparameters", "plan_recipe", "recipe"),
     ".evaluation": ("evaluate",),
-    ".run": ("DATASET_DEFAULTS", "TrainResult", "build_classifier", "train"),
+    ".run": ("DATASET_DEFAULTS", "TrainResult", "build_classifier", "run_training", "train"),
+    ".config": ("TrainConfig",),
+    ".plan": ("DataFacts", "TrainPlan", "make_plan"),
 })

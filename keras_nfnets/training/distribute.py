@@ -12,7 +12,7 @@ from keras_nfnets.backend.cluster import (  # noqa: F401  (re-exported)
 from keras_nfnets.training.options import PRECISIONS, STRATEGIES  # noqa: F401  (re-exported)
 
 
-def make_strategy(name="auto", tpu=None):
+def make_strategy(name="auto", tpu=None, cluster_timeout=None):
     """A distribution strategy by name, as the backend runs one (:mod:`keras_nfnets.backend`).
 
     TensorFlow (``tf.distribute``): ``auto`` is a TPU if one is reachable (``TPU_NAME`` or Colab's
@@ -21,11 +21,12 @@ def make_strategy(name="auto", tpu=None):
     (or the CPU); ``multi_worker`` ``MultiWorkerMirroredStrategy`` (the cluster from ``TF_CONFIG``);
     ``tpu`` ``TPUStrategy`` on ``tpu`` (a name or grpc address; default ``TPU_NAME`` / local).
     JAX: Keras' ``DataParallel`` over every local device (``one_device``: the first). PyTorch: one
-    device. ``multi_worker`` and ``tpu`` need TensorFlow.
+    device. ``multi_worker`` and ``tpu`` need TensorFlow. ``cluster_timeout``: seconds a
+    ``multi_worker`` cluster may take to form (default ``KERAS_NFNETS_CLUSTER_TIMEOUT``, else 300).
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown `strategy` {name!r}; choose one of {', '.join(STRATEGIES)}.")
-    return backend.current().make_strategy(name, tpu)  # a malformed cluster is an error there, not a hang
+    return backend.current().make_strategy(name, tpu, cluster_timeout)  # a malformed cluster is an error there, not a hang
 
 
 def is_multi_worker(strategy):

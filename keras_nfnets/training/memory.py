@@ -20,11 +20,13 @@ def is_out_of_memory(error):
 
 
 def out_of_memory_message(settings, finished_epochs, backup_dir):
-    """What to tell the user: the run, the four ways to a smaller step, and what is on disk."""
+    """What to tell the user: the run (``settings``: its resolved
+    :class:`~keras_nfnets.training.config.TrainConfig`), the four ways to a smaller step, and what
+    is on disk."""
     size = settings.image_size
     batch = settings.batch_size
     accumulation = settings.accumulation_steps
-    run = (f"{settings.model} at batch {batch} per forward pass"
+    run = (f"{settings.model_name} at batch {batch} per forward pass"
            + (f" ({accumulation} accumulated: effective batch {batch * accumulation})" if accumulation > 1 else "")
            + f", {size}×{size} px, {settings.precision}{', remat on' if settings.remat else ''}")
     fixes = []

@@ -21,12 +21,7 @@ import dataclasses
 import warnings
 from typing import Optional, Tuple
 
-import keras
-
 from keras_nfnets.data.transforms import Augmentation
-from keras_nfnets.training.callbacks import StopOnNaN
-from keras_nfnets.training.ema import ExponentialMovingAverage
-from keras_nfnets.optimizers import SGDAGC, warmup_cosine_decay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,16 +90,12 @@ def paper_hyperparameters(model_name):
     return by_family[row.family]
 
 
-@dataclasses.dataclass
-class Recipe:
-    """What :func:`recipe` returns: pass ``optimizer``, ``loss`` and ``metrics`` to
-    ``model.compile``, ``callbacks`` to ``model.fit``, ``augmentation`` to
-    :func:`keras_nfnets.data.train_dataset`."""
+@dataclasses.dataclass(frozen=True)
+class RecipePlan:
+    """A recipe's numbers for one run, before any Keras object exists (:func:`plan_recipe`):
+    the hyperparameters with the run's overrides, the peak learning rate, warm-up and total
+    optimizer steps, the EMA decay, the effective batch and the AGC advice."""
 
-    optimizer: keras.optimizers.Optimizer
-    loss: keras.losses.Loss
-    metrics: list
-    callbacks: list
     hyperparameters: Hyperparameters
     learning_rate: float
     warmup_steps: int
@@ -138,12 +129,70 @@ class Recipe:
                 f"({rate}), warmup {self.warmup_steps} of "
                 f"{self.total_steps} steps then cosine, weight decay {h.weight_decay:g}, "
                 f"AGC {'λ=' + format(h.clip_factor, 'g') if h.clip_factor else 'off'}, "
-                f"label smoothing {h.label_smoothing:g}, EMA {self.ema_decay if self.ema_decay else 'off'}, "
+                f"label smoothing {h.label_smoothing:g}, EMA {_rounded(self.ema_decay) if self.ema_decay else 'off'}, "
                 f"CutMix {h.cutmix_alpha:g} / MixUp {h.mixup_alpha:g}, RandAugment {h.randaugment or 'off'}"
                 + (f". {self.advice}" if self.advice else ""))
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe(RecipePlan):
+    """What :func:`recipe` returns: pass ``optimizer``, ``loss`` and ``metrics`` to
+    ``model.compile``, ``callbacks`` to ``model.fit``, ``augmentation`` to
+    :func:`keras_nfnets.data.train_dataset`; the numbers are its :class:`RecipePlan`'s."""
+
+    optimizer: object = None  # keras.optimizers.Optimizer (an SGDAGC)
+    loss: object = None  # keras.losses.Loss
+    metrics: list = dataclasses.field(default_factory=list)
+    callbacks: list = dataclasses.field(default_factory=list)
+
+
 _DEFAULT = object()
+
+
+def _rounded(decay):
+    return round(decay, 8 if decay > 0.999 else 6)
+
+
+def plan_recipe(model_name, batch_size, epochs, steps_per_epoch, *, learning_rate=None, clip_factor=_DEFAULT,
+                weight_decay=None, label_smoothing=None, ema=_DEFAULT, warmup_epochs=None, augmentation=_DEFAULT,
+                accumulation_steps=1):
+    """The numbers of :func:`recipe` (a :class:`RecipePlan`), without Keras: the same arguments
+    less ``num_classes`` and ``from_logits``."""
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
+                        ("accumulation_steps", accumulation_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
+    if batch_size % accumulation_steps:
+        raise ValueError(f"`batch_size` {batch_size} (the effective batch) must be a multiple of "
+                         f"`accumulation_steps` {accumulation_steps}.")
+    h = paper_hyperparameters(model_name)
+    advice = None
+    if clip_factor is _DEFAULT and h.clip_factor and batch_size > 4096:
+        advice = (f"The paper validates AGC λ=0.01 up to batch 4096; at the effective batch {batch_size} a smaller "
+                  "λ may be needed (§4.1: larger batches need stronger clipping)")
+        warnings.warn(advice + ".", stacklevel=3)
+    h = h.replace(
+        clip_factor=h.clip_factor if clip_factor is _DEFAULT else (clip_factor or None),
+        weight_decay=h.weight_decay if weight_decay is None else float(weight_decay),
+        label_smoothing=h.label_smoothing if label_smoothing is None else float(label_smoothing),
+    )
+    if augmentation is not _DEFAULT:
+        augmentation = augmentation or Augmentation()
+        h = h.replace(mixup_alpha=augmentation.mixup_alpha, cutmix_alpha=augmentation.cutmix_alpha,
+                      randaugment=augmentation.randaugment)
+    peak = float(learning_rate) if learning_rate is not None else h.base_learning_rate * batch_size / h.base_batch_size
+    total_steps = epochs * steps_per_epoch
+    warmup = h.warmup_epochs * epochs / h.epochs if warmup_epochs is None else float(warmup_epochs)
+    warmup_steps = min(int(round(warmup * steps_per_epoch)), total_steps - 1)
+    if ema is _DEFAULT:
+        ema_decay = None
+        if h.ema_decay:
+            paper_horizon = 1.0 / (1.0 - h.ema_decay)
+            horizon = paper_horizon * total_steps / (h.epochs * h.steps_per_epoch)
+            ema_decay = min(h.ema_decay, 1.0 - 1.0 / max(horizon, 10.0))
+    else:
+        ema_decay = ema
+    return RecipePlan(h, peak, warmup_steps, total_steps, ema_decay or None, batch_size, accumulation_steps, advice)
 
 
 def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *, learning_rate=None,
@@ -166,52 +215,34 @@ def recipe(model_name, batch_size, epochs, steps_per_epoch, num_classes=1000, *,
         accumulation_steps: average the gradients of this many micro-batches into each optimizer
             step (Keras' ``gradient_accumulation_steps``); AGC clips the average.
     """
-    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
-                        ("accumulation_steps", accumulation_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
-    if batch_size % accumulation_steps:
-        raise ValueError(f"`batch_size` {batch_size} (the effective batch) must be a multiple of "
-                         f"`accumulation_steps` {accumulation_steps}.")
-    h = paper_hyperparameters(model_name)
-    advice = None
-    if clip_factor is _DEFAULT and h.clip_factor and batch_size > 4096:
-        advice = (f"The paper validates AGC λ=0.01 up to batch 4096; at the effective batch {batch_size} a smaller "
-                  "λ may be needed (§4.1: larger batches need stronger clipping)")
-        warnings.warn(advice + ".", stacklevel=2)
-    h = h.replace(
-        clip_factor=h.clip_factor if clip_factor is _DEFAULT else (clip_factor or None),
-        weight_decay=h.weight_decay if weight_decay is None else float(weight_decay),
-        label_smoothing=h.label_smoothing if label_smoothing is None else float(label_smoothing),
-    )
-    if augmentation is not _DEFAULT:
-        augmentation = augmentation or Augmentation()
-        h = h.replace(mixup_alpha=augmentation.mixup_alpha, cutmix_alpha=augmentation.cutmix_alpha,
-                      randaugment=augmentation.randaugment)
-    peak = float(learning_rate) if learning_rate is not None else h.base_learning_rate * batch_size / h.base_batch_size
-    total_steps = epochs * steps_per_epoch
-    warmup = h.warmup_epochs * epochs / h.epochs if warmup_epochs is None else float(warmup_epochs)
-    warmup_steps = min(int(round(warmup * steps_per_epoch)), total_steps - 1)
-    schedule = warmup_cosine_decay(peak, total_steps, warmup_steps)
+    plan = plan_recipe(model_name, batch_size, epochs, steps_per_epoch, learning_rate=learning_rate,
+                       clip_factor=clip_factor, weight_decay=weight_decay, label_smoothing=label_smoothing, ema=ema,
+                       warmup_epochs=warmup_epochs, augmentation=augmentation, accumulation_steps=accumulation_steps)
+    return build_recipe(plan, num_classes, from_logits)
+
+
+def build_recipe(plan, num_classes=1000, from_logits=True):
+    """The Keras objects of a :class:`RecipePlan`: SGD with AGC on the warm-up + cosine schedule,
+    the label-smoothed loss, accuracy (and top-5 above 5 classes), the NaN stop and the EMA."""
+    import keras
+
+    from keras_nfnets.optimizers import SGDAGC, warmup_cosine_decay
+    from keras_nfnets.training.callbacks import StopOnNaN
+    from keras_nfnets.training.ema import ExponentialMovingAverage
+
+    h = plan.hyperparameters
+    schedule = warmup_cosine_decay(plan.learning_rate, plan.total_steps, plan.warmup_steps)
     optimizer = SGDAGC(learning_rate=schedule, momentum=h.momentum, nesterov=True, weight_decay=h.weight_decay,
                        clip_factor=h.clip_factor or 0.0,
-                       gradient_accumulation_steps=accumulation_steps if accumulation_steps > 1 else None)
+                       gradient_accumulation_steps=plan.accumulation_steps if plan.accumulation_steps > 1 else None)
     loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=h.label_smoothing)
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
-    if ema is _DEFAULT:
-        ema_decay = None
-        if h.ema_decay:
-            paper_horizon = 1.0 / (1.0 - h.ema_decay)
-            horizon = paper_horizon * total_steps / (h.epochs * h.steps_per_epoch)
-            ema_decay = min(h.ema_decay, 1.0 - 1.0 / max(horizon, 10.0))
-    else:
-        ema_decay = ema
-    callbacks = [StopOnNaN(clip_factor=h.clip_factor, learning_rate=peak)]
-    if ema_decay:
-        callbacks.append(ExponentialMovingAverage(ema_decay))
-    return Recipe(optimizer, loss, metrics, callbacks, h, peak, warmup_steps, total_steps,
-                  None if not ema_decay else round(ema_decay, 8 if ema_decay > 0.999 else 6), batch_size,
-                  accumulation_steps, advice)
-
+    callbacks = [StopOnNaN(clip_factor=h.clip_factor, learning_rate=plan.learning_rate)]
+    if plan.ema_decay:
+        callbacks.append(ExponentialMovingAverage(plan.ema_decay))
+    ema_decay = None if not plan.ema_decay else _rounded(plan.ema_decay)  # as reported (the callback's is exact)
+    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(RecipePlan)}
+    return Recipe(**dict(fields, ema_decay=ema_decay), optimizer=optimizer, loss=loss, metrics=metrics,
+                  callbacks=callbacks)

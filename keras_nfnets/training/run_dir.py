@@ -1,6 +1,6 @@
 """A run directory: every file :func:`~keras_nfnets.training.train` writes or reads there.
 
-``run.json`` (the :class:`~keras_nfnets.training.settings.RunSettings`), ``history.json`` (the
+``run.json`` (the :class:`~keras_nfnets.training.plan.TrainPlan`'s JSON), ``history.json`` (the
 per-epoch history, then the test metrics), ``model.keras`` (the final model), ``backup/`` (atomic
 per-epoch checkpoints), ``logs/`` (TensorBoard) and ``interrupted.weights.h5`` (Ctrl-C). Every
 JSON file is replaced atomically; ``model.keras`` too. In a cluster only the chief writes.
@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 
+from keras_nfnets.training.config import RESUME_SETTINGS, resume_default
 from keras_nfnets.training.files import read_json, write_json_atomically
 
 RUN_JSON, HISTORY_JSON, MODEL_FILE = "run.json", "history.json", "model.keras"
@@ -20,16 +21,9 @@ BACKUP, LOGS, INTERRUPTED = "backup", "logs", "interrupted.weights.h5"
 # old model.keras for evaluate and predict to report).
 RUN_RESULTS = (MODEL_FILE, HISTORY_JSON, INTERRUPTED, BACKUP, LOGS)
 
-# Settings a run cannot change when it resumes, as train()'s arguments name them.
-RESUME_SETTINGS = {
-    "model": "`model_name`", "dataset": "`dataset`", "weights": "`weights`", "epochs": "`epochs`",
-    "batch_size": "`batch_size`", "image_size": "`image_size`", "steps_per_epoch": "`steps_per_epoch`",
-    "precision": "`precision`", "seed": "`seed`", "augment": "`augment`",
-    "accumulation_steps": "`accumulation_steps`", "drop_rate": "`drop_rate`",
-    "stochastic_depth_rate": "`stochastic_depth_rate`",
-    "recipe": "the recipe (`learning_rate`, `clip_factor`, `ema`)",
-}
-RESUME_DEFAULTS = {"accumulation_steps": 1}  # what a run.json written before the setting existed means
+# The settings a run cannot change when it resumes (RESUME_SETTINGS: run.json key -> train()'s
+# name) are the TrainConfig fields marked `resume`; a run.json written before one existed means
+# its default (resume_default).
 
 
 def is_run_directory(path):
@@ -133,7 +127,7 @@ class RunDir:
         if previous is None or not os.path.isdir(self.backup):
             return
         now = json.loads(json.dumps({k: record.get(k) for k in RESUME_SETTINGS}, default=str))
-        previous = {key: previous.get(key, RESUME_DEFAULTS.get(key)) for key in RESUME_SETTINGS}
+        previous = {key: previous.get(key, resume_default(key)) for key in RESUME_SETTINGS}
         changed = [f"{name}: {previous[key]!r} in the checkpoint, {now[key]!r} now"
                    for key, name in RESUME_SETTINGS.items() if key != "recipe" and previous[key] != now[key]]
         if not changed and previous.get("recipe") != now["recipe"]:  # only an LR / AGC / EMA override changed
