@@ -104,7 +104,7 @@ if "initialization" in task:  # after the checks that TensorFlow is not imported
     import contextlib
     from unittest import mock
 
-    from test_xla_and_precision import toy_config  # this script's folder, tests/, is on sys.path
+    from harness import toy_config  # this script's folder, tests/, is on sys.path
 
     from keras_nfnets import _compat
     from keras_nfnets.backend import jax_backend

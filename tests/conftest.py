@@ -62,6 +62,19 @@ if os.environ["NFNETS_TESTS_USER_TF_LOGS"] != "unset":
     REPO_ENV["TF_CPP_MIN_LOG_LEVEL"] = os.environ["NFNETS_TESTS_USER_TF_LOGS"]
 REPO_ENV = dict(REPO_ENV, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get("PYTHONPATH")])))
 
+# The environment without TensorFlow's log settings: what a user's shell has.
+PLAIN_ENV = {k: v for k, v in REPO_ENV.items() if not k.startswith("TF_CPP_")}
+
+
+def write_jpeg(path, seed, size=(24, 32)):
+    """A random ``size`` JPEG at ``path`` (a pathlib.Path)."""
+    import numpy as np
+    import tensorflow as tf
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (*size, 3)).astype("uint8")
+    path.write_bytes(tf.io.encode_jpeg(pixels).numpy())
+
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HAVE_TIMM = importlib.util.find_spec("timm") is not None and importlib.util.find_spec("torch") is not None
 needs_timm = pytest.mark.skipif(not HAVE_TIMM, reason="torch + timm (the test extras) are needed for parity checks")
@@ -71,7 +84,7 @@ needs_timm = pytest.mark.skipif(not HAVE_TIMM, reason="torch + timm (the test ex
 # pytest-xdist hands out the xdist groups first (largest first), then the other tests in collection
 # order, so the README's jobs start early and the many short tests fill both workers at the end (in
 # file order, one worker waited 66 s for the other's last test; with this order both ended together).
-RUN_FIRST = ("test_backends.py", "test_readme_commands.py", "test_multi_worker.py", "test_jax_multi_process.py",
+RUN_FIRST = ("test_backends.py", "test_readme.py", "test_multi_worker.py", "test_jax_multi_process.py",
              "test_xla_and_precision.py", "test_notebooks.py", "test_device_check.py")
 
 
@@ -138,7 +151,7 @@ CLUSTER_TIMEOUT = 600  # seconds for any one cluster run; the launcher and its w
 # The digits recipe shortened to 3 epochs at batch 32 and LR 0.05, dropout and stochastic depth off (no
 # random draws between one process and a cluster): 132 steps (the README's 6-epoch cluster line takes 174
 # at the default batch 48), 93.3% on one process (at LR 0.1 and AGC off, the loss became NaN in epoch 1 on
-# an Intel Xeon with AMX). README_CLUSTER is that line's documented short form (test_readme_commands.py
+# an Intel Xeon with AMX). README_CLUSTER is that line's documented short form (test_readme.py
 # checks both).
 DIGITS_SHORT = ["--epochs", "3", "--batch-size", "32", "--learning-rate", "0.05", "--drop-rate", "0",
                 "--stochastic-depth-rate", "0"]

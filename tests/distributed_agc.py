@@ -1,4 +1,4 @@
-"""Run by test_training.py in a fresh process (logical devices must be set before TF starts):
+"""Run by test_optimizers.py in a fresh process (logical devices must be set before TF starts):
 AGC under MirroredStrategy on two logical CPUs equals one device with the same global batch,
 and differs from clipping each replica's gradient separately. Prints JSON.
 

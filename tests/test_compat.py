@@ -96,7 +96,7 @@ def test_variable_index_and_the_whole_step_hook():
 
 def test_the_multi_worker_patch_leaves_other_strategies_to_keras():
     """The patch wraps Keras' reduce_per_replica once; for a strategy that is not multi-worker it
-    returns what Keras' own function returns (the multi-worker path: tests/test_multi_worker.py)."""
+    returns what Keras' own function returns (the multi-worker path: tests/training/test_multi_worker.py)."""
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 

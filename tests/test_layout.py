@@ -1,10 +1,12 @@
 """A layout that shows the architecture. Imports run one way through the layers below (no circle,
 nothing imported from a higher layer, inside functions included), no module of the package is
-over 400 lines, and private Keras / TensorFlow / keras-hub interfaces are used in _compat.py only."""
+over 400 lines, private Keras / TensorFlow / keras-hub interfaces are used in _compat.py only, and
+tests/ follows the package's folders."""
 
 import ast
 import os
 import pathlib
+import re
 
 import keras
 import pytest
@@ -208,3 +210,30 @@ def test_the_boundary_check_finds_each_kind_of_private_use(tmp_path):
     found = {what for _, what in _private_uses(source, module)}
     assert {"import keras.src.models", "optimizer._iterations", "M._run_through_graph (private in its Keras / keras-hub "
             "base)", "M._tracker (private in its Keras / keras-hub base)"} <= found, found
+
+
+# Top-level test modules whose subject is not a module of the package: the repository's files.
+REPOSITORY_SUBJECTS = {"test_readme.py": "README.md", "test_notebooks.py": "notebooks", "test_layout.py": "keras_nfnets",
+                       "test_package.py": "keras_nfnets/__init__.py"}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<folder>/ for every folder of the package (tests/tools/ for tools/); a module at the
+    top of tests/ tests a top-level module of the package (test_registry.py: registry.py,
+    test_compat.py: _compat.py) or a file of the repository; every test module says what it tests
+    in a docstring, and none is named after the issue that added it."""
+    root = PACKAGE.parent / "tests"
+    package_folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    test_folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert test_folders - {"tools"} == package_folders, (test_folders, package_folders)
+    for module in root.glob("test_*.py"):
+        subject = module.name.removeprefix("test_")
+        if module.name in REPOSITORY_SUBJECTS:
+            assert (PACKAGE.parent / REPOSITORY_SUBJECTS[module.name]).exists(), module.name
+        else:
+            assert (PACKAGE / subject).exists() or (PACKAGE / f"_{subject}").exists(), \
+                f"tests/{module.name} tests no top-level module of the package: move it to its folder's tests"
+    for module in root.rglob("test_*.py"):
+        tree = ast.parse(module.read_text())
+        assert ast.get_docstring(tree), f"{module.relative_to(root)} has no docstring saying what it tests"
+        assert not re.search(r"issue|_\d+(_|$)", module.stem), f"{module.name}: name it after what it tests"

@@ -3,7 +3,7 @@ shapes (keras_nfnets.kerashub.dense_tasks.shapes_dataset) with their own ``fit``
 share of held-out objects found at IoU >= 0.5, the mean IoU of held-out masks, and the time.
 
 usage: python tools/dense_tasks.py [--encoder NFRegNetB0|toy] [--train 800] [--epochs 30] [--size 96]
-The CI test (tests/test_dense_tasks.py) runs a short fit of the same code."""
+The CI test (tests/kerashub/test_dense_tasks.py) runs a short fit of the same code."""
 
 import argparse
 import time

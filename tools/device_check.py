@@ -60,7 +60,7 @@ PAPER_F0_MS_PER_32 = 56.7  # NFNet paper, Table 3: F0 training step, 32 images o
 
 def families(smoke):
     """The families whose logits are compared: all three on the GPU; NFNet-F0 in a smoke run (its
-    code path is the same; the families' numerics across backends are tests/test_backends.py's)."""
+    code path is the same; the families' numerics across backends are tests/backend/test_backends.py's)."""
     return ("NFNetF0",) if smoke else FAMILIES
 
 

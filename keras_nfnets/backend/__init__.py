@@ -2,7 +2,7 @@
 
 One module per backend (:mod:`.tf_backend`, :mod:`.jax_backend`, :mod:`.torch_backend`) defines
 each entry of :data:`TABLE`; the layers, the optimizer, the EMA and the strategy code call these
-functions and never ask which backend runs (``tests/test_backends_table.py`` fails if a module
+functions and never ask which backend runs (``tests/backend/test_backend_table.py`` fails if a module
 outside this package does). Importing this package imports no backend.
 """
 

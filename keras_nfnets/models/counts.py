@@ -1,5 +1,5 @@
 """Parameters and FLOPs of every public variant, stored so that ``nfnets models`` and the README's
-table need no model build and no TensorFlow. ``tests/test_models.py`` rebuilds every variant and
+table need no model build and no TensorFlow. ``tests/models/test_models.py`` rebuilds every variant and
 checks each row (``python tools/write_counts.py`` prints the rows anew).
 
 Each row: ``builder: (parameters, FLOPs)`` of the model with its 1000-class classifier, FLOPs as

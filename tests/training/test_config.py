@@ -11,10 +11,10 @@ import sys
 import textwrap
 
 import pytest
-from conftest import HERE, REPO_ENV
 
 from keras_nfnets.training.config import RESUME_SETTINGS, TrainConfig, fields
 from keras_nfnets.training.plan import DataFacts, make_plan
+from conftest import HERE, REPO_ENV
 
 IMAGENET = DataFacts(1_281_167, 1000, (), "validation")  # ImageNet-1k's training set
 DIGITS = DataFacts(1437, 10, tuple("0123456789"), "test")  # the embedded digits' training split
@@ -186,3 +186,28 @@ def test_a_new_option_is_one_field_and_its_use(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == [1.0, True, 1.0, 29, True, True]  # 1 epoch of 29 steps (digits, batch 48)
+
+
+def test_dropout_and_stochastic_depth_overrides_reach_train_and_are_resume_settings(tmp_path, monkeypatch):
+    """``--drop-rate 0 --stochastic-depth-rate 0`` reach ``train()``; a run started with other rates
+    is not resumed under these (its checkpoint's masks and model differ), a run.json written
+    before the settings existed means the model's own rates."""
+    import json
+
+    from keras_nfnets.cli import build_parser
+    from keras_nfnets.training.run_dir import RunDir
+
+    args = build_parser().parse_args(["train", "--drop-rate", "0", "--stochastic-depth-rate", "0.05"])
+    assert (args.drop_rate, args.stochastic_depth_rate) == (0.0, 0.05)
+    run = RunDir(str(tmp_path))
+    (tmp_path / "backup").mkdir()
+    old = {"model": "NFResNet14", "dataset": "digits", "weights": None, "epochs": 2, "batch_size": 48,
+           "image_size": 32, "steps_per_epoch": 25, "precision": "float32", "seed": 0, "augment": "default",
+           "accumulation_steps": 1, "recipe": "r"}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    run.check_resumable(dict(old, drop_rate=None, stochastic_depth_rate=None))  # the model's rates, as before
+    with pytest.raises(ValueError, match=r"`drop_rate`: None in the checkpoint, 0\.0 now"):
+        run.check_resumable(dict(old, drop_rate=0.0, stochastic_depth_rate=None))
+    (tmp_path / "run.json").write_text(json.dumps(dict(old, drop_rate=0.0, stochastic_depth_rate=0.05)))
+    with pytest.raises(ValueError, match=r"`stochastic_depth_rate`: 0\.05 in the checkpoint, None now"):
+        run.check_resumable(dict(old, drop_rate=0.0, stochastic_depth_rate=None))

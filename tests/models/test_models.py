@@ -1,8 +1,12 @@
+"""The models (keras_nfnets.models): every variant's architecture, parameter and FLOP counts,
+the keras.applications arguments, the builders and their stubs."""
+
 import json
 import math
 
 import numpy as np
 import pytest
+from harness import run_variant_test, toy_config
 
 import keras
 import keras_nfnets
@@ -445,3 +449,10 @@ def test_builders_and_their_stubs_come_from_the_variant_table():
     package = pathlib.Path(keras_nfnets.__file__).parent
     for file, make in _stubs.STUBS.items():
         assert (package / file).read_text() == make(), f"{file} is stale: run python tools/write_stubs.py"
+
+
+@pytest.mark.parametrize("family", ["nf_resnet", "nf_regnet", "nfnet"])
+def test_each_family_passes_the_variant_harness(family):
+    """Each family's blocks at toy size (tests/harness.py): logits, parameters, .keras file,
+    clone_model and get_config keep the model and what it is; the features have the config's width."""
+    run_variant_test(toy_config(family))

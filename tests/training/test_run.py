@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ON_QUICK_RUN, QUICK, REPO_ENV
-
 import keras
+
+from keras_nfnets.cli import main
+from conftest import HERE, ON_QUICK_RUN, QUICK, REPO_ENV
 import keras_nfnets
 from keras_nfnets import data
 from keras_nfnets.training import (
@@ -383,7 +384,6 @@ def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypa
 
 LOCAL_BUILDER = '''
 """A TFDS builder whose files are local: PNGs in its manual_dir, one folder per class."""
-import os
 
 import tensorflow_datasets as tfds
 
@@ -443,3 +443,56 @@ def test_run_json_records_the_randaugment_that_runs(quick_digits_run):
     it said "paper" until issue 44."""
     record = json.load(open(Path(quick_digits_run.output_dir) / "run.json"))
     assert record["randaugment"] is None and "RandAugment off" in record["recipe"]
+
+
+# --- an interrupted restart leaves nothing of the run it replaces ------------------------------------
+@pytest.mark.slow
+def test_an_interrupted_restart_leaves_no_result_of_the_replaced_run(tmp_path):
+    from keras_nfnets.training import evaluate, train
+
+    quick = dict(epochs=1, steps_per_epoch=2, batch_size=16, image_size=32, verbose=0)
+    output = str(tmp_path / "run")
+    train("NFResNet14", "digits", output_dir=output, **quick)
+    assert {"model.keras", "history.json", "backup", "logs"} <= set(os.listdir(output))
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("NFResNet14", "digits", output_dir=output, resume=False, callbacks=[CtrlC()], tensorboard=False,
+              **dict(quick, epochs=2))
+    left = set(os.listdir(output))
+    assert not left & {"model.keras", "history.json", "backup", "logs"}, left
+    with pytest.raises(FileNotFoundError, match="was interrupted before it saved its model .0 of 2 epochs done.: run "
+                                                "the same `nfnets train` command"):
+        evaluate(output)
+    assert main(["predict", os.path.join(HERE, "..", "docs", "spp_figure1.png"), "--model", output]) == 2
+
+
+def test_output_dir_that_cannot_hold_a_run_fails_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    cases = [(str(tmp_path / "file"), "is a file, not a directory"),
+             (str(tmp_path / "file" / "run"), "which is a file"),
+             ("/sys/keras_nfnets_run", "cannot be written ('/sys': Permission denied)")]  # root cannot write /sys
+    for output_dir, message in cases:
+        assert main(["train", "--output-dir", output_dir]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nfnets train: error: `--output-dir` {output_dir!r} ") and message in err, err
+        assert err.count("\n") == 1
+    with pytest.raises(NotADirectoryError, match="`output_dir`"):
+        keras_nfnets.train(output_dir=str(tmp_path / "file"))
+
+
+def test_a_batch_larger_than_the_dataset_names_the_flag_and_a_size_that_fits(tmp_path, capsys):
+    import tensorflow as tf
+
+    for label in ("a", "b", "c"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(11):
+            tf.io.write_file(str(tmp_path / "images" / label / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 3), "uint8")))
+    code = main(["train", "--dataset", str(tmp_path / "images"), "--output-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "exceeds the 27 training images of this dataset: pass a smaller one, e.g. `--batch-size 8`" \
+        in err, err
+    assert not (tmp_path / "run").exists()

@@ -1,9 +1,12 @@
+"""Activations scaled by γ (NF paper §4.1, App. D): the γ table, GammaActivation, the fused kernels."""
+
 import math
 
 import numpy as np
 import pytest
 from keras import ops
 
+from harness import run_layer_test
 from keras_nfnets.layers import GAMMA, GammaActivation, estimate_gamma, get_activation_fn
 
 
@@ -43,6 +46,12 @@ def test_gamma_activation_scales_and_serialises():
     clone = GammaActivation.from_config(layer.get_config())
     assert clone.gamma == layer.gamma and clone.activation == "silu"
     assert GammaActivation("relu", gamma=1.0).gamma == 1.0
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu", "gelu"])
+def test_gamma_activation_passes_the_layer_harness(activation):
+    run_layer_test(GammaActivation, dict(activation=activation), (2, 4, 4, 8), (2, 4, 4, 8),
+                   expected_trainable_weights=0)
 
 
 def test_gelu_is_the_tanh_approximation_and_gelu_exact_is_erf():

@@ -204,7 +204,7 @@ def test_keras_data_parallel_refuses_what_it_cannot_do(monkeypatch):
             for_backend(name).make_strategy("tpu")
     with pytest.raises(ValueError, match="no multi-process training engine"):
         for_backend("torch").make_strategy("multi_worker")
-    # JAX runs multi_worker as a keras.distribution cluster (tests/test_jax_multi_process.py); an
+    # JAX runs multi_worker as a keras.distribution cluster (tests/training/test_jax_multi_process.py); an
     # inconsistent cluster is refused before jax.distributed starts
     monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "127.0.0.1:1234")
     monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")

@@ -1,9 +1,13 @@
+"""ScaledWSConv2D (NF paper §4.2, eq. 2; NFNet paper §3): the kernel standardized at call time,
+its eps rules, grouped paths, gradients and float32 statistics."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from keras import ops
 
 import keras
+from harness import run_layer_test
 from keras_nfnets.layers import (
     GroupConv2D,
     ScaledWSConv2D,
@@ -282,6 +286,16 @@ def test_plain_group_conv_takes_the_native_path_and_is_he_initialised():
     assert convs == (1 if grouped_conv_implementation() == "native" else 8)
     fan_in = 3 * 3 * 8
     assert abs(np.std(layer.kernel.numpy()) - np.sqrt(2.0 / fan_in)) < 0.2 * np.sqrt(2.0 / fan_in)
+
+
+@pytest.mark.parametrize("kwargs,out_shape", [
+    (dict(filters=12, kernel_size=(3, 1), strides=2, padding="symmetric", groups=3, eps=1e-5, eps_mode="add",
+          gamma=1.5), (2, 4, 4, 12)),
+    (dict(filters=8, kernel_size=3, padding="same"), (2, 8, 8, 8))])
+def test_scaled_ws_conv_passes_the_layer_harness(kwargs, out_shape):
+    """Kernel, gain and bias are its three trainable weights (the standardized kernel is computed
+    at call time, never stored)."""
+    run_layer_test(ScaledWSConv2D, kwargs, (2, 8, 8, 6), out_shape, expected_trainable_weights=3)
 
 
 def test_config_round_trip():

@@ -11,13 +11,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import REPO_ENV
+from conftest import HERE, REPO_ENV
 
 import keras
 from keras_nfnets import data
 from keras_nfnets.training import PerOptimizerStep, TrainingOutOfMemoryError, is_out_of_memory, recipe, train
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 # digits without the random parts that differ between a batch and its micro-batches (stochastic-depth and
 # dropout masks are drawn per forward pass), AGC on, EMA on, warm-up + cosine over the run
 EQUAL = dict(epochs=2, steps_per_epoch=2, image_size=32, clip_factor=0.01, ema=0.9, augment="none", drop_rate=0.0,

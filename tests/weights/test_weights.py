@@ -5,17 +5,18 @@ import os
 import subprocess
 import sys
 import textwrap
+import socket
 
 import numpy as np
 import pytest
-
 import keras
+
 import keras_nfnets
 from keras_nfnets import CheckpointError, from_timm
 from keras_nfnets.models import TIMM_CONFIGS
 from keras_nfnets.weights import load_checkpoint, match_checkpoint
-
-from conftest import REPO_ENV, HERE, PARITY_MODELS, SIZE, needs_timm, offline_hub_env
+from conftest import HERE, PARITY_MODELS, PLAIN_ENV, REPO_ENV, SIZE, needs_timm, offline_hub_env
+from keras_nfnets.cli import main
 
 def _relative_error(model, reference):
     y = keras.ops.convert_to_numpy(model(reference["x"]))
@@ -209,7 +210,7 @@ def test_imagenet_weights_without_network_fail_clearly(tmp_path):
     assert "--weights" not in result.stderr
     # the command line's hint is a command that runs: --checkpoint goes with the timm name (issue 36:
     # it was suggested beside the builder name, which refuses it)
-    image = os.path.join(os.path.dirname(__file__), "..", "docs", "spp_figure1.png")
+    image = os.path.join(HERE, "..", "docs", "spp_figure1.png")
     cli = subprocess.run([sys.executable, "-m", "keras_nfnets.cli", "predict", image, "--model", "NFRegNetB1"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert cli.returncode == 2 and "--model nf_regnet_b1 --checkpoint model.safetensors" in cli.stderr, cli.stderr
@@ -260,3 +261,100 @@ def test_convert_tool_writes_loadable_weights(small_state, tmp_path):
     loaded.load_weights(output)
     for a, b in zip(direct.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# --- offline weights: tools/convert_timm.py's output loads into the builder it names --------------
+@pytest.mark.slow
+@needs_timm
+def test_a_converted_timm_file_loads_into_its_builder_and_a_misfit_is_one_line(timm_reference, tmp_path, capfd):
+    converted = tmp_path / "nf_regnet_b1.weights.h5"
+    subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "convert_timm.py"), "nf_regnet_b1",
+                    str(timm_reference / "nf_regnet_b1.safetensors"), str(converted)],
+                   env=PLAIN_ENV, check=True, capture_output=True, timeout=300)
+    reference = np.load(timm_reference / "nf_regnet_b1.npz")
+    model = keras_nfnets.NFRegNetB1(weights=str(converted), input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    logits = keras.ops.convert_to_numpy(model(reference["x"]))
+    assert np.abs(logits - reference["logits"]).max() / np.abs(reference["logits"]).max() < 1e-4  # timm's own
+    assert keras_nfnets.NFRegNetB1(weights=str(converted)).input.shape[1] == 288  # the checkpoint's size
+    backbone = keras_nfnets.NFRegNetB1(weights=str(converted), include_top=False)
+    assert backbone.output.shape[-1] == model.get_layer("predictions").kernel.shape[0]
+
+    capfd.readouterr()
+    with pytest.raises(ValueError) as error:
+        keras_nfnets.NFResNet50(weights=str(converted))
+    message = str(error.value)
+    assert "\n" not in message and str(converted) in message
+    assert "holds nf_regnet_b1 weights" in message and "keras_nfnets.NFRegNetB1(weights=FILE)" in message
+    assert "not NFResNet50" in message
+    assert capfd.readouterr().err.count("\n") <= 1  # no Keras warnings per layer
+    saved = tmp_path / "saved.weights.h5"  # the user's model.save_weights: the model records what it is
+    b0 = keras_nfnets.NFRegNetB0(input_shape=(64, 64, 3))
+    b0.save_weights(str(saved))
+    with pytest.raises(ValueError, match=r"holds nf_regnet_b0 weights .*NFRegNetB0\(weights=FILE\).* not NFRegNetB2"):
+        keras_nfnets.NFRegNetB2(weights=str(saved))
+    plain = tmp_path / "plain.weights.h5"  # written by a plain keras.Model: no recorded architecture
+    keras.Model(b0.input, b0.output).save_weights(str(plain))
+    with pytest.raises(ValueError, match=r"holds 8,595,372 parameters in \d+ arrays, not NFRegNetB2"):
+        keras_nfnets.NFRegNetB2(weights=str(plain))
+
+    image = tmp_path / "image.png"
+    keras.utils.save_img(str(image), np.random.default_rng(0).integers(0, 255, (50, 60, 3)).astype("uint8"))
+    assert main(["predict", str(image), "--model", "NFRegNetB1", "--weights", str(converted), "--top", "2"]) == 0
+    assert capfd.readouterr().out.startswith(f"{image}:\n  1. ")
+    assert main(["predict", str(image), "--model", "NFResNet50", "--weights", str(converted)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nfnets predict: error: The weights file")
+
+
+# --- offline: the variable read when used, no network detected once ---------------------------------
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once closed
+
+
+def test_offline_set_after_import_and_no_network_fail_at_once(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from keras_nfnets.weights import hub
+    from keras_nfnets.weights.presets import CHECKPOINTS
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the Hub was asked despite HF_HUB_OFFLINE / no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.setattr(hub, "_REACHABLE", {})
+    checkpoint = CHECKPOINTS["nf_regnet_b1.ra2_in1k"]
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # after huggingface_hub read its constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match=r"HF_HUB_OFFLINE is set and timm/nf_regnet_b1\.ra2_in1k/model\.safetensors is "
+                                      r"not in the Hugging Face Hub cache .*convert_timm"):
+        hub.download_checkpoint(checkpoint)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    port = _closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    connects = []
+    original = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: connects.append(a) or original(*a, **k))
+    for _ in range(2):
+        with pytest.raises(OSError, match=rf"No network: the Hugging Face Hub does not answer \(127\.0\.0\.1:{port}: "):
+            hub.download_checkpoint(checkpoint)
+    assert len(connects) == 1  # asked once per process
+
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--nf_regnet_b1.ra2_in1k"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("0" * 40)
+    (snapshot / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (snapshot / "snapshots" / ("0" * 40) / "model.safetensors").write_bytes(b"cached")
+    assert open(hub.download_checkpoint(checkpoint), "rb").read() == b"cached"  # no network: the cache serves
+
+
+# --- what the messages promise (issue 36) -----------------------------------------------------------
+def test_a_missing_checkpoint_file_is_said_before_building(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="Checkpoint file not found: .*missing.safetensors"):
+        keras_nfnets.from_timm("dm_nfnet_f1", checkpoint=str(tmp_path / "missing.safetensors"))
+    assert time.perf_counter() - started < 5  # it built NFNet-F1 for 40 s first

@@ -22,7 +22,9 @@ from keras_nfnets.layers import SkipInitGain
 from keras_nfnets.models import build_nf_model
 from keras_nfnets.optimizers import SGDAGC
 
-from test_xla_and_precision import SIZE, toy_config
+from harness import toy_config
+
+SIZE = 32  # the toy variants' input side
 
 ROUNDING_RMS = 2**-8 / math.sqrt(3)
 

@@ -9,7 +9,6 @@ multi-worker run; here nothing may reach standard error but the launcher's own l
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -17,6 +16,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import ON_DIGITS_RUNS, README_CLUSTER, user_environment
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
@@ -219,3 +219,34 @@ def test_readme_train_commands_in_one_run_directory_agree():
         by_folder.setdefault(folder, {})[repr(settings)] = command
     clashes = {folder: list(commands.values()) for folder, commands in by_folder.items() if len(commands) > 1}
     assert not clashes, clashes
+
+
+@pytest.mark.slow
+def test_readme_model_table_is_the_generated_one():
+    import io
+    import pathlib
+
+    from keras_nfnets.cli import models_table
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("<!-- models-table:start -->\n")[1].split("<!-- models-table:end -->")[0]
+    generated = io.StringIO()
+    models_table(markdown=True, out=generated)
+    assert table.strip() == generated.getvalue().strip(), "regenerate it with `nfnets models --markdown`"
+
+
+def test_readme_links_resolve():
+    import pathlib
+    import re
+
+    def anchors(path):  # GitHub's heading slugs
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.*)$", path.read_text(), re.M)}
+
+    root = pathlib.Path(__file__).parents[1]
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text()):
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.name} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{page.name} links to missing section {target}#{anchor}"

@@ -6,32 +6,19 @@ statistics, the AGC norms and the EMA in float32.
 The models are the three families' block types at toy widths (one block per stage, 32 px), so
 that each XLA compile takes seconds."""
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 import keras
 from keras_nfnets import _compat, backend
-from keras_nfnets.applications import BUILDERS
 from keras_nfnets.models import build_nf_model
 from keras_nfnets.training import SGDAGC, ExponentialMovingAverage, set_precision, train
 from keras_nfnets import optimizers as optimizers_module
 
-TOY = {  # family -> its variant with one block per stage at small widths (dropout and stochastic depth off)
-    "nf_resnet": dict(base="NFResNet26", depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16),
-    "nf_regnet": dict(base="NFRegNetB0", depths=(1, 1, 1, 1)),
-    "nfnet": dict(base="NFNetF0", depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16, group_width=16,
-                  final_conv_channels=256),
-}
+from harness import toy_config
+
 SIZE, BATCH, STEPS = 32, 8, 4
-
-
-def toy_config(family, **changes):
-    row = dict(TOY[family])
-    config = BUILDERS[row.pop("base")].config
-    return dataclasses.replace(config, **{"name": f"toy_{family}", "drop_rate": 0.0, "stochastic_depth_rate": 0.0,
-                                          **row, **changes})
 
 
 def _batch(seed=0, classes=10):
@@ -140,7 +127,7 @@ def test_jit_compile_is_checked_before_any_work(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_train_with_jit_compile_records_it(tmp_path):
     """``train(jit_compile=True)`` compiles the step (run.json says so); ``"auto"`` resolves to
-    Keras' rule, off on this CPU-only TensorFlow machine (test_train_run.py's runs check that)."""
+    Keras' rule, off on this CPU-only TensorFlow machine (test_run.py's runs check that)."""
     run = train("NFResNet14", "digits", epochs=1, steps_per_epoch=2, batch_size=16, jit_compile=True,
                 output_dir=str(tmp_path / "xla"), verbose=0, tensorboard=False, input_report=False)
     assert run.settings["jit_compile"] is True and run.model.jit_compile is True

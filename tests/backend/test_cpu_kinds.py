@@ -215,7 +215,7 @@ def test_float16_grouped_convolutions_train_on_any_cpu():
     from keras_nfnets.backend import tf_backend
     from keras_nfnets.models import build_nf_model
     from keras_nfnets.training import SGDAGC, set_precision
-    from test_xla_and_precision import toy_config
+    from harness import toy_config
 
     x = tf.ones((1, 6, 6, 8), tf.float16)
     try:

@@ -1,9 +1,13 @@
+"""The NF blocks' layers (NF paper §4, App. C; NFNet paper §5): squeeze-excite ×2, ECA, stochastic
+depth without rescaling, SkipInit gain, symmetric max pooling."""
+
 import numpy as np
 import pytest
 from keras import ops
 
 import keras
-from keras_nfnets.layers import ECA, SkipInitGain, SqueezeExcite, StochasticDepth, eca_kernel_size
+from harness import run_layer_test
+from keras_nfnets.layers import ECA, SkipInitGain, SqueezeExcite, StochasticDepth, SymmetricMaxPooling2D, eca_kernel_size
 
 
 def test_squeeze_excite_rescales_by_two():
@@ -59,7 +63,9 @@ def test_skipinit_gain_starts_at_zero():
     np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), 0.5 * x)
 
 
-@pytest.mark.parametrize("layer", [SqueezeExcite(4), ECA(kernel_size=5), StochasticDepth(0.1), SkipInitGain()])
-def test_layers_serialise(layer):
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+@pytest.mark.parametrize("layer_cls,kwargs,weights", [
+    (SqueezeExcite, dict(hidden_channels=4), 4), (ECA, dict(kernel_size=5), 1), (StochasticDepth, dict(rate=0.1), 0),
+    (SkipInitGain, dict(initial_value=0.5), 1), (SymmetricMaxPooling2D, dict(), 0)])
+def test_each_block_layer_passes_the_layer_harness(layer_cls, kwargs, weights):
+    out_shape = (2, 4, 4, 8) if layer_cls is SymmetricMaxPooling2D else (2, 8, 8, 8)
+    run_layer_test(layer_cls, kwargs, (2, 8, 8, 8), out_shape, expected_trainable_weights=weights)

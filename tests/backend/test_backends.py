@@ -281,7 +281,7 @@ def test_one_sgd_agc_step_updates_the_weights_alike(backend, made_under_tensorfl
 @pytest.mark.parametrize("backend", EACH_BACKEND)
 def test_train_runs_on_every_backend_with_agc_ema_and_cutmix_mixup(backend, on_backend):
     """A short ``train`` run with AGC and EMA (PyTorch; on JAX the README's digits run reaches 95%
-    there and its model.keras evaluates under TensorFlow, test_readme_commands.py, and the
+    there and its model.keras evaluates under TensorFlow, test_readme.py, and the
     data-parallel runs below train with AGC and EMA), then ``model.fit`` with NFNet's recipe fed by CutMix +
     MixUp + RandAugment batches (both backends)."""
     tmp_path, result = on_backend(backend)
