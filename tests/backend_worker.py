@@ -40,6 +40,7 @@ def _mark(name):  # seconds each check took, in the result (the suite's time is 
     results["seconds"][_clock[1]] = round(now - _clock[0], 1)
     _clock[:] = [now, name]
 x = np.load(task["x"])
+from harness import build_named  # noqa: E402  (this script's folder, tests/, is on sys.path)
 
 
 def logits(model, images):
@@ -63,7 +64,7 @@ if "timm" in task:  # NumPy/safetensors conversion; weights="imagenet" reads an 
 _mark("forward")
 loaded = {}  # builder name -> the model with the forward check's weights (folded below, not rebuilt)
 for name, weights in task.get("forward", {}).items():
-    loaded[name] = model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
+    loaded[name] = model = build_named(name, input_shape=x.shape[1:], classes=10)
     model.load_weights(weights)
     np.save(os.path.join(task["dir"], f"{name}_{task['backend']}.npy"), logits(model, x))
 results["tensorflow_imported_by_models"] = "tensorflow" in sys.modules
@@ -219,7 +220,7 @@ if "fold" in task:
     for name, weights in task["fold"].items():
         model = loaded.get(name)
         if model is None:
-            model = BUILDERS[name](input_shape=x.shape[1:], classes=10)
+            model = build_named(name, input_shape=x.shape[1:], classes=10)
             model.load_weights(weights)
         folded = fold_weight_standardization(model)
         np.save(os.path.join(task["dir"], f"folded_{name}_{task['backend']}.npy"), logits(folded, x))

@@ -3,7 +3,7 @@ TensorFlow sees (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``, ``XLA_FLAGS`
 ``python cpu_kind_worker.py TASK.json``.
 
 The task: ``out`` (a folder), ``strategy`` (``"none"`` or ``"mirrored"``: two logical CPUs),
-``models`` (builder or timm names), ``precision`` (a Keras dtype policy, default float32),
+``models`` (builder or timm names, or ``toy_FAMILY``: tests/harness.py's toy variants), ``precision`` (a Keras dtype policy, default float32),
 ``force_native`` (answer "native" whatever the probe says:
 what a wrong probe would do). For each model: built at 32 px from seed 0 (without dropout and
 stochastic depth, whose masks differ between one device and two replicas) with its constant
@@ -51,7 +51,12 @@ results = {"models": {}}
 for name in task["models"]:
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        config = BUILDERS[name].config if name in BUILDERS else keras_nfnets.timm_config(name)
+        if name.startswith("toy_"):  # a family's blocks at toy widths (tests/harness.py, this script's folder)
+            from harness import toy_config
+
+            config = toy_config(name.removeprefix("toy_"))
+        else:
+            config = BUILDERS[name].config if name in BUILDERS else keras_nfnets.timm_config(name)
         config = dataclasses.replace(config, drop_rate=0.0, stochastic_depth_rate=0.0)  # replicas draw other masks
         model = build_nf_model(config, input_shape=(SIZE, SIZE, 3), classes=CLASSES, classifier_activation=None)
     # constant weights (gains, biases, SkipInit, the zero classifier) randomised as

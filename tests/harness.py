@@ -20,6 +20,9 @@ TOY = {  # family -> its variant with one block per stage at small widths (dropo
     "nf_regnet": dict(base="NFRegNetB0", depths=(1, 1, 1, 1)),
     "nfnet": dict(base="NFNetF0", depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16, group_width=16,
                   final_conv_channels=256),
+    # timm's layout: ECA attention, symmetric padding ("same" in timm's sense), its own stem
+    "eca_nfnet": dict(base="ECANFNetL0", depths=(1, 1, 1, 1), widths=(32, 64, 96, 128), stem_width=16, group_width=16,
+                      final_conv_channels=256),
 }
 
 
@@ -31,6 +34,17 @@ def toy_config(family, **changes):
     config = BUILDERS[row.pop("base")].config
     return dataclasses.replace(config, **{"name": f"toy_{family}", "drop_rate": 0.0, "stochastic_depth_rate": 0.0,
                                           **row, **changes})
+
+
+def build_named(name, **arguments):
+    """The builder ``name``'s model, or for ``toy_FAMILY`` that family's toy variant, with the
+    builders' keyword ``arguments`` (``input_shape``, ``classes``, ...)."""
+    from keras_nfnets.applications import BUILDERS
+    from keras_nfnets.models import build_nf_model
+
+    if name.startswith("toy_"):
+        return build_nf_model(toy_config(name.removeprefix("toy_")), **arguments)
+    return BUILDERS[name](**arguments)
 
 
 def _numpy(x):

@@ -36,8 +36,11 @@ def cpu_kind(onednn, base=None):
     return env
 
 
-FAMILIES = ["NFResNet26", "NFRegNetB0", "NFNetF0", "eca_nfnet_l0"]  # three families and a timm twin (ECA, symmetric pad)
-GROUPED = ["NFRegNetB0", "eca_nfnet_l0"]
+# The three families' blocks and timm's ECA layout (symmetric padding) at toy widths, one block per
+# stage (tests/harness.py): every layer type of the full variants, in seconds instead of minutes
+# (the full NF-ResNet-26, NF-RegNet-B0, NFNet-F0 and eca_nfnet_l0 took 432 s of the suite's time).
+FAMILIES = ["toy_nf_resnet", "toy_nf_regnet", "toy_nfnet", "toy_eca_nfnet"]
+GROUPED = ["toy_nf_regnet", "toy_eca_nfnet"]
 pytestmark = pytest.mark.xdist_group("cpu_kinds")  # one worker: the reference step is made once
 
 
@@ -115,8 +118,8 @@ def test_a_probe_that_said_native_without_onednn_would_fail_the_first_step(tmp_p
     CPU): with the answer forced to native where oneDNN is off, the first fit step fails with
     TensorFlow's grouped-gradient error. If TensorFlow ever gains that gradient, this fails and the
     probe's documentation must change."""
-    _, forced = run_worker(tmp_path, "forced", "0", ["NFRegNetB0"], force_native=True)
-    error = forced["models"]["NFRegNetB0"].get("error", "")
+    _, forced = run_worker(tmp_path, "forced", "0", ["toy_nf_regnet"], force_native=True)
+    error = forced["models"]["toy_nf_regnet"].get("error", "")
     assert error.startswith("InvalidArgumentError") and "Conv2DBackprop" in error, forced
 
 
@@ -242,9 +245,9 @@ def test_float16_grouped_convolutions_train_on_any_cpu():
 def test_bfloat16_trains_grouped_models_without_onednn(tmp_path):
     """Without oneDNN, TensorFlow computes bfloat16 on Eigen, which has no grouped gradient either:
     per group, one ``mixed_bfloat16`` step of NF-RegNet-B0 runs."""
-    _, result = run_worker(tmp_path, "bf16", "0", ["NFRegNetB0"], precision="mixed_bfloat16")
-    assert "error" not in result["models"]["NFRegNetB0"], result["models"]["NFRegNetB0"]
-    assert np.isfinite(result["models"]["NFRegNetB0"]["loss"])
+    _, result = run_worker(tmp_path, "bf16", "0", ["toy_nf_regnet"], precision="mixed_bfloat16")
+    assert "error" not in result["models"]["toy_nf_regnet"], result["models"]["toy_nf_regnet"]
+    assert np.isfinite(result["models"]["toy_nf_regnet"]["loss"])
     assert result["probe_compute_dtype"]["native"] is False and result["probe_compute_dtype"]["runs"] is True
 
 

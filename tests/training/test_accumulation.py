@@ -201,8 +201,9 @@ def test_the_command_line_takes_accumulation_and_remat_and_prints_oom_as_one_lin
 
     import keras_nfnets.training
 
-    monkeypatch.setattr(run_module, "run_training", fake_train)
+    # the package's lazy name first: read after the module is patched, it would record the fake as the original
     monkeypatch.setattr(keras_nfnets.training, "run_training", fake_train)
+    monkeypatch.setattr(run_module, "run_training", fake_train)
     assert cli.main(["train", "--model", "NFNetF3", "--accumulation-steps", "4", "--remat"]) == 2
     assert seen["accumulation_steps"] == 4 and seen["remat"] is True
     err = capsys.readouterr().err

@@ -224,7 +224,7 @@ def test_resumed_run_ends_with_the_same_weights_and_history(tmp_path, capsys, mo
     with pytest.raises(ValueError, match=r"`epochs`: 3 in the checkpoint, 5 now; `batch_size`: 16 in the checkpoint, "
                                          r"8 now\)\. .*`resume=False`"):
         train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **dict(settings, batch_size=8, epochs=5))
-    with pytest.raises(ValueError, match=r"the recipe \(`learning_rate`, `clip_factor`, `ema`\): .*EMA 0\.9.*EMA 0\.5"):
+    with pytest.raises(ValueError, match=r"the recipe \(`learning_rate`, `clip_factor`, `weight_decay`, `ema`, `randaugment`\): .*EMA 0\.9.*EMA 0\.5"):
         train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **dict(settings, ema=0.5))
     again = train("NFResNet14", "digits", output_dir=str(tmp_path / "b"), **settings)
     assert again.history == resumed.history and again.metrics == resumed.metrics
