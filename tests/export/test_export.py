@@ -322,6 +322,8 @@ def test_the_stderr_capture_sees_python_and_cpp_writes():  # the quiet check abo
 
 EXPORT_WITHOUT_ONEDNN = """
 import json, sys
+import keras_nfnets
+from keras_nfnets import export as exporting
 from keras_nfnets.backend import tf_backend
 from keras_nfnets.export.verification import randomise_weights
 assert tf_backend.onednn_enabled() is False

@@ -384,6 +384,7 @@ def test_a_crash_while_saving_leaves_the_previous_model_whole(tmp_path, monkeypa
 
 LOCAL_BUILDER = '''
 """A TFDS builder whose files are local: PNGs in its manual_dir, one folder per class."""
+import os
 
 import tensorflow_datasets as tfds
 
