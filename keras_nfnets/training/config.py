@@ -20,48 +20,36 @@ from keras_nfnets.training.options import AUGMENT_CHOICES, DEFAULT_DATASET, DEFA
 
 # --- the text forms of option values (argparse types; each error names what it expects) ----------
 
+def _number(text, convert, accepts, expected, rule):
+    """``convert(text)`` if ``accepts`` it, else argparse's error: "expected <expected>" for text
+    that is no number, "must be <rule>" for a number outside the range."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not accepts(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+    return value
+
+
 def positive_int(text):
     """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer", "a positive integer")
 
 
 def positive_float(text):
     """A number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a positive number", "a positive number")
 
 
 def non_negative_float(text):
     """A number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+    return _number(text, float, lambda v: v >= 0, "a number >= 0", "a number >= 0")
 
 
 def fraction(text):
     """A number in [0, 1) (0 turns the thing off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 turns it off), got {text}")
-    return value
+    return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)", "in [0, 1) (0 turns it off)")
 
 
 def number_or_off(text):
@@ -323,11 +311,8 @@ def _check(config):
     for field in fields():
         choices = field.metadata["choices"]
         value = getattr(config, field.name)
-        if choices and value not in choices:
-            what = {"strategy": "`strategy`", "precision": "precision"}.get(field.name, f"`{field.name}`")
-            raise ValueError(f"Unknown {what} {value!r}; choose one of {', '.join(choices)}."
-                             if field.name in ("strategy", "precision")
-                             else f"`{field.name}` must be one of {tuple(choices)}; received {value!r}.")
+        if choices and value not in choices:  # (the words of make_strategy's and check_precision's errors)
+            raise ValueError(f"Unknown `{field.name}` {value!r}; choose one of {', '.join(choices)}.")
     if not (config.jit_compile is True or config.jit_compile is False or config.jit_compile == "auto"):
         raise ValueError(f"`jit_compile` must be \"auto\", True or False; received {config.jit_compile!r}.")
     if config.randaugment not in ("paper", None):
