@@ -57,14 +57,16 @@ TOLERANCE = {"float32": 1e-4, "mixed_bfloat16": 1e-1}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family, precision", [("nf_resnet", "float32"), ("nf_regnet", "float32"),
-                                               ("nfnet", "float32"), ("nfnet", "mixed_bfloat16")])
+@pytest.mark.parametrize("family, precision", [("nfnet", "float32"), ("nfnet", "mixed_bfloat16")])
 def test_xla_steps_equal_uncompiled_steps(family, precision, policy):
     """SGD + AGC + weight decay + EMA, ``fit`` with ``jit_compile=True`` against ``False`` from the
     same weights on the same batches: losses and final (EMA) weights within :data:`TOLERANCE`.
-    Each family's layers in float32; ``mixed_bfloat16`` on the NFNet toy, whose layers (grouped
-    WS convs, SE, γ-activations, the skip gain) include the other families' (the policy's casts
-    are the layers' own, not a family's)."""
+    On the NFNet toy, whose layers (WS convs plain and grouped, SE, γ-activations, the skip gain,
+    the final conv) are the layer types of the other families' blocks too: XLA compiles ops, not
+    families (the NF-ResNet and NF-RegNet toys, run as well until December 2026, took 155 s of
+    CI's time and agreed as closely). NF-ResNet-14 trains compiled in
+    test_train_with_jit_compile_records_it, and every family's step is compiled on JAX
+    (tests/backend/test_backends.py)."""
     policy(precision)
     config = toy_config(family)
     keras.utils.set_random_seed(0)
