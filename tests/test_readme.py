@@ -9,7 +9,6 @@ multi-worker run; here nothing may reach standard error but the launcher's own l
 """
 
 import json
-import math
 import pathlib
 import re
 import shutil
@@ -23,9 +22,8 @@ from conftest import ON_DIGITS_RUNS, README_CLUSTER, user_environment
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
 RUN = "run as written"
-# ten steps: the 2-epoch forms took 233 s (PyTorch) and 85 s (JAX) of CI's time beside the other tests
-TORCH_SHORT = "KERAS_BACKEND=torch nfnets train --epochs 1 --steps-per-epoch 10 --output-dir runs/digits_torch_short"
-JAX_SHORT = "KERAS_BACKEND=jax nfnets train --epochs 1 --steps-per-epoch 10 --output-dir runs/digits_jax_short"
+TORCH_SHORT = "KERAS_BACKEND=torch nfnets train --epochs 2 --output-dir runs/digits_torch_short"
+JAX_SHORT = "KERAS_BACKEND=jax nfnets train --epochs 2 --output-dir runs/digits_jax_short"
 # README command -> RUN (in the user's directory), ("installed", the command after `pip install
 # … &&`, which CI has done), ("short form", the documented command run instead, in a fresh
 # directory: a run directory holds one run), or ("excused", why it cannot run here). The order is
@@ -173,30 +171,22 @@ def test_readme_cluster_in_its_short_form(digits_runs):
     assert "saved to runs/digits_2workers_short/model.keras" in launched.stdout
 
 
-# The classifier starts at zero (DeepMind's and timm's initialisation): every image's prediction is
-# uniform and the loss is ln 10 = 2.3026 whatever the label smoothing. Ten steps bring the test loss
-# to 2.273 (PyTorch) and 2.251 (JAX) on an Intel Xeon with AMX (seed 0); a run that did not learn
-# (no update, a wrong gradient's sign) stays at or above ln 10.
-UNTRAINED_LOSS = math.log(10)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, command", [("jax", JAX_SHORT), ("torch", TORCH_SHORT)], ids=["jax", "torch"])
-def test_readme_main_job_on_jax_and_torch(tmp_path, backend, command):
-    """The README's main job on JAX and PyTorch in its documented ten-step short form, typed as a
-    user types it (on PyTorch it died with signal 11 and printed nothing until December 2026, issue
-    36): it learns (the test loss below the untrained model's ln 10; the full runs reach 98.3-98.9%,
-    by hand), and its model.keras evaluates the same under TensorFlow (this process)."""
+@pytest.mark.parametrize("backend, command, bound", [
+    ("jax", JAX_SHORT, 0.25),  # 2 epochs: 36.9% (chance: 10%); the 15 of the README line: 98.3-98.9%, by hand
+    ("torch", TORCH_SHORT, 0.25)], ids=["jax", "torch"])  # 2 epochs: 39.4% (chance: 10%); the 15 of the README line: 98.3%, by hand
+def test_readme_main_job_on_jax_and_torch(tmp_path, backend, command, bound):
+    """The README's main job on JAX and PyTorch in its documented 2-epoch short form, typed as a user
+    types it (on PyTorch it died with signal 11 and printed nothing until December 2026, issue 36):
+    it learns, and its model.keras evaluates the same under TensorFlow (this process)."""
     from keras_nfnets.training import evaluate
 
     outputs = _run_part(backend, tmp_path)
     assert f"saved to runs/digits_{backend}_short/model.keras" in outputs[command].stdout
     run = tmp_path / "short0" / "runs" / f"digits_{backend}_short"
     history = json.loads((run / "history.json").read_text())
-    assert len(history["history"]["loss"]) == 1 and history["test"]["loss"] < UNTRAINED_LOSS - 0.01, history
-    evaluated = evaluate(str(run))
-    assert evaluated["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)
-    assert evaluated["loss"] == pytest.approx(history["test"]["loss"], rel=1e-4)
+    assert history["test"]["accuracy"] >= bound, history["test"]
+    assert evaluate(str(run))["accuracy"] == pytest.approx(history["test"]["accuracy"], abs=1e-6)
 
 
 def _train_runs():
